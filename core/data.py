@@ -1,0 +1,175 @@
+"""Read, validate and split ticket tables. Errors name the file, the row and the problem."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from core.settings import Settings
+from core.store import StoreError, read_location
+
+SHORT = "short_description"
+NOTES = "close_notes"
+LABEL = "label"
+CANONICAL_COLUMNS = (SHORT, NOTES, LABEL)
+_MAX_ROWS_NAMED = 5
+
+
+class DataError(ValueError):
+    """Bad input data; the message is meant for the person who supplied it."""
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What happened to the rows of one table on the way in."""
+
+    source: str
+    rows_read: int
+    duplicates_dropped: int
+    rows_kept: int
+    classes: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def read_table(location: str, settings: Settings) -> pd.DataFrame:
+    """A CSV or Parquet table, local or s3://, with every column as text."""
+    try:
+        data = read_location(location, settings)
+    except StoreError as exc:
+        raise DataError(str(exc)) from exc
+    if not data.strip():
+        raise DataError(f"{location}: the file is empty")
+    if location.lower().endswith((".parquet", ".pq")):
+        return _read_parquet(location, data)
+    return _read_csv(location, data)
+
+
+def _read_parquet(location: str, data: bytes) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:
+        raise DataError(f"{location}: not a readable Parquet file ({exc})") from exc
+    return frame.astype(object).where(frame.notna(), "")
+
+
+def _read_csv(location: str, data: bytes) -> pd.DataFrame:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{location}: not UTF-8 text (invalid byte at line {line}); re-save the file as UTF-8"
+        ) from exc
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{location}: not a readable CSV file ({exc})") from exc
+    return frame
+
+
+def _name_rows(mask: pd.Series) -> str:
+    rows = [str(i + 1) for i in mask[mask].index[:_MAX_ROWS_NAMED]]
+    more = int(mask.sum()) - len(rows)
+    return ", ".join(rows) + (f" and {more} more" if more > 0 else "")
+
+
+def to_canonical(
+    frame: pd.DataFrame, location: str, text_columns: tuple[str, ...], label_column: str | None
+) -> pd.DataFrame:
+    """Rename the configured columns to short_description, close_notes (and label)."""
+    if frame.empty:
+        raise DataError(f"{location}: the table has no rows")
+    wanted = [*text_columns, *([label_column] if label_column else [])]
+    missing = [column for column in wanted if column not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{location}: missing column(s) {missing}; the file has {list(frame.columns)} "
+            "(set --text-columns / --label-column)"
+        )
+    frame = frame.reset_index(drop=True)
+    texts = frame[list(text_columns)].astype(str).apply(lambda col: col.str.strip())
+    canonical = pd.DataFrame({SHORT: texts.iloc[:, 0]})
+    notes = texts.iloc[:, 1:].agg(lambda row: " . ".join(v for v in row if v), axis=1)
+    canonical[NOTES] = notes if len(text_columns) > 1 else ""
+    empty = (canonical[SHORT] == "") & (canonical[NOTES] == "")
+    if empty.any():
+        raise DataError(f"{location}: empty text in row(s) {_name_rows(empty)} of {text_columns}")
+    if label_column:
+        labels = frame[label_column].astype(str).str.strip()
+        blank = labels == ""
+        if blank.any():
+            raise DataError(f"{location}: empty {label_column!r} in row(s) {_name_rows(blank)}")
+        canonical[LABEL] = labels
+    return canonical
+
+
+def prepare_training_table(
+    frame: pd.DataFrame, location: str, settings: Settings
+) -> tuple[pd.DataFrame, DataReport]:
+    """Validated canonical training table with exact duplicates dropped (and counted)."""
+    canonical = to_canonical(frame, location, settings.text_columns, settings.label_column)
+    deduplicated = canonical.drop_duplicates().reset_index(drop=True)
+    counts = deduplicated[LABEL].value_counts()
+    if len(counts) < 2:
+        raise DataError(
+            f"{location}: only one class ({counts.index[0]!r}) in {settings.label_column!r}; "
+            "a classifier needs at least two"
+        )
+    needed = minimum_rows_per_class(settings)
+    small = counts[counts < needed]
+    if not small.empty:
+        listed = ", ".join(f"{label!r} ({count})" for label, count in small.items())
+        raise DataError(
+            f"{location}: class(es) {listed} have fewer than {needed} rows, too few to split into "
+            f"a test set and {settings.cv_folds} cross-validation folds; add rows or merge them"
+        )
+    report = DataReport(
+        source=location,
+        rows_read=len(canonical),
+        duplicates_dropped=len(canonical) - len(deduplicated),
+        rows_kept=len(deduplicated),
+        classes=len(counts),
+    )
+    return deduplicated, report
+
+
+def minimum_rows_per_class(settings: Settings) -> int:
+    """Enough rows that a stratified test split still leaves ``cv_folds`` rows for CV."""
+    return settings.cv_folds + 2
+
+
+def prepare_test_table(
+    frame: pd.DataFrame, location: str, settings: Settings, known_labels: set[str]
+) -> pd.DataFrame:
+    """Validated canonical test table whose labels were all seen in training."""
+    canonical = to_canonical(frame, location, settings.text_columns, settings.label_column)
+    unseen = sorted(set(canonical[LABEL]) - known_labels)
+    if unseen:
+        raise DataError(f"{location}: label(s) {unseen[:10]} never appear in the training data")
+    return canonical
+
+
+def split(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified train/test split with the configured seed."""
+    train, test = train_test_split(
+        frame, test_size=settings.test_size, random_state=settings.seed, stratify=frame[LABEL]
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def load_training_data(
+    settings: Settings, location: str, test_location: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, DataReport]:
+    """Train and test tables: a split of ``location``, or ``test_location`` as the test set."""
+    frame, report = prepare_training_table(read_table(location, settings), location, settings)
+    if test_location is None:
+        train, test = split(frame, settings)
+        return train, test, report
+    known = set(frame[LABEL])
+    test = prepare_test_table(read_table(test_location, settings), test_location, settings, known)
+    return frame, test, report

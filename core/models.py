@@ -1,0 +1,361 @@
+"""The seven model families: a search space and a pipeline builder for each.
+
+A pipeline is ``normalize -> features -> head``. The normaliser is stateless and the features
+(word and character TF-IDF) depend only on the text settings, so tuning computes both once per
+setting and fold and searches the head on top; the saved pipeline still holds every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from lightgbm import LGBMClassifier
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_selection import SelectKBest, chi2
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import LabelEncoder
+from sklearn.svm import LinearSVC
+from xgboost import XGBClassifier
+
+from core.settings import FAMILIES
+from core.text import TextNormalizer
+
+Params = dict[str, Any]
+TEXT_KEYS = ("stem", "remove_stop_words")
+FEATURE_KEYS = ("word_ngram_max", "char_ngram_max", "min_df", "tfidf_max_features", "sublinear_tf")
+
+
+class EncodedLabels(ClassifierMixin, BaseEstimator):
+    """Lets an estimator that wants labels 0..n-1 (XGBoost) train and predict on text labels."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def fit(self, X: Any, y: Any) -> EncodedLabels:
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        self.estimator_ = clone(self.estimator).fit(X, encoder.transform(y))
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_[np.asarray(self.estimator_.predict(X), dtype=int)])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.estimator_.predict_proba(X))
+
+
+class ToDense(TransformerMixin, BaseEstimator):
+    """Sparse to dense, for estimators without sparse input (histogram gradient boosting)."""
+
+    def fit(self, X: Any, y: Any = None) -> ToDense:
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+
+
+def suggest_text(trial: optuna.Trial) -> Params:
+    return {
+        "stem": trial.suggest_categorical("stem", [True, False]),
+        "remove_stop_words": trial.suggest_categorical("remove_stop_words", [False, True]),
+    }
+
+
+def suggest_features(trial: optuna.Trial) -> Params:
+    return {
+        "word_ngram_max": trial.suggest_int("word_ngram_max", 1, 2),
+        "char_ngram_max": trial.suggest_categorical("char_ngram_max", [0, 4, 5]),
+        "min_df": trial.suggest_int("min_df", 1, 3),
+        "tfidf_max_features": trial.suggest_categorical("tfidf_max_features", [50_000, 150_000]),
+    }
+
+
+DEFAULT_TEXT: Params = {"stem": False, "remove_stop_words": False}
+DEFAULT_FEATURES: Params = {
+    "word_ngram_max": 2,
+    "char_ngram_max": 5,
+    "min_df": 2,
+    "tfidf_max_features": 150_000,
+}
+
+
+def build_features(params: Params) -> FeatureUnion:
+    """Word (and, unless ``char_ngram_max`` is 0, character) TF-IDF over normalised text."""
+    common = {
+        "lowercase": False,
+        "min_df": params["min_df"],
+        "max_features": params["tfidf_max_features"],
+        "sublinear_tf": params.get("sublinear_tf", True),
+        "dtype": np.float32,
+    }
+    parts: list[tuple[str, Any]] = [
+        (
+            "word",
+            TfidfVectorizer(
+                token_pattern=r"\S+", ngram_range=(1, params["word_ngram_max"]), **common
+            ),
+        )
+    ]
+    if params["char_ngram_max"]:
+        parts.append(
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb", ngram_range=(2, params["char_ngram_max"]), **common
+                ),
+            )
+        )
+    return FeatureUnion(parts)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: its own hyper-parameters and the estimator steps after the features."""
+
+    name: str
+    suggest: Callable[[optuna.Trial], Params]
+    head: Callable[[Params, int, int], list[tuple[str, Any]]]
+    defaults: Params
+
+
+def _linear_defaults() -> Params:
+    return {"C": 1.0, "class_weight": "balanced"}
+
+
+def _suggest_logreg(trial: optuna.Trial) -> Params:
+    return {
+        "C": trial.suggest_float("C", 0.5, 100.0, log=True),
+        "class_weight": trial.suggest_categorical("class_weight", ["balanced", None]),
+    }
+
+
+def _head_logreg(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    model = LogisticRegression(
+        C=p["C"], class_weight=p["class_weight"], max_iter=3000, random_state=seed
+    )
+    return [("clf", model)]
+
+
+def _suggest_svm(trial: optuna.Trial) -> Params:
+    return {
+        "C": trial.suggest_float("C", 0.05, 5.0, log=True),
+        "class_weight": trial.suggest_categorical("class_weight", ["balanced", None]),
+    }
+
+
+def _head_svm(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    svm = LinearSVC(C=p["C"], class_weight=p["class_weight"], random_state=seed)
+    return [("clf", CalibratedClassifierCV(svm, method="sigmoid", cv=3))]
+
+
+def _suggest_forest(trial: optuna.Trial) -> Params:
+    return {
+        "k": trial.suggest_int("k", 1000, 8000, step=500),
+        "n_estimators": trial.suggest_int("n_estimators", 100, 400, step=50),
+        "max_features": trial.suggest_categorical("max_features", ["sqrt", "log2"]),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 3),
+        "class_weight": trial.suggest_categorical("class_weight", ["balanced_subsample", None]),
+    }
+
+
+def _forest_defaults() -> Params:
+    return {
+        "k": 4000,
+        "n_estimators": 300,
+        "max_features": "sqrt",
+        "min_samples_leaf": 1,
+        "class_weight": "balanced_subsample",
+    }
+
+
+def _select(k: int) -> tuple[str, Any]:
+    return ("select", SelectKBest(chi2, k=k))
+
+
+def _head_random_forest(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    model = RandomForestClassifier(
+        n_estimators=p["n_estimators"],
+        max_features=p["max_features"],
+        min_samples_leaf=p["min_samples_leaf"],
+        class_weight=p["class_weight"],
+        n_jobs=n_jobs,
+        random_state=seed,
+    )
+    return [_select(p["k"]), ("clf", model)]
+
+
+def _head_extra_trees(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    model = ExtraTreesClassifier(
+        n_estimators=p["n_estimators"],
+        max_features=p["max_features"],
+        min_samples_leaf=p["min_samples_leaf"],
+        class_weight=p["class_weight"],
+        n_jobs=n_jobs,
+        random_state=seed,
+    )
+    return [_select(p["k"]), ("clf", model)]
+
+
+def _suggest_hgb(trial: optuna.Trial) -> Params:
+    return {
+        "k": trial.suggest_int("k", 300, 1500, step=100),
+        "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
+        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 31),
+        "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10.0, log=True),
+    }
+
+
+def _head_hgb(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    model = HistGradientBoostingClassifier(
+        learning_rate=p["learning_rate"],
+        max_iter=200,
+        max_leaf_nodes=p["max_leaf_nodes"],
+        l2_regularization=p["l2_regularization"],
+        max_bins=32,
+        early_stopping=True,
+        n_iter_no_change=8,
+        random_state=seed,
+    )
+    return [_select(p["k"]), ("dense", ToDense()), ("clf", model)]
+
+
+def _suggest_xgb(trial: optuna.Trial) -> Params:
+    return {
+        "k": trial.suggest_int("k", 500, 2000, step=250),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 250, step=50),
+        "max_depth": trial.suggest_int("max_depth", 3, 8),
+        "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
+        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+    }
+
+
+def _head_xgb(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    model = XGBClassifier(
+        n_estimators=p["n_estimators"],
+        max_depth=p["max_depth"],
+        learning_rate=p["learning_rate"],
+        subsample=p["subsample"],
+        colsample_bytree=p["colsample_bytree"],
+        tree_method="hist",
+        max_bin=32,
+        n_jobs=n_jobs,
+        random_state=seed,
+        verbosity=0,
+    )
+    return [_select(p["k"]), ("clf", EncodedLabels(model))]
+
+
+def _suggest_lgbm(trial: optuna.Trial) -> Params:
+    return {
+        "k": trial.suggest_int("k", 500, 2000, step=250),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 250, step=50),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 64, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.2, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 30),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+    }
+
+
+def _head_lgbm(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+    model = LGBMClassifier(
+        n_estimators=p["n_estimators"],
+        num_leaves=p["num_leaves"],
+        learning_rate=p["learning_rate"],
+        min_child_samples=p["min_child_samples"],
+        colsample_bytree=p["colsample_bytree"],
+        class_weight="balanced",
+        max_bin=32,
+        n_jobs=n_jobs,
+        random_state=seed,
+        verbose=-1,
+    )
+    return [_select(p["k"]), ("clf", model)]
+
+
+REGISTRY: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family(
+            "logistic_regression", _suggest_logreg, _head_logreg, {**_linear_defaults(), "C": 20.0}
+        ),
+        Family("linear_svm", _suggest_svm, _head_svm, {**_linear_defaults(), "C": 0.5}),
+        Family("random_forest", _suggest_forest, _head_random_forest, _forest_defaults()),
+        Family("extra_trees", _suggest_forest, _head_extra_trees, _forest_defaults()),
+        Family(
+            "gradient_boosting",
+            _suggest_hgb,
+            _head_hgb,
+            {"k": 800, "learning_rate": 0.1, "max_leaf_nodes": 15, "l2_regularization": 1.0},
+        ),
+        Family(
+            "xgboost",
+            _suggest_xgb,
+            _head_xgb,
+            {
+                "k": 1000,
+                "n_estimators": 150,
+                "max_depth": 6,
+                "learning_rate": 0.15,
+                "subsample": 0.9,
+                "colsample_bytree": 0.5,
+            },
+        ),
+        Family(
+            "lightgbm",
+            _suggest_lgbm,
+            _head_lgbm,
+            {
+                "k": 1000,
+                "n_estimators": 150,
+                "num_leaves": 16,
+                "learning_rate": 0.1,
+                "min_child_samples": 10,
+                "colsample_bytree": 0.5,
+            },
+        ),
+    )
+}
+assert tuple(REGISTRY) == FAMILIES
+
+
+def default_params(family: str) -> Params:
+    """A known-reasonable starting point, tried first by every study."""
+    return {**DEFAULT_TEXT, **DEFAULT_FEATURES, **REGISTRY[family].defaults}
+
+
+def split_params(params: Params) -> tuple[Params, Params, Params]:
+    """(text, features, head) parts of a flat parameter dict."""
+    text = {key: params[key] for key in TEXT_KEYS}
+    features = {key: params[key] for key in FEATURE_KEYS if key in params}
+    head = {key: value for key, value in params.items() if key not in (*TEXT_KEYS, *FEATURE_KEYS)}
+    return text, features, head
+
+
+def build_head(family: str, head_params: Params, seed: int, n_jobs: int = 1) -> Pipeline:
+    return Pipeline(REGISTRY[family].head(head_params, seed, n_jobs))
+
+
+def build_pipeline(
+    family: str, params: Params, language: str, seed: int, n_jobs: int = 1
+) -> Pipeline:
+    """The full, unfitted pipeline that is trained, saved and served."""
+    text, features, head = split_params(params)
+    steps: list[tuple[str, Any]] = [
+        ("normalize", TextNormalizer(language=language, **text)),
+        ("features", build_features(features)),
+        *REGISTRY[family].head(head, seed, n_jobs),
+    ]
+    return Pipeline(steps)

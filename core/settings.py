@@ -1,0 +1,84 @@
+"""One frozen settings object for every knob; read from TICKETS_* variables only at entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FAMILIES: tuple[str, ...] = (
+    "logistic_regression",
+    "linear_svm",
+    "random_forest",
+    "extra_trees",
+    "gradient_boosting",
+    "xgboost",
+    "lightgbm",
+)
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Tests build ``Settings(...)`` directly."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKETS_", frozen=True, extra="forbid")
+
+    home: Path = Field(Path(".tickets"), description="Working folder for embedded stores.")
+    store_url: str | None = Field(
+        None, description="file:///path or s3://bucket/prefix; default: <home>/store."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="Default: SQLite at <home>/mlflow.db."
+    )
+    mlflow_experiment: str = "tickets"
+    registered_model_name: str = "ticket-classifier"
+    data_path: str | None = Field(None, description="Training table: CSV/Parquet, local or s3://.")
+    text_columns: tuple[str, ...] = ("short_description", "close_notes")
+    label_column: str = "label"
+    language: str = "spanish"
+    families: tuple[str, ...] = FAMILIES
+    trials: int = Field(12, ge=1, description="Optuna trials per study.")
+    timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
+    cv_folds: int = Field(3, ge=2)
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    max_concurrent_studies: int = Field(2, ge=1)
+    promotion_margin: float = Field(0.01, ge=0, description="Macro-F1 gain needed to promote.")
+    demo_rows: int = Field(5000, ge=100)
+
+    @field_validator("text_columns", mode="before")
+    @classmethod
+    def _split_text_columns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _split_families(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        unknown = sorted(set(value) - set(FAMILIES)) if isinstance(value, tuple | list) else []
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; choose from {list(FAMILIES)}")
+        return value
+
+    def artifact_store_url(self) -> str:
+        """Where bundles and the champion pointer live."""
+        return self.store_url or (self.home / "store").resolve().as_uri()
+
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI; a SQLite file under ``home`` unless configured."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    def default_data_path(self) -> Path:
+        """Where ``make run`` writes the generated demo dataset."""
+        return self.home / "data" / "demo_tickets.csv"
+
+
+def get_settings() -> Settings:
+    """Read the environment; call only at entry points."""
+    return Settings()

@@ -1,0 +1,222 @@
+"""Artifact store: a local folder (default) or S3 through boto3.
+
+Keys are relative paths. The champion pointer is swapped with compare-and-set: a lock and an
+atomic rename locally, a conditional PUT (If-Match / If-None-Match on the ETag) on S3, so two
+racing promotions cannot both win and a reader never sees half a pointer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote, urlparse
+
+import boto3
+from botocore.exceptions import ClientError
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CHAMPION_KEY = "champion.json"
+
+
+class StoreError(Exception):
+    """A store could not be read or written."""
+
+
+class ArtifactStore(Protocol):
+    """What the rest of the system needs from a store."""
+
+    @property
+    def url(self) -> str: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object and an opaque version token (None, None when absent)."""
+        ...
+
+    def compare_and_put(self, key: str, data: bytes, expected: str | None) -> bool:
+        """Write only if the object's version is still ``expected`` (None: must not exist)."""
+        ...
+
+    def uri(self, key: str) -> str: ...
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class LocalStore:
+    """A folder; writes go to a temporary file and are renamed into place."""
+
+    root: Path
+
+    @property
+    def url(self) -> str:
+        return self.root.resolve().as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StoreError(f"key {key!r} escapes the store")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise StoreError(f"{self.uri(key)} does not exist") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        if not self.exists(key):
+            return None, None
+        data = self.get(key)
+        return data, _digest(data)
+
+    def compare_and_put(self, key: str, data: bytes, expected: str | None) -> bool:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _, current = self.read_versioned(key)
+            if current != expected:
+                return False
+            self.put(key, data)
+            return True
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+
+@dataclass
+class S3Store:
+    """A bucket and prefix on S3 or an S3-compatible server."""
+
+    client: S3Client
+    bucket: str
+    prefix: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix.strip('/')}/{key}" if self.prefix.strip("/") else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        data, _ = self.read_versioned(key)
+        if data is None:
+            raise StoreError(f"{self.uri(key)} does not exist")
+        return data
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return False
+            raise StoreError(f"cannot read {self.uri(key)}: {exc}") from exc
+        return True
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None, None
+            raise StoreError(f"cannot read {self.uri(key)}: {exc}") from exc
+        return response["Body"].read(), response["ETag"]
+
+    def compare_and_put(self, key: str, data: bytes, expected: str | None) -> bool:
+        bucket, full_key = self.bucket, self._key(key)
+        try:
+            if expected:
+                self.client.put_object(Bucket=bucket, Key=full_key, Body=data, IfMatch=expected)
+            else:
+                self.client.put_object(Bucket=bucket, Key=full_key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if _status(exc) in (409, 412):
+                return False
+            raise StoreError(f"cannot write {self.uri(key)}: {exc}") from exc
+        return True
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def s3_client(settings: Settings) -> S3Client:
+    """A boto3 S3 client honouring the configured endpoint (MinIO, moto) and AWS variables."""
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise StoreError(f"not an s3:// URL: {url}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def open_store(settings: Settings) -> ArtifactStore:
+    """The store named by ``settings.artifact_store_url()``."""
+    url = settings.artifact_store_url()
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        bucket, prefix = split_s3_url(url)
+        return S3Store(s3_client(settings), bucket, prefix)
+    if parsed.scheme in ("file", ""):
+        return LocalStore(Path(unquote(parsed.path) if parsed.scheme else url))
+    raise StoreError(f"unsupported store URL {url!r}: use file:// or s3://")
+
+
+def read_location(location: str, settings: Settings) -> bytes:
+    """Bytes of a local path or an s3:// object."""
+    if location.startswith("s3://"):
+        bucket, key = split_s3_url(location)
+        try:
+            body = s3_client(settings).get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            raise StoreError(f"{location}: cannot read ({_status(exc) or exc})") from exc
+        return body.read()
+    path = Path(unquote(urlparse(location).path) if location.startswith("file://") else location)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise StoreError(f"{location}: cannot read ({exc.strerror or exc})") from exc
+
+
+def read_json(store: ArtifactStore, key: str) -> dict[str, Any] | None:
+    """A JSON object from the store, or None when absent."""
+    data, _ = store.read_versioned(key)
+    return None if data is None else dict(json.loads(data))

@@ -1,0 +1,165 @@
+"""Spanish-first text normaliser: a pure function and a scikit-learn transformer.
+
+The transformer sits inside the saved pipeline, so serving can never preprocess differently from
+training. Everything it needs (stop words, Snowball rules) ships with the code: no downloads.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from nltk.stem.snowball import SnowballStemmer
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+URL_TOKEN = "urltoken"
+EMAIL_TOKEN = "emailtoken"
+TICKET_TOKEN = "ticketidtoken"
+NUMBER_TOKEN = "numtoken"
+RESERVED_TOKENS = frozenset({URL_TOKEN, EMAIL_TOKEN, TICKET_TOKEN, NUMBER_TOKEN})
+
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^<>]{0,500}>")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_TICKET = re.compile(r"#\d+|\b[a-z]{2,5}[-_]?\d{3,}(?:[-_]\d+)*\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
+_TOKEN = re.compile(r"\w+")
+_MAX_TOKEN_CHARS = 40
+_MAX_ROUNDS = 4
+
+
+@lru_cache(maxsize=8)
+def stop_words(language: str) -> frozenset[str]:
+    """Accent-folded stop words for ``language`` (bundled; empty when none is known)."""
+    if language == "english":
+        return frozenset(_fold(word) for word in ENGLISH_STOP_WORDS)
+    try:
+        text = resources.files("core.resources").joinpath(f"stopwords_{language}.txt").read_text()
+    except FileNotFoundError:
+        return frozenset()
+    lines = (line.strip() for line in text.splitlines())
+    return frozenset(_fold(line) for line in lines if line and not line.startswith("#"))
+
+
+def supported_languages() -> tuple[str, ...]:
+    """Languages with a Snowball stemmer."""
+    return tuple(SnowballStemmer.languages)
+
+
+@lru_cache(maxsize=200_000)
+def _fold(token: str) -> str:
+    """Accent folding that keeps the base letter: 'sesión' -> 'sesion'."""
+    if token.isascii():
+        return token
+    decomposed = unicodedata.normalize("NFKD", token)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFKC", stripped)
+
+
+@lru_cache(maxsize=8)
+def _stemmer(language: str) -> SnowballStemmer | None:
+    return SnowballStemmer(language) if language in SnowballStemmer.languages else None
+
+
+@lru_cache(maxsize=200_000)
+def _stem_token(token: str, language: str) -> str:
+    stemmer = _stemmer(language)
+    if stemmer is None or token in RESERVED_TOKENS:
+        return token
+    return _fold(stemmer.stem(token))
+
+
+def _mask(text: str) -> str:
+    text = _URL.sub(f" {URL_TOKEN} ", text)
+    text = _EMAIL.sub(f" {EMAIL_TOKEN} ", text)
+    text = _TICKET.sub(f" {TICKET_TOKEN} ", text)
+    return _NUMBER.sub(f" {NUMBER_TOKEN} ", text)
+
+
+def _normalize_once(text: str, language: str, remove_stop_words: bool) -> str:
+    text = unicodedata.normalize("NFKC", html.unescape(text))
+    text = _TAG.sub(" ", _SCRIPT_STYLE.sub(" ", text))
+    text = _mask(text).lower()
+    stops = stop_words(language) if remove_stop_words else frozenset()
+    tokens = (_fold(raw[:_MAX_TOKEN_CHARS]) for raw in _TOKEN.findall(text))
+    return " ".join(token for token in tokens if token and token not in stops)
+
+
+def normalize(text: str, language: str = "spanish", remove_stop_words: bool = True) -> str:
+    """Clean one text: NFKC, HTML stripped, URLs/e-mails/ids/numbers masked, lowercase, accents
+    folded, stop words dropped. Idempotent by construction: repeated until it is a fixed point,
+    which settles the rare Unicode characters whose case or compatibility mappings chain."""
+    current = _normalize_once(text, language, remove_stop_words)
+    for _ in range(_MAX_ROUNDS):
+        again = _normalize_once(current, language, remove_stop_words)
+        if again == current:
+            break
+        current = again
+    return current
+
+
+def stem(normalized: str, language: str = "spanish") -> str:
+    """Snowball-stem a normalised text once (stemming twice would over-stem, so it is a separate
+    step from the idempotent ``normalize``). Masks stay as they are."""
+    return " ".join(_stem_token(token, language) for token in normalized.split())
+
+
+def analyze(
+    text: str, language: str = "spanish", stem_words: bool = True, remove_stop_words: bool = True
+) -> str:
+    """What the model sees: ``normalize`` and, optionally, ``stem``."""
+    normalized = normalize(text, language, remove_stop_words)
+    return stem(normalized, language) if stem_words else normalized
+
+
+def join_text_fields(fields: Iterable[object]) -> str:
+    """Join a ticket's text fields, treating missing values as empty."""
+    parts = [str(value) for value in fields if isinstance(value, str) and value.strip()]
+    return " . ".join(parts)
+
+
+def as_documents(X: Any) -> list[str]:
+    """One string per ticket from a DataFrame of text columns, a 2-D array or a list of strings."""
+    if isinstance(X, pd.DataFrame):
+        rows: Iterable[Sequence[object]] = X.to_numpy(dtype=object)
+    else:
+        array = np.asarray(X, dtype=object)
+        rows = array if array.ndim == 2 else array.reshape(-1, 1)
+    return [join_text_fields(row) for row in rows]
+
+
+class TextNormalizer(TransformerMixin, BaseEstimator):
+    """Turns ticket text columns into one normalised document per ticket. Stateless."""
+
+    def __init__(
+        self, language: str = "spanish", stem: bool = True, remove_stop_words: bool = True
+    ) -> None:
+        self.language = language
+        self.stem = stem
+        self.remove_stop_words = remove_stop_words
+
+    def fit(self, X: Any, y: Any = None) -> TextNormalizer:
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        documents = as_documents(X)
+        analyzed = [
+            analyze(doc, self.language, self.stem, self.remove_stop_words) for doc in documents
+        ]
+        return np.asarray(analyzed, dtype=object)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        return tags

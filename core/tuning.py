@@ -1,0 +1,205 @@
+"""One Optuna study per family: stratified CV, macro-F1, pruning across folds, fixed seeds.
+
+Normalised documents and per-fold TF-IDF matrices are cached by their settings, so a trial that
+revisits a text setting only fits its model head.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+from core.data import LABEL, NOTES, SHORT
+from core.models import (
+    REGISTRY,
+    Params,
+    build_features,
+    build_head,
+    default_params,
+    suggest_features,
+    suggest_text,
+)
+from core.text import TextNormalizer
+
+FoldMatrices = list[tuple[Any, Any]]
+
+
+@dataclass
+class StudyResult:
+    """The outcome of one family's study."""
+
+    family: str
+    best_params: Params
+    cv_macro_f1: float
+    trials: int
+    pruned: int
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.trials > 0
+
+
+@dataclass
+class TuningData:
+    """Training rows shared by every study, with thread-safe caches of derived text."""
+
+    frame: pd.DataFrame
+    language: str
+    cv_folds: int
+    seed: int
+    _documents: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.frame[LABEL].to_numpy(dtype=object)
+
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        splitter = StratifiedKFold(self.cv_folds, shuffle=True, random_state=self.seed)
+        return list(splitter.split(np.zeros(len(self.frame)), self.labels))
+
+    def documents(self, text_params: Params) -> np.ndarray:
+        key = tuple(sorted(text_params.items()))
+        with self._lock:
+            if key not in self._documents:
+                normalizer = TextNormalizer(language=self.language, **text_params)
+                self._documents[key] = normalizer.transform(self.frame[[SHORT, NOTES]])
+            return self._documents[key]
+
+
+class FeatureCache:
+    """Per-fold TF-IDF matrices for the last few feature settings of one study."""
+
+    def __init__(self, data: TuningData, capacity: int = 3) -> None:
+        self.data = data
+        self.folds = data.folds()
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[Any, ...], FoldMatrices] = OrderedDict()
+
+    def get(self, text_params: Params, feature_params: Params) -> FoldMatrices:
+        key = (tuple(sorted(text_params.items())), tuple(sorted(feature_params.items())))
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        documents = self.data.documents(text_params)
+        matrices = []
+        for train_idx, valid_idx in self.folds:
+            features = build_features(feature_params)
+            matrices.append(
+                (
+                    features.fit_transform(documents[train_idx]),
+                    features.transform(documents[valid_idx]),
+                )
+            )
+        self._entries[key] = matrices
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return matrices
+
+
+def _objective(
+    family: str, cache: FeatureCache, labels: np.ndarray, seed: int, n_jobs: int
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        text_params = suggest_text(trial)
+        feature_params = suggest_features(trial)
+        head_params = REGISTRY[family].suggest(trial)
+        scores = []
+        matrices = cache.get(text_params, feature_params)
+        for step, ((x_train, x_valid), (train_idx, valid_idx)) in enumerate(
+            zip(matrices, cache.folds, strict=True)
+        ):
+            head = build_head(family, head_params, seed, n_jobs)
+            head.fit(x_train, labels[train_idx])
+            predicted = head.predict(x_valid)
+            scores.append(f1_score(labels[valid_idx], predicted, average="macro"))
+            trial.report(float(np.mean(scores)), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(np.mean(scores))
+
+    return objective
+
+
+def run_study(
+    family: str,
+    data: TuningData,
+    trials: int,
+    timeout_s: float,
+    n_jobs: int = 1,
+    on_trial: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
+) -> StudyResult:
+    """Tune one family; a failing family is reported, not raised, so the others still count."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=family,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=data.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+    )
+    study.enqueue_trial(default_params(family))
+    callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
+    objective = _objective(family, FeatureCache(data), data.labels, data.seed, n_jobs)
+    study.optimize(
+        objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
+    )
+    return _result(family, study, time.perf_counter() - started)
+
+
+def _result(family: str, study: optuna.Study, seconds: float) -> StudyResult:
+    states = [trial.state for trial in study.trials]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    pruned = states.count(optuna.trial.TrialState.PRUNED)
+    if complete == 0:
+        failures = [t.system_attrs.get("fail_reason", "") for t in study.trials]
+        reason = next((f for f in failures if f), "no trial completed within the budget")
+        return StudyResult(family, {}, float("nan"), 0, pruned, seconds, error=reason)
+    best = study.best_trial
+    return StudyResult(
+        family, dict(best.params), float(best.value or 0.0), complete, pruned, seconds
+    )
+
+
+def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
+    """Successful studies, best CV macro-F1 first."""
+    return sorted((r for r in results if r.ok), key=lambda r: r.cv_macro_f1, reverse=True)
+
+
+def leaderboard_rows(results: list[StudyResult]) -> list[dict[str, Any]]:
+    """Every study, best first, failed ones last with their error."""
+    ordered = leaderboard(results) + [r for r in results if not r.ok]
+    return [
+        {
+            "family": r.family,
+            "cv_macro_f1": round(r.cv_macro_f1, 4) if r.ok else None,
+            "trials": r.trials,
+            "pruned": r.pruned,
+            "fit_seconds": round(r.seconds, 1),
+            "error": r.error,
+        }
+        for r in ordered
+    ]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = ["" if row[c] is None else str(row[c]).replace("|", "/") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

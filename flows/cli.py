@@ -1,0 +1,161 @@
+"""The ``tickets`` command line. Prefect is imported only by the commands that run flows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.settings import Settings, get_settings
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="tune seven families, keep the best, promote it")
+    train.add_argument("--data", help="training table (CSV/Parquet, path or s3://)")
+    train.add_argument("--test-data", help="labelled test table instead of a split")
+    train.add_argument("--text-columns", help="comma-separated, first is the short description")
+    train.add_argument("--label-column")
+    train.add_argument("--families", help="comma-separated subset of the seven families")
+    train.add_argument("--trials", type=int, help="Optuna trials per study")
+    train.add_argument("--timeout-s", type=float, help="time budget per study, seconds")
+    train.add_argument("--json", action="store_true", help="end with one JSON summary line")
+
+    simulate = commands.add_parser("simulate", help="write Spanish demo tickets")
+    simulate.add_argument("--n", type=int, default=5000)
+    simulate.add_argument("--scenario", default="baseline")
+    simulate.add_argument("--seed", type=int, default=42)
+    simulate.add_argument("--out", required=True, help="output .csv or .parquet")
+
+    run = commands.add_parser("run", help="the main job: demo data if none, then train")
+    run.add_argument("--json", action="store_true")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "text_columns": getattr(args, "text_columns", None),
+        "label_column": getattr(args, "label_column", None),
+        "families": getattr(args, "families", None),
+        "trials": getattr(args, "trials", None),
+        "timeout_s": getattr(args, "timeout_s", None),
+    }
+    base = get_settings()
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**{**base.model_dump(exclude_unset=True), **given})
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print("\nLeaderboard (cross-validated macro-F1 on the training split):")
+    for row in summary["leaderboard"]:
+        score = "failed" if row["cv_macro_f1"] is None else f"{row['cv_macro_f1']:.4f}"
+        trials, seconds = row["trials"], row["fit_seconds"]
+        print(f"  {row['family']:<20} {score:>8}  {trials:>3} trials  {seconds:>7.1f}s")
+    print(
+        f"\nChampion candidate: {summary['champion_family']}  test macro-F1 "
+        f"{summary['test_macro_f1']:.4f}  weighted F1 {summary['test_weighted_f1']:.4f}  "
+        f"accuracy {summary['test_accuracy']:.4f}"
+    )
+    print(f"Model version {summary['model_version']}; bundle {summary['bundle_uri']}")
+    print(f"Promoted: {summary['promoted']} ({summary['promotion_reason']})")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) -> int:
+    from core.data import load_training_data
+
+    load_training_data(settings, data, test_data)  # fail fast, before Prefect starts
+    from flows.train import study_runner, train
+
+    runner = study_runner(settings.max_concurrent_studies)
+    summary = train.with_options(task_runner=runner)(
+        settings=settings, data_path=data, test_data_path=test_data
+    )
+    _print_summary(summary)
+    if as_json:
+        print(json.dumps(_json_safe(summary), default=str))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from core.simulate import generate_tickets
+
+    frame = generate_tickets(args.n, args.scenario, args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix in (".parquet", ".pq"):
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    print(f"wrote {len(frame)} tickets ({args.scenario}) to {out}")
+    return 0
+
+
+def _run(settings: Settings, as_json: bool) -> int:
+    data = settings.data_path
+    if not data:
+        path = settings.default_data_path()
+        if not path.exists():
+            from core.simulate import generate_tickets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            generate_tickets(settings.demo_rows, "baseline", settings.seed).to_csv(
+                path, index=False
+            )
+            print(f"generated {settings.demo_rows} demo tickets at {path}")
+        data = str(path)
+    return _train(settings, data, None, as_json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "simulate":
+            return _simulate(args)
+        settings = _settings(args)
+        if args.command == "run":
+            return _run(settings, args.json)
+        data = args.data or settings.data_path
+        if not data:
+            raise CliError("no training data: pass --data or set TICKETS_DATA_PATH")
+        return _train(settings, data, args.test_data, args.json)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid setting: {problems}", file=sys.stderr)
+    except (CliError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # a last resort: one line, not a traceback
+        from core.bundle import BundleError
+        from core.store import StoreError
+
+        if not isinstance(exc, BundleError | StoreError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

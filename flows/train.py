@@ -1,0 +1,102 @@
+"""The ``train`` flow: load, fan out one study per family, refit the winner, score it once on
+the held-out test set, log to MLflow, write the bundle and promote it when it is better."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from prefect import flow
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from core import bundle
+from core.data import NOTES, SHORT
+from core.settings import Settings, get_settings
+from core.training import build_manifest
+from core.tuning import TuningData, leaderboard, leaderboard_rows
+from tasks.training import (
+    load_data,
+    log_to_mlflow,
+    promote,
+    publish_leaderboard,
+    refit_and_score,
+    tune_family,
+    write_bundle,
+)
+
+
+class TrainingFailed(RuntimeError):
+    """No family produced a model."""
+
+
+def study_runner(max_workers: int) -> TaskRunner[Any]:
+    """Thread pool for the studies: model fits release the GIL, so threads share the cores."""
+    return cast("TaskRunner[Any]", ThreadPoolTaskRunner(max_workers=max_workers))
+
+
+@flow(name="train", task_runner=study_runner(2), log_prints=True)
+def train(
+    settings: Settings | None = None,
+    data_path: str | None = None,
+    test_data_path: str | None = None,
+) -> dict[str, Any]:
+    """Train every configured family and return the run's summary."""
+    settings = settings or get_settings()
+    location = data_path or settings.data_path
+    if not location:
+        raise ValueError("no training data: pass data_path or set TICKETS_DATA_PATH")
+    train_rows, test_rows, report = load_data(settings, location, test_data_path)
+    tuning_data = TuningData(train_rows, settings.language, settings.cv_folds, settings.seed)
+    futures = [tune_family.submit(family, tuning_data, settings) for family in settings.families]
+    results = [future.result() for future in futures]
+    ranked = leaderboard(results)
+    if not ranked:
+        errors = "; ".join(f"{r.family}: {r.error}" for r in results)
+        raise TrainingFailed(f"no family completed a trial ({errors})")
+    winner = ranked[0]
+    model, evaluation, profile, refit_seconds = refit_and_score(
+        winner, train_rows, test_rows, settings
+    )
+    example = test_rows[[SHORT, NOTES]].head(3)
+    ids = log_to_mlflow(
+        settings, results, winner, model, evaluation, refit_seconds, report, example
+    )
+    labels = [str(label) for label in model.classes_]
+    manifest = build_manifest(
+        winner,
+        evaluation,
+        profile,
+        {
+            "run_id": ids.run_id,
+            "experiment_id": ids.experiment_id,
+            "model_version": ids.model_version,
+            "model_uri": ids.model_uri,
+        },
+        report.as_dict(),
+        settings,
+        labels,
+    )
+    manifest["bundle_id"] = bundle.new_bundle_id(winner.family)
+    bundle_uri = write_bundle(settings, model, manifest)
+    outcome = promote(settings, manifest, evaluation, test_rows)
+    summary = {
+        "champion_family": winner.family,
+        "test_macro_f1": evaluation.macro_f1,
+        "test_weighted_f1": evaluation.weighted_f1,
+        "test_accuracy": evaluation.accuracy,
+        "model_version": ids.model_version,
+        "promoted": outcome.promoted,
+        "promotion_reason": outcome.reason,
+        "previous_champion": outcome.champion_bundle_id,
+        "bundle_id": manifest["bundle_id"],
+        "bundle_uri": bundle_uri,
+        "mlflow_run_id": ids.run_id,
+        "leaderboard": [
+            {k: row[k] for k in ("family", "cv_macro_f1", "trials", "fit_seconds", "error")}
+            for row in leaderboard_rows(results)
+        ],
+        "data": report.as_dict(),
+        "test_rows": len(test_rows),
+        "refit_seconds": refit_seconds,
+    }
+    publish_leaderboard(results, summary)
+    return summary
