@@ -26,6 +26,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.text.TextNormalizer",
         "core.models.EncodedLabels",
         "core.models.ToDense",
+        "core.models.TemperatureScaledSVC",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.feature_selection._univariate_selection.chi2",
@@ -155,6 +156,12 @@ def read_champion(store: ArtifactStore) -> tuple[dict[str, Any] | None, str | No
         return dict(json.loads(data)), token
     except ValueError as exc:
         raise BundleError(f"{store.uri(CHAMPION_KEY)} is not valid JSON") from exc
+
+
+def champion_bundle_id(store: ArtifactStore) -> str | None:
+    """The id of the bundle the champion pointer names, if any."""
+    pointer, _ = read_champion(store)
+    return str(pointer["bundle_id"]) if pointer else None
 
 
 def champion_pointer(manifest: dict[str, Any]) -> dict[str, Any]:

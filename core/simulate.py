@@ -385,14 +385,15 @@ def _short_description(category: Category, rng: random.Random, extra: str | None
 
 def _close_notes(category: Category, rng: random.Random, length: float, extra: str | None) -> str:
     pieces = [rng.choice(GREETINGS)]
-    n_details = max(1, round(rng.choice((0, 1, 1, 2)) * length))
+    n_details = round(rng.choice((0, 1, 1, 2)) * length) + (2 if length > 1 else 0)
     details = [*category.details] * (1 + n_details // len(category.details))
     pieces += [_fill(detail, rng) for detail in rng.sample(details, n_details)]
     if extra:
         pieces.append(f"relacionado con {extra}")
     if rng.random() < 0.5:
         pieces.append(_fill(rng.choice(rng.choice(CATEGORIES).details), rng))
-    pieces += [rng.choice(FILLERS) for _ in range(rng.randrange(0, 3))] + _decorations(rng)
+    n_fillers = rng.randrange(0, 3) + (round(2 * length) if length > 1 else 0)
+    pieces += [rng.choice(FILLERS) for _ in range(n_fillers)] + _decorations(rng)
     resolutions = category.resolutions if rng.random() < 0.6 else GENERIC_RESOLUTIONS
     pieces.append(_fill(rng.choice(resolutions), rng))
     pieces.append(f"{rng.choice(CLOSINGS)}. Atendido por {rng.choice(AGENTS)}")

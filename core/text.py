@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -94,17 +94,34 @@ def _normalize_once(text: str, language: str, remove_stop_words: bool) -> str:
     return " ".join(token for token in tokens if token and token not in stops)
 
 
-def normalize(text: str, language: str = "spanish", remove_stop_words: bool = True) -> str:
-    """Clean one text: NFKC, HTML stripped, URLs/e-mails/ids/numbers masked, lowercase, accents
-    folded, stop words dropped. Idempotent by construction: repeated until it is a fixed point,
-    which settles the rare Unicode characters whose case or compatibility mappings chain."""
-    current = _normalize_once(text, language, remove_stop_words)
+def _fixed_point(step: Callable[[str], str], text: str) -> str:
+    """Apply ``step`` until the text stops changing: idempotence by construction, which settles
+    the rare Unicode characters whose case or compatibility mappings chain."""
+    current = step(text)
     for _ in range(_MAX_ROUNDS):
-        again = _normalize_once(current, language, remove_stop_words)
+        again = step(current)
         if again == current:
             break
         current = again
     return current
+
+
+def _clean_once(text: str) -> str:
+    text = unicodedata.normalize("NFKC", html.unescape(text))
+    text = _TAG.sub(" ", _SCRIPT_STYLE.sub(" ", text))
+    return " ".join(_fold(text.lower()).split())
+
+
+def clean(text: str) -> str:
+    """Light normalisation: NFKC, HTML stripped, lowercase, accents folded, whitespace collapsed.
+    Punctuation, numbers and ids stay (character n-grams often use them)."""
+    return _fixed_point(_clean_once, text)
+
+
+def normalize(text: str, language: str = "spanish", remove_stop_words: bool = True) -> str:
+    """Full normalisation: NFKC, HTML stripped, URLs/e-mails/ids/numbers masked, lowercase,
+    accents folded, punctuation dropped and, optionally, stop words. Idempotent."""
+    return _fixed_point(lambda t: _normalize_once(t, language, remove_stop_words), text)
 
 
 def stem(normalized: str, language: str = "spanish") -> str:
@@ -113,10 +130,19 @@ def stem(normalized: str, language: str = "spanish") -> str:
     return " ".join(_stem_token(token, language) for token in normalized.split())
 
 
+LEVELS = ("light", "full")
+
+
 def analyze(
-    text: str, language: str = "spanish", stem_words: bool = True, remove_stop_words: bool = True
+    text: str,
+    language: str = "spanish",
+    stem_words: bool = True,
+    remove_stop_words: bool = True,
+    level: str = "full",
 ) -> str:
-    """What the model sees: ``normalize`` and, optionally, ``stem``."""
+    """What the model sees: ``clean`` (level "light"), or ``normalize`` and optionally ``stem``."""
+    if level == "light":
+        return clean(text)
     normalized = normalize(text, language, remove_stop_words)
     return stem(normalized, language) if stem_words else normalized
 
@@ -141,19 +167,27 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
     """Turns ticket text columns into one normalised document per ticket. Stateless."""
 
     def __init__(
-        self, language: str = "spanish", stem: bool = True, remove_stop_words: bool = True
+        self,
+        language: str = "spanish",
+        stem: bool = True,
+        remove_stop_words: bool = True,
+        level: str = "full",
     ) -> None:
         self.language = language
         self.stem = stem
         self.remove_stop_words = remove_stop_words
+        self.level = level
 
     def fit(self, X: Any, y: Any = None) -> TextNormalizer:
         return self
 
     def transform(self, X: Any) -> np.ndarray:
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, not {self.level!r}")
         documents = as_documents(X)
         analyzed = [
-            analyze(doc, self.language, self.stem, self.remove_stop_words) for doc in documents
+            analyze(doc, self.language, self.stem, self.remove_stop_words, self.level)
+            for doc in documents
         ]
         return np.asarray(analyzed, dtype=object)
 

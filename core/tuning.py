@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,11 @@ from core.models import (
     Params,
     build_features,
     build_head,
+    build_normalizer,
     default_params,
     suggest_features,
     suggest_text,
 )
-from core.text import TextNormalizer
 
 FoldMatrices = list[tuple[Any, Any]]
 
@@ -51,77 +51,73 @@ class StudyResult:
         return self.error is None and self.trials > 0
 
 
-@dataclass
 class TuningData:
-    """Training rows shared by every study, with thread-safe caches of derived text."""
+    """Training rows shared by every study, with thread-safe caches of normalised documents and
+    of per-fold TF-IDF matrices (studies running side by side often want the same setting, and
+    the vectoriser is the slow part for linear models)."""
 
-    frame: pd.DataFrame
-    language: str
-    cv_folds: int
-    seed: int
-    _documents: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(
+        self, frame: pd.DataFrame, language: str, cv_folds: int, seed: int, capacity: int = 4
+    ) -> None:
+        self.frame = frame
+        self.language = language
+        self.cv_folds = cv_folds
+        self.seed = seed
+        self.labels = frame[LABEL].to_numpy(dtype=object)
+        splitter = StratifiedKFold(cv_folds, shuffle=True, random_state=seed)
+        self.folds = list(splitter.split(np.zeros(len(frame)), self.labels))
+        self.capacity = capacity
+        self._documents: dict[tuple[Any, ...], np.ndarray] = {}
+        self._matrices: OrderedDict[tuple[Any, ...], FoldMatrices] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
-    @property
-    def labels(self) -> np.ndarray:
-        return self.frame[LABEL].to_numpy(dtype=object)
-
-    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        splitter = StratifiedKFold(self.cv_folds, shuffle=True, random_state=self.seed)
-        return list(splitter.split(np.zeros(len(self.frame)), self.labels))
+    def _key_lock(self, key: tuple[Any, ...]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
 
     def documents(self, text_params: Params) -> np.ndarray:
         key = tuple(sorted(text_params.items()))
-        with self._lock:
+        with self._key_lock(("documents", key)):
             if key not in self._documents:
-                normalizer = TextNormalizer(language=self.language, **text_params)
+                normalizer = build_normalizer(text_params, self.language)
                 self._documents[key] = normalizer.transform(self.frame[[SHORT, NOTES]])
             return self._documents[key]
 
-
-class FeatureCache:
-    """Per-fold TF-IDF matrices for the last few feature settings of one study."""
-
-    def __init__(self, data: TuningData, capacity: int = 3) -> None:
-        self.data = data
-        self.folds = data.folds()
-        self.capacity = capacity
-        self._entries: OrderedDict[tuple[Any, ...], FoldMatrices] = OrderedDict()
-
-    def get(self, text_params: Params, feature_params: Params) -> FoldMatrices:
+    def fold_matrices(self, text_params: Params, feature_params: Params) -> FoldMatrices:
+        """(train, validation) TF-IDF matrices per fold, fitted on each fold's training part."""
         key = (tuple(sorted(text_params.items())), tuple(sorted(feature_params.items())))
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        documents = self.data.documents(text_params)
-        matrices = []
-        for train_idx, valid_idx in self.folds:
-            features = build_features(feature_params)
-            matrices.append(
-                (
-                    features.fit_transform(documents[train_idx]),
-                    features.transform(documents[valid_idx]),
-                )
-            )
-        self._entries[key] = matrices
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-        return matrices
+        with self._key_lock(("matrices", key)):
+            with self._lock:
+                if key in self._matrices:
+                    self._matrices.move_to_end(key)
+                    return self._matrices[key]
+            documents = self.documents(text_params)
+            matrices = []
+            for train_idx, valid_idx in self.folds:
+                features = build_features(feature_params)
+                train_matrix = features.fit_transform(documents[train_idx])
+                matrices.append((train_matrix, features.transform(documents[valid_idx])))
+            with self._lock:
+                self._matrices[key] = matrices
+                while len(self._matrices) > self.capacity:
+                    self._matrices.popitem(last=False)
+            return matrices
 
 
-def _objective(
-    family: str, cache: FeatureCache, labels: np.ndarray, seed: int, n_jobs: int
-) -> Callable[[optuna.Trial], float]:
+def _objective(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.Trial], float]:
+    labels, seed = data.labels, data.seed
+
     def objective(trial: optuna.Trial) -> float:
         text_params = suggest_text(trial)
         feature_params = suggest_features(trial)
         head_params = REGISTRY[family].suggest(trial)
         scores = []
-        matrices = cache.get(text_params, feature_params)
+        matrices = data.fold_matrices(text_params, feature_params)
         for step, ((x_train, x_valid), (train_idx, valid_idx)) in enumerate(
-            zip(matrices, cache.folds, strict=True)
+            zip(matrices, data.folds, strict=True)
         ):
-            head = build_head(family, head_params, seed, n_jobs)
+            head = build_head(family, head_params, seed, n_jobs, calibrate=False)
             head.fit(x_train, labels[train_idx])
             predicted = head.predict(x_valid)
             scores.append(f1_score(labels[valid_idx], predicted, average="macro"))
@@ -152,7 +148,7 @@ def run_study(
     )
     study.enqueue_trial(default_params(family))
     callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
-    objective = _objective(family, FeatureCache(data), data.labels, data.seed, n_jobs)
+    objective = _objective(family, data, n_jobs)
     study.optimize(
         objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,7 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
     from core.data import load_training_data
 
     load_training_data(settings, data, test_data)  # fail fast, before Prefect starts
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.train import study_runner, train
 
     runner = study_runner(settings.max_concurrent_studies)

@@ -1,0 +1,52 @@
+"""Shared helpers for the benchmarks: the datasets under ../shared/data and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("TICKETS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+RESULTS = ROOT / "benchmarks" / "results"
+IT_TICKETS = SHARED_DATA / "it_tickets_grp.csv"
+BANKING_TRAIN = SHARED_DATA / "banking77_train.csv"
+BANKING_TEST = SHARED_DATA / "banking77_test.csv"
+IT_MIN_GROUP = 100
+
+
+def it_tickets_table() -> pd.DataFrame:
+    """IT tickets as documented in ../shared/data/README.md: duplicate texts dropped, groups with
+    fewer than 100 tickets merged into ``other``."""
+    frame = pd.read_csv(IT_TICKETS, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    frame = frame.drop_duplicates(subset=["Short description", "Description"]).reset_index(
+        drop=True
+    )
+    frame = frame[(frame["Short description"].str.strip() + frame["Description"].str.strip()) != ""]
+    counts = frame["Assignment group"].value_counts()
+    small = counts[counts < IT_MIN_GROUP].index
+    frame.loc[frame["Assignment group"].isin(small), "Assignment group"] = "other"
+    return frame.reset_index(drop=True)
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    """Print the JSON and write it to benchmarks/results/<name>.json."""
+    payload = {
+        "benchmark": name,
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        **payload,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    text = json.dumps(payload, indent=2, default=str)
+    path.write_text(text + "\n")
+    print(text)
+    sys.stdout.flush()
+    return path

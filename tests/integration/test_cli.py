@@ -1,0 +1,139 @@
+"""The ``tickets`` command as a person runs it: a subprocess, real files, a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+TICKETS = str(Path(sys.executable).with_name("tickets"))
+
+
+def _run(
+    args: list[str], home: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "TICKETS_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **(extra_env or {}),
+    }
+    return subprocess.run([TICKETS, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+BAD_FILES = {
+    "empty.csv": (b"", "the file is empty"),
+    "missing.csv": (b"titulo,label\nhola,a\n", "missing column(s)"),
+    "blank.csv": (
+        b"short_description,close_notes,label\nclave,,a\n  ,,b\n",
+        "empty text in row(s) 2",
+    ),
+    "latin1.csv": (
+        "short_description,close_notes,label\nsesión,,a\n".encode("latin-1"),
+        "not UTF-8",
+    ),
+    "oneclass.csv": (
+        b"short_description,close_notes,label\n" + b"".join(b"t%d,,a\n" % i for i in range(9)),
+        "only one class",
+    ),
+    "tiny.csv": (
+        b"short_description,close_notes,label\n"
+        + b"".join(b"t%d,,%s\n" % (i, b"a" if i < 8 else b"b") for i in range(10)),
+        "fewer than 5 rows",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_data_gets_one_line_and_exit_code_2(tmp_path: Path, name: str) -> None:
+    content, message = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = _run(["train", "--data", str(path)], tmp_path / "home")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
+    assert message in lines[0]
+
+
+def test_unseen_test_labels_and_bad_flags(tmp_path: Path, demo_csv: Path) -> None:
+    test = tmp_path / "test.csv"
+    pd.DataFrame({"short_description": ["x"], "close_notes": [""], "label": ["nueva"]}).to_csv(
+        test, index=False
+    )
+    result = _run(["train", "--data", str(demo_csv), "--test-data", str(test)], tmp_path / "home")
+    assert result.returncode == 2 and "never appear in the training data" in result.stderr
+    result = _run(["train", "--data", str(demo_csv), "--families", "deep_net"], tmp_path / "home")
+    assert (
+        result.returncode == 2
+        and "unknown families" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+    result = _run(["train", "--data", str(tmp_path / "absent.csv")], tmp_path / "home")
+    assert result.returncode == 2 and "absent.csv" in result.stderr
+
+
+def test_train_with_json_on_renamed_columns(
+    tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
+) -> None:
+    data = tmp_path / "tabla.csv"
+    demo_frame.rename(
+        columns={"short_description": "titulo", "close_notes": "notas", "label": "etiqueta"}
+    ).to_csv(data, index=False)
+    result = _run(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--text-columns",
+            "titulo,notas",
+            "--label-column",
+            "etiqueta",
+            "--families",
+            "linear_svm",
+            "--trials",
+            "2",
+            "--timeout-s",
+            "60",
+            "--json",
+        ],
+        tmp_path / "home",
+        {"PREFECT_API_URL": prefect_api},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "champion_family",
+        "test_macro_f1",
+        "test_weighted_f1",
+        "test_accuracy",
+        "model_version",
+        "promoted",
+        "bundle_uri",
+        "leaderboard",
+    ):
+        assert key in summary
+    assert summary["champion_family"] == "linear_svm" and summary["promoted"] is True
+    assert (
+        summary["leaderboard"][0]["trials"] == 2 and summary["leaderboard"][0]["cv_macro_f1"] > 0.5
+    )
+    assert Path(summary["bundle_uri"].removeprefix("file://"), "manifest.json").exists()
+    assert "Leaderboard" in result.stdout and "linear_svm trial" in result.stderr
+
+
+def test_simulate_writes_a_table(tmp_path: Path) -> None:
+    out = tmp_path / "drift.parquet"
+    result = _run(
+        ["simulate", "--n", "300", "--scenario", "new_category", "--out", str(out)], tmp_path
+    )
+    assert result.returncode == 0
+    assert len(pd.read_parquet(out)) == 300
+    bad = _run(["simulate", "--n", "10", "--scenario", "nope", "--out", str(out)], tmp_path)
+    assert bad.returncode == 2 and "unknown scenario" in bad.stderr

@@ -1,0 +1,96 @@
+"""The train flow against real components: data and bundle on an S3 server, MLflow on SQLite,
+Prefect's server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import boto3
+import mlflow
+import pandas as pd
+import pytest
+
+from core.bundle import champion_bundle_id, load_bundle
+from core.settings import Settings
+from core.store import open_store
+from tests.integration.conftest import BUCKET
+
+pytestmark = pytest.mark.integration
+
+
+def _leaderboard_artifacts(flow_run_id: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["leaderboard"])),
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            )
+
+    return asyncio.run(read())
+
+
+def test_train_flow_end_to_end_on_s3(
+    tmp_path: Path, demo_frame: pd.DataFrame, s3_endpoint: str, prefect_api: str
+) -> None:
+    from prefect import get_client  # noqa: F401  (the harness is active)
+
+    from flows.train import train
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.put_object(Bucket=BUCKET, Key="data/train.csv", Body=demo_frame.to_csv(index=False).encode())
+    settings = Settings(
+        home=tmp_path / "home",
+        store_url=f"s3://{BUCKET}/models",
+        s3_endpoint_url=s3_endpoint,
+        families=("logistic_regression", "lightgbm"),
+        trials=2,
+        timeout_s=60,
+    )
+    state = train(settings=settings, data_path=f"s3://{BUCKET}/data/train.csv", return_state=True)
+    summary = state.result()
+    assert summary["promoted"] and summary["promotion_reason"] == "no champion yet"
+    assert {row["family"] for row in summary["leaderboard"]} == {"logistic_regression", "lightgbm"}
+    assert all(row["trials"] >= 1 for row in summary["leaderboard"])
+    assert summary["test_macro_f1"] > 0.6
+    assert summary["bundle_uri"] == f"s3://{BUCKET}/models/bundles/{summary['bundle_id']}"
+
+    store = open_store(settings)
+    model, manifest = load_bundle(store, summary["bundle_id"])
+    assert manifest["metrics"]["test_macro_f1"] == pytest.approx(summary["test_macro_f1"])
+    assert sorted(manifest["labels"]) == sorted(demo_frame["label"].unique())
+    assert manifest["reference_profile"]["vocabulary"]["token_shares"]
+    assert champion_bundle_id(store) == summary["bundle_id"]
+    assert len(model.predict(demo_frame[["short_description", "close_notes"]].head(5))) == 5
+
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(summary["test_macro_f1"])
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert {child.data.tags["family"] for child in children} == {"logistic_regression", "lightgbm"}
+    assert all("cv_macro_f1" in child.data.metrics for child in children)
+    champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
+    assert str(champion.version) == summary["model_version"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "leaderboard.md", "classification_report.json"} <= artifacts
+
+    leaderboard = _leaderboard_artifacts(str(state.state_details.flow_run_id))
+    assert leaderboard and "logistic_regression" in leaderboard[0].data
+
+    again = train(settings=settings, data_path=f"s3://{BUCKET}/data/train.csv")
+    assert not again["promoted"] and "below the margin" in again["promotion_reason"]
+    assert champion_bundle_id(store) == summary["bundle_id"]
+    assert (
+        str(client.get_model_version_by_alias(settings.registered_model_name, "champion").version)
+        == summary["model_version"]
+    )

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.data import DataError, load_training_data, prepare_training_table, read_table
+from core.settings import Settings
+
+
+def _write(path: Path, frame: pd.DataFrame) -> str:
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_split_is_stratified_and_disjoint(settings: Settings, demo_csv: Path) -> None:
+    train, test, report = load_training_data(settings, str(demo_csv))
+    assert report.rows_read == 600
+    assert len(train) + len(test) == report.rows_kept
+    assert set(train["label"]) == set(test["label"])
+    assert abs(len(test) / report.rows_kept - settings.test_size) < 0.02
+    assert list(train.columns) == ["short_description", "close_notes", "label"]
+
+
+def test_duplicates_are_dropped_and_counted(settings: Settings, demo_frame: pd.DataFrame) -> None:
+    doubled = pd.concat([demo_frame, demo_frame.head(25)])
+    frame, report = prepare_training_table(doubled, "t.csv", settings)
+    assert report.rows_read == len(doubled)
+    assert report.duplicates_dropped == len(doubled) - len(demo_frame.drop_duplicates())
+    assert len(frame) == report.rows_kept
+
+
+def test_configurable_columns_and_parquet(tmp_path: Path, demo_frame: pd.DataFrame) -> None:
+    renamed = demo_frame.rename(
+        columns={"short_description": "titulo", "close_notes": "notas", "label": "etiqueta"}
+    )
+    path = tmp_path / "t.parquet"
+    renamed.to_parquet(path)
+    settings = Settings(home=tmp_path, text_columns=("titulo", "notas"), label_column="etiqueta")
+    train, _, _ = load_training_data(settings, str(path))
+    assert set(train["label"]) == set(demo_frame["label"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"short_description,close_notes,label\n", "no rows"),
+        (b"titulo,label\nhola,a\n", "missing column(s) ['short_description', 'close_notes']"),
+        (b"short_description,close_notes,label\nok,,a\n ,  ,b\n", "empty text in row(s) 2"),
+        (b"short_description,close_notes,label\nok,,a\nbien,,\n", "empty 'label' in row(s) 2"),
+        (
+            b"short_description,close_notes,label\nclave,,a\nsesi\xf3n,,a\n",
+            "not UTF-8 text (invalid byte at line 3)",
+        ),
+    ],
+)
+def test_bad_files_get_one_clear_error(
+    tmp_path: Path, settings: Settings, content: bytes, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        load_training_data(settings, str(path))
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_one_class_and_tiny_classes_are_refused(tmp_path: Path, settings: Settings) -> None:
+    one = _write(
+        tmp_path / "one.csv",
+        pd.DataFrame({"short_description": list("abcdefgh"), "close_notes": "", "label": "x"}),
+    )
+    with pytest.raises(DataError, match="only one class"):
+        load_training_data(settings, one)
+    rows = {
+        "short_description": [f"t{i}" for i in range(12)],
+        "close_notes": "",
+        "label": ["x"] * 9 + ["y"] * 3,
+    }
+    tiny = _write(tmp_path / "tiny.csv", pd.DataFrame(rows))
+    with pytest.raises(DataError, match=r"class\(es\) 'y' \(3\) have fewer than 5 rows"):
+        load_training_data(settings, tiny)
+
+
+def test_unseen_test_labels_are_refused(tmp_path: Path, settings: Settings, demo_csv: Path) -> None:
+    test = _write(
+        tmp_path / "test.csv",
+        pd.DataFrame({"short_description": ["a"], "close_notes": [""], "label": ["nueva"]}),
+    )
+    with pytest.raises(
+        DataError, match=r"label\(s\) \['nueva'\] never appear in the training data"
+    ):
+        load_training_data(settings, str(demo_csv), test)
+
+
+def test_missing_file_is_a_data_error(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read"):
+        read_table(str(tmp_path / "absent.csv"), settings)
+
+
+def test_bom_is_accepted(tmp_path: Path, settings: Settings) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffshort_description,close_notes,label\nsesión,,a\n".encode())
+    assert read_table(str(path), settings).columns[0] == "short_description"

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.bundle import deserialize_model, serialize_model
+from core.models import REGISTRY, build_pipeline, default_params, split_params
+from core.settings import FAMILIES
+
+TEXT = ["short_description", "close_notes"]
+
+
+def _small(params: dict) -> dict:
+    small = dict(params)
+    if "k" in small:
+        small["k"] = 150
+    if "n_estimators" in small:
+        small["n_estimators"] = 20
+    return small
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_trains_predicts_and_round_trips_through_skops(
+    family: str, demo_frame: pd.DataFrame
+) -> None:
+    train, test = demo_frame.iloc[:450], demo_frame.iloc[450:]
+    model = build_pipeline(family, _small(default_params(family)), "spanish", seed=0)
+    model.fit(train[TEXT], train["label"].to_numpy(dtype=object))
+    probabilities = model.predict_proba(test[TEXT])
+    assert probabilities.shape == (len(test), train["label"].nunique())
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    predicted = model.predict(test[TEXT])
+    assert set(predicted) <= set(train["label"])
+    assert (predicted == test["label"].to_numpy()).mean() > 0.5
+    restored = deserialize_model(serialize_model(model))
+    assert np.allclose(restored.predict_proba(test[TEXT]), probabilities)
+
+
+def test_svm_probabilities_agree_with_its_decisions(demo_frame: pd.DataFrame) -> None:
+    model = build_pipeline("linear_svm", default_params("linear_svm"), "spanish", seed=0)
+    model.fit(demo_frame[TEXT], demo_frame["label"].to_numpy(dtype=object))
+    probabilities = model.predict_proba(demo_frame[TEXT])
+    assert (model.classes_[probabilities.argmax(axis=1)] == model.predict(demo_frame[TEXT])).all()
+    assert 0 < model[-1].temperature_ < 20
+
+
+def test_default_params_fit_every_search_space() -> None:
+    for family in FAMILIES:
+        text, features, head = split_params(default_params(family))
+        assert text and features and head
+        assert REGISTRY[family].name == family

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import FAMILIES, Settings
+
+
+def test_defaults_are_embedded(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert settings.artifact_store_url() == (tmp_path / "store").resolve().as_uri()
+    assert settings.tracking_uri() == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+    assert settings.families == FAMILIES
+    assert settings.promotion_margin == 0.01
+
+
+def test_comma_separated_lists_and_unknown_families() -> None:
+    settings = Settings(text_columns="titulo, notas", families="linear_svm,xgboost")
+    assert settings.text_columns == ("titulo", "notas")
+    assert settings.families == ("linear_svm", "xgboost")
+    with pytest.raises(ValidationError, match="unknown families"):
+        Settings(families="linear_svm,deep_net")
+
+
+def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKETS_LABEL_COLUMN", "etiqueta")
+    monkeypatch.setenv("TICKETS_TRIALS", "7")
+    settings = Settings()
+    assert (settings.label_column, settings.trials) == ("etiqueta", 7)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.trials = 3  # type: ignore[misc]

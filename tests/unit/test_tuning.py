@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from core.tuning import (
+    StudyResult,
+    TuningData,
+    leaderboard,
+    leaderboard_rows,
+    markdown_table,
+    run_study,
+)
+
+
+def test_a_study_tunes_within_its_trial_budget_and_reports_progress(
+    demo_frame: pd.DataFrame,
+) -> None:
+    data = TuningData(demo_frame, "spanish", cv_folds=3, seed=1)
+    seen: list[int] = []
+    result = run_study(
+        "logistic_regression",
+        data,
+        trials=3,
+        timeout_s=120,
+        on_trial=lambda f, t: seen.append(t.number),
+    )
+    assert result.ok and result.trials + result.pruned == 3
+    assert seen == [0, 1, 2]
+    assert 0.5 < result.cv_macro_f1 <= 1.0
+    assert "C" in result.best_params and "text_level" in result.best_params
+
+
+def test_same_seed_same_study(demo_frame: pd.DataFrame) -> None:
+    first = run_study(
+        "linear_svm", TuningData(demo_frame, "spanish", 3, 5), trials=3, timeout_s=120
+    )
+    second = run_study(
+        "linear_svm", TuningData(demo_frame, "spanish", 3, 5), trials=3, timeout_s=120
+    )
+    assert first.best_params == second.best_params
+    assert first.cv_macro_f1 == second.cv_macro_f1
+
+
+def test_matrices_are_cached_per_setting(demo_frame: pd.DataFrame) -> None:
+    data = TuningData(demo_frame, "spanish", 3, 1)
+    params = {"word_ngram_max": 1, "char_ngram_max": 0, "min_df": 1, "tfidf_max_features": 1000}
+    first = data.fold_matrices({"text_level": "light"}, params)
+    assert data.fold_matrices({"text_level": "light"}, params) is first
+    assert len(first) == 3 and first[0][0].shape[1] <= 1000
+
+
+def test_leaderboard_ranks_and_keeps_failures_last() -> None:
+    results = [
+        StudyResult("a", {}, 0.7, 3, 0, 1.0),
+        StudyResult("b", {}, math.nan, 0, 0, 2.0, error="boom"),
+        StudyResult("c", {}, 0.8, 2, 1, 1.5),
+    ]
+    assert [r.family for r in leaderboard(results)] == ["c", "a"]
+    rows = leaderboard_rows(results)
+    assert [r["family"] for r in rows] == ["c", "a", "b"]
+    assert rows[2]["error"] == "boom" and rows[2]["cv_macro_f1"] is None
+    table = markdown_table(rows)
+    assert table.splitlines()[0].startswith("| family | cv_macro_f1") and "boom" in table
