@@ -7,6 +7,7 @@ import hashlib
 import json
 import platform
 import secrets
+import zipfile
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -26,6 +27,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.text.TextNormalizer",
         "core.models.EncodedLabels",
         "core.models.ToDense",
+        "core.models.CompactTfidfVectorizer",
         "core.models.TemperatureScaledSVC",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
@@ -68,7 +70,7 @@ class BundleError(Exception):
 
 
 def serialize_model(model: Any) -> bytes:
-    return bytes(sio.dumps(model))
+    return bytes(sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=6))
 
 
 def deserialize_model(data: bytes) -> Any:

@@ -36,7 +36,14 @@ from core.text import TextNormalizer
 
 Params = dict[str, Any]
 TEXT_KEYS = ("text_level", "stem", "remove_stop_words")
-FEATURE_KEYS = ("word_ngram_max", "char_ngram_max", "min_df", "tfidf_max_features", "sublinear_tf")
+FEATURE_KEYS = ("word_ngram_max", "char_ngrams", "min_df")
+CHAR_NGRAMS: dict[str, tuple[str, tuple[int, int]] | None] = {
+    "none": None,
+    "char_2_5": ("char", (2, 5)),
+    "char_1_4": ("char", (1, 4)),
+    "char_wb_2_5": ("char_wb", (2, 5)),
+}
+TFIDF_MAX_FEATURES = 300_000
 
 
 class EncodedLabels(ClassifierMixin, BaseEstimator):
@@ -116,6 +123,58 @@ def _fit_temperature(decisions: np.ndarray, targets: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(loss, bounds=(-5.0, 3.0), method="bounded").x))
 
 
+class CompactTfidfVectorizer(TfidfVectorizer):
+    """TfidfVectorizer whose fitted state serialises fast and small: vocabulary indices as Python
+    ints (sklearn leaves NumPy scalars after min_df/max_features, which skops stores one array
+    each) and without ``stop_words_``, the set of dropped terms kept only for introspection."""
+
+    def fit(self, raw_documents: Any, y: Any = None) -> CompactTfidfVectorizer:
+        super().fit(raw_documents, y)
+        self._compact()
+        return self
+
+    def fit_transform(self, raw_documents: Any, y: Any = None) -> Any:
+        matrix = super().fit_transform(raw_documents, y)
+        self._compact()
+        return matrix
+
+    def _compact(self) -> None:
+        vocabulary: dict[str, Any] = self.vocabulary_
+        self.vocabulary_ = {term: int(index) for term, index in vocabulary.items()}
+        if hasattr(self, "stop_words_"):
+            del self.stop_words_
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The vocabulary as two arrays (UTF-8 bytes and lengths, in index order) instead of a
+        dict of hundreds of thousands of entries, which skops would write as verbose JSON."""
+        state = dict(super().__getstate__())
+        vocabulary = state.pop("vocabulary_", None)
+        if vocabulary is not None:
+            encoded = [
+                term.encode("utf-8", "surrogatepass")
+                for term in sorted(vocabulary, key=vocabulary.__getitem__)
+            ]
+            state["vocabulary_bytes_"] = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+            state["vocabulary_lengths_"] = np.asarray([len(e) for e in encoded], dtype=np.int64)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        data = state.pop("vocabulary_bytes_", None)
+        lengths = state.pop("vocabulary_lengths_", None)
+        super().__setstate__(state)
+        if data is not None and lengths is not None:
+            raw = np.asarray(data, dtype=np.uint8).tobytes()
+            ends = np.cumsum(lengths)
+            starts = ends - lengths
+            self.vocabulary_ = {
+                raw[start:end].decode("utf-8", "surrogatepass"): index
+                for index, (start, end) in enumerate(
+                    zip(starts.tolist(), ends.tolist(), strict=True)
+                )
+            }
+
+
 class ToDense(TransformerMixin, BaseEstimator):
     """Sparse to dense, for estimators without sparse input (histogram gradient boosting)."""
 
@@ -148,49 +207,41 @@ def build_normalizer(text_params: Params, language: str) -> TextNormalizer:
 
 
 def suggest_features(trial: optuna.Trial) -> Params:
+    """Word n-grams, and character n-grams across (``char``) or within (``char_wb``) words."""
     return {
         "word_ngram_max": trial.suggest_int("word_ngram_max", 1, 2),
-        "char_ngram_max": trial.suggest_categorical("char_ngram_max", [0, 4, 5]),
-        "min_df": trial.suggest_int("min_df", 1, 3),
-        "tfidf_max_features": trial.suggest_categorical("tfidf_max_features", [50_000, 200_000]),
+        "char_ngrams": trial.suggest_categorical("char_ngrams", list(CHAR_NGRAMS)),
+        "min_df": trial.suggest_int("min_df", 1, 2),
     }
 
 
 DEFAULT_TEXT: Params = {"text_level": "light"}
-DEFAULT_FEATURES: Params = {
-    "word_ngram_max": 2,
-    "char_ngram_max": 5,
-    "min_df": 2,
-    "tfidf_max_features": 200_000,
-}
+DEFAULT_FEATURES: Params = {"word_ngram_max": 2, "char_ngrams": "char_2_5", "min_df": 1}
 
 
 def build_features(params: Params) -> FeatureUnion:
-    """Word (and, unless ``char_ngram_max`` is 0, character) TF-IDF over normalised text."""
+    """Word TF-IDF (``min_df`` applies to words), plus character TF-IDF unless ``char_ngrams`` is
+    "none"; character n-grams seen once are always dropped, they are mostly noise."""
     common = {
         "lowercase": False,
-        "min_df": params["min_df"],
-        "max_features": params["tfidf_max_features"],
-        "sublinear_tf": params.get("sublinear_tf", True),
+        "max_features": TFIDF_MAX_FEATURES,
+        "sublinear_tf": True,
         "dtype": np.float32,
     }
-    parts: list[tuple[str, Any]] = [
-        (
-            "word",
-            TfidfVectorizer(
-                token_pattern=r"(?u)\b\w+\b", ngram_range=(1, params["word_ngram_max"]), **common
-            ),
+    word = CompactTfidfVectorizer(
+        token_pattern=r"(?u)\b\w+\b",
+        ngram_range=(1, params["word_ngram_max"]),
+        min_df=params["min_df"],
+        **common,
+    )
+    parts: list[tuple[str, Any]] = [("word", word)]
+    char = CHAR_NGRAMS[params["char_ngrams"]]
+    if char is not None:
+        analyzer, ngram_range = char
+        chars = CompactTfidfVectorizer(
+            analyzer=analyzer, ngram_range=ngram_range, min_df=2, **common
         )
-    ]
-    if params["char_ngram_max"]:
-        parts.append(
-            (
-                "char",
-                TfidfVectorizer(
-                    analyzer="char_wb", ngram_range=(2, params["char_ngram_max"]), **common
-                ),
-            )
-        )
+        parts.append(("char", chars))
     return FeatureUnion(parts)
 
 
@@ -204,35 +255,21 @@ class Family:
     defaults: Params
 
 
-def _linear_defaults() -> Params:
-    return {"C": 1.0, "class_weight": "balanced"}
-
-
 def _suggest_logreg(trial: optuna.Trial) -> Params:
-    return {
-        "C": trial.suggest_float("C", 0.5, 100.0, log=True),
-        "class_weight": trial.suggest_categorical("class_weight", ["balanced", None]),
-    }
+    return {"C": trial.suggest_float("C", 2.0, 100.0, log=True)}
 
 
 def _head_logreg(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
-    model = LogisticRegression(
-        C=p["C"], class_weight=p["class_weight"], max_iter=3000, random_state=seed
-    )
+    model = LogisticRegression(C=p["C"], class_weight="balanced", max_iter=3000, random_state=seed)
     return [("clf", model)]
 
 
 def _suggest_svm(trial: optuna.Trial) -> Params:
-    return {
-        "C": trial.suggest_float("C", 0.05, 5.0, log=True),
-        "class_weight": trial.suggest_categorical("class_weight", ["balanced", None]),
-    }
+    return {"C": trial.suggest_float("C", 0.1, 3.0, log=True)}
 
 
 def _head_svm(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
-    return [
-        ("clf", TemperatureScaledSVC(C=p["C"], class_weight=p["class_weight"], random_state=seed))
-    ]
+    return [("clf", TemperatureScaledSVC(C=p["C"], class_weight="balanced", random_state=seed))]
 
 
 def _suggest_forest(trial: optuna.Trial) -> Params:
@@ -363,10 +400,8 @@ def _head_lgbm(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
 REGISTRY: dict[str, Family] = {
     family.name: family
     for family in (
-        Family(
-            "logistic_regression", _suggest_logreg, _head_logreg, {**_linear_defaults(), "C": 20.0}
-        ),
-        Family("linear_svm", _suggest_svm, _head_svm, {**_linear_defaults(), "C": 0.5}),
+        Family("logistic_regression", _suggest_logreg, _head_logreg, {"C": 20.0}),
+        Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}),
         Family("random_forest", _suggest_forest, _head_random_forest, _forest_defaults()),
         Family("extra_trees", _suggest_forest, _head_extra_trees, _forest_defaults()),
         Family(
@@ -409,6 +444,17 @@ assert tuple(REGISTRY) == FAMILIES
 def default_params(family: str) -> Params:
     """A known-reasonable starting point, tried first by every study."""
     return {**DEFAULT_TEXT, **DEFAULT_FEATURES, **REGISTRY[family].defaults}
+
+
+def starting_points(family: str) -> list[Params]:
+    """Trials every study runs first: the defaults, then the same head on word-bounded character
+    n-grams and on fully normalised text, so even a small budget compares the text settings."""
+    base = default_params(family)
+    return [
+        base,
+        {**base, "char_ngrams": "char_wb_2_5", "min_df": 2},
+        {**base, "text_level": "full", "stem": True, "remove_stop_words": False},
+    ]
 
 
 def split_params(params: Params) -> tuple[Params, Params, Params]:

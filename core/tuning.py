@@ -26,7 +26,7 @@ from core.models import (
     build_features,
     build_head,
     build_normalizer,
-    default_params,
+    starting_points,
     suggest_features,
     suggest_text,
 )
@@ -144,9 +144,10 @@ def run_study(
         study_name=family,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=data.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2),
     )
-    study.enqueue_trial(default_params(family))
+    for start in starting_points(family):
+        study.enqueue_trial(start, skip_if_exists=True)
     callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
     objective = _objective(family, data, n_jobs)
     study.optimize(

@@ -45,10 +45,13 @@ def test_same_seed_same_study(demo_frame: pd.DataFrame) -> None:
 
 def test_matrices_are_cached_per_setting(demo_frame: pd.DataFrame) -> None:
     data = TuningData(demo_frame, "spanish", 3, 1)
-    params = {"word_ngram_max": 1, "char_ngram_max": 0, "min_df": 1, "tfidf_max_features": 1000}
+    params = {"word_ngram_max": 1, "char_ngrams": "none", "min_df": 2}
     first = data.fold_matrices({"text_level": "light"}, params)
     assert data.fold_matrices({"text_level": "light"}, params) is first
-    assert len(first) == 3 and first[0][0].shape[1] <= 1000
+    assert len(first) == 3
+    train_matrix, valid_matrix = first[0]
+    assert train_matrix.shape[1] == valid_matrix.shape[1] < 2000
+    assert train_matrix.shape[0] + valid_matrix.shape[0] == len(demo_frame)
 
 
 def test_leaderboard_ranks_and_keeps_failures_last() -> None:
