@@ -139,7 +139,7 @@ class CompactTfidfVectorizer(TfidfVectorizer):
         return matrix
 
     def _compact(self) -> None:
-        vocabulary: dict[str, Any] = self.vocabulary_
+        vocabulary: dict[str, Any] = vars(self)["vocabulary_"]
         self.vocabulary_ = {term: int(index) for term, index in vocabulary.items()}
         if hasattr(self, "stop_words_"):
             del self.stop_words_
