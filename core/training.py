@@ -22,6 +22,10 @@ from core.tuning import StudyResult
 TEXT = [SHORT, NOTES]
 
 
+class TrainingFailed(RuntimeError):
+    """No family produced a model."""
+
+
 def threads_per_study(settings: Settings) -> int:
     return max(1, (os.cpu_count() or 1) // settings.max_concurrent_studies)
 

@@ -132,6 +132,17 @@ def _run(settings: Settings, as_json: bool) -> int:
     return _train(settings, data, None, as_json)
 
 
+def _is_user_error(exc: Exception) -> bool:
+    """Errors about the user's input or environment: reported in one line, no traceback.
+    (Imported here so that light commands do not pay for the ML imports.)"""
+    from core.bundle import BundleError
+    from core.store import StoreError
+    from core.training import TrainingFailed
+
+    known = (CliError, ValueError, OSError, BundleError, StoreError, TrainingFailed)
+    return isinstance(exc, known)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -147,13 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid setting: {problems}", file=sys.stderr)
-    except (CliError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except Exception as exc:  # a last resort: one line, not a traceback
-        from core.bundle import BundleError
-        from core.store import StoreError
-
-        if not isinstance(exc, BundleError | StoreError):
+    except Exception as exc:
+        if not _is_user_error(exc):
             raise
         print(f"error: {exc}", file=sys.stderr)
     return EXIT_USAGE

@@ -11,7 +11,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from core import bundle
 from core.data import NOTES, SHORT
 from core.settings import Settings, get_settings
-from core.training import build_manifest
+from core.training import TrainingFailed, build_manifest
 from core.tuning import TuningData, leaderboard, leaderboard_rows
 from tasks.training import (
     load_data,
@@ -22,10 +22,6 @@ from tasks.training import (
     tune_family,
     write_bundle,
 )
-
-
-class TrainingFailed(RuntimeError):
-    """No family produced a model."""
 
 
 def study_runner(max_workers: int) -> TaskRunner[Any]:
