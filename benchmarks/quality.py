@@ -11,8 +11,10 @@ A dataset that is absent is skipped with the reason. Prints and saves JSON.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import FeatureUnion, make_pipeline
 from sklearn.svm import LinearSVC
 
-from benchmarks.common import BANKING_TEST, BANKING_TRAIN, IT_TICKETS, it_tickets_table, save
+from benchmarks.common import (
+    BANKING_TEST,
+    BANKING_TRAIN,
+    IT_TICKETS,
+    RESULTS,
+    it_tickets_table,
+    save,
+)
 from core.settings import FAMILIES, Settings
 
 TARGETS = {"it_tickets": 0.68, "banking77": 0.92}
@@ -140,21 +149,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", default="it_tickets,banking77")
     parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument(
+        "--keep-others", action="store_true", help="keep saved results of datasets not run now"
+    )
     args = parser.parse_args()
     families = tuple(args.families.split(","))
     runners = {"it_tickets": it_tickets, "banking77": banking77}
-    results: dict[str, Any] = {}
+    results = previous_results() if args.keep_others else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
-            results[name] = runners[name](Path(tmp), families)
+            started = datetime.now(UTC).isoformat()
+            results[name] = {"when": started, **runners[name](Path(tmp), families)}
     defaults = Settings()
-    save(
-        "quality",
-        {
-            "profile": {"trials": defaults.trials, "timeout_s": defaults.timeout_s},
-            "results": results,
-        },
-    )
+    profile = {"trials": defaults.trials, "timeout_s": defaults.timeout_s}
+    save("quality", {"profile": profile, "results": results})
+
+
+def previous_results() -> dict[str, Any]:
+    """Results of datasets not re-run this time, from the last saved file."""
+    path = RESULTS / "quality.json"
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text()).get("results", {}))
 
 
 if __name__ == "__main__":

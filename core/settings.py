@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     max_concurrent_studies: int = Field(2, ge=1)
     promotion_margin: float = Field(0.01, ge=0, description="Macro-F1 gain needed to promote.")
     demo_rows: int = Field(5000, ge=100)
+    prediction_log_path: Path | None = Field(None, description="Default: <home>/predictions.db.")
+    model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
+    max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")
+    max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Request body limit.")
+    top_k: int = Field(3, ge=1, description="Top labels returned with each prediction.")
 
     @field_validator("text_columns", mode="before")
     @classmethod
@@ -73,6 +79,9 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    def predictions_path(self) -> Path:
+        return self.prediction_log_path or self.home / "predictions.db"
 
     def default_data_path(self) -> Path:
         """Where ``make run`` writes the generated demo dataset."""

@@ -181,6 +181,10 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> TextNormalizer:
         return self
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Bundles saved before ``level`` existed used full normalisation."""
+        super().__setstate__({"level": "full", **state})
+
     def transform(self, X: Any) -> np.ndarray:
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, not {self.level!r}")

@@ -42,8 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=42)
     simulate.add_argument("--out", required=True, help="output .csv or .parquet")
 
-    run = commands.add_parser("run", help="the main job: demo data if none, then train")
+    run = commands.add_parser(
+        "run", help="the main job: demo data if none, train if no champion, then serve"
+    )
     run.add_argument("--json", action="store_true")
+    run.add_argument("--no-serve", action="store_true", help="stop after training")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+
+    serve = commands.add_parser("serve", help="serve the champion over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
     return parser
 
 
@@ -116,20 +126,40 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(settings: Settings, as_json: bool) -> int:
-    data = settings.data_path
-    if not data:
-        path = settings.default_data_path()
-        if not path.exists():
-            from core.simulate import generate_tickets
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from core.bundle import champion_bundle_id
+    from core.store import open_store
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            generate_tickets(settings.demo_rows, "baseline", settings.seed).to_csv(
-                path, index=False
-            )
-            print(f"generated {settings.demo_rows} demo tickets at {path}")
-        data = str(path)
-    return _train(settings, data, None, as_json)
+    if champion_bundle_id(open_store(settings)) is None:
+        data = settings.data_path
+        if not data:
+            path = settings.default_data_path()
+            if not path.exists():
+                from core.simulate import generate_tickets
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                frame = generate_tickets(settings.demo_rows, "baseline", settings.seed)
+                frame.to_csv(path, index=False)
+                print(f"generated {settings.demo_rows} demo tickets at {path}")
+            data = str(path)
+        _train(settings, data, None, args.json)
+    else:
+        print(f"a champion exists in {settings.artifact_store_url()}; skipping training")
+    if args.no_serve:
+        return 0
+    return _serve(args.host, args.port, 1)
+
+
+def _serve(host: str, port: int, workers: int) -> int:
+    import uvicorn
+
+    base = f"http://{host}:{port}"
+    print(f"serving on {base}  API docs: {base}/schema  (OpenAPI: {base}/schema/openapi.json)")
+    sys.stdout.flush()
+    uvicorn.run(
+        "serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers
+    )
+    return 0
 
 
 def _is_user_error(exc: Exception) -> bool:
@@ -148,9 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "serve":
+            return _serve(args.host, args.port, args.workers)
         settings = _settings(args)
         if args.command == "run":
-            return _run(settings, args.json)
+            return _run(settings, args)
         data = args.data or settings.data_path
         if not data:
             raise CliError("no training data: pass --data or set TICKETS_DATA_PATH")

@@ -1,0 +1,256 @@
+"""The service over real HTTP (uvicorn on loopback), with its model pulled from the S3 server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+
+from core.bundle import bundle_key, read_champion, serialize_model, swap_champion, write_bundle
+from core.models import build_pipeline, default_params
+from core.predictions import PredictionLog
+from core.settings import Settings
+from core.store import open_store
+from serving.app import create_app
+from tests.integration.conftest import BUCKET
+
+pytestmark = pytest.mark.integration
+TEXT = ["short_description", "close_notes"]
+
+
+def _publish(
+    settings: Settings, frame: pd.DataFrame, bundle_id: str, version: str, c: float
+) -> dict:
+    params = {**default_params("linear_svm"), "C": c}
+    model = build_pipeline("linear_svm", params, "spanish", seed=0)
+    model.fit(frame[TEXT], frame["label"].to_numpy(dtype=object))
+    manifest = {
+        "bundle_id": bundle_id,
+        "family": "linear_svm",
+        "metrics": {"test_macro_f1": 0.8},
+        "mlflow": {"model_version": version},
+    }
+    store = open_store(settings)
+    write_bundle(store, bundle_id, serialize_model(model), manifest)
+    return manifest
+
+
+def _promote(settings: Settings, manifest: dict) -> None:
+    store = open_store(settings)
+    _, token = read_champion(store)
+    assert swap_champion(store, manifest, token)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, demo_frame: pd.DataFrame, s3_endpoint: str
+) -> Iterator[tuple[str, Settings]]:
+    home = tmp_path_factory.mktemp("serving")
+    settings = Settings(
+        home=home,
+        store_url=f"s3://{BUCKET}/serving",
+        s3_endpoint_url=s3_endpoint,
+        model_poll_s=0.2,
+        max_batch=50,
+        max_text_chars=200,
+        max_body_bytes=64 * 1024,
+    )
+    _promote(settings, _publish(settings, demo_frame, "v1", "1", 0.5))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}", settings
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_ready_health_and_prediction(service) -> None:
+    url, settings = service
+    assert httpx.get(f"{url}/ready").status_code == 200
+    health = httpx.get(f"{url}/health").json()
+    assert health["model"]["model_version"] == "1" and health["model"]["family"] == "linear_svm"
+    assert len(health["model"]["labels"]) == 9
+    response = httpx.post(
+        f"{url}/predict",
+        json={
+            "short_description": "Olvidé mi contraseña del portal",
+            "close_notes": "se desbloquea usuario",
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["prediction"] == "acceso_contrasenas"
+    assert 0 < body["probability"] <= 1 and len(body["probabilities"]) == settings.top_k
+    assert body["probabilities"][0]["label"] == body["prediction"]
+    assert body["model_version"] == "1" and body["request_id"]
+
+
+def test_batch_keeps_order_and_feedback_is_logged(service) -> None:
+    url, settings = service
+    tickets = [
+        {"short_description": "certificado tributario para declarar renta"},
+        {"short_description": "no puedo ingresar, clave bloqueada"},
+        {
+            "short_description": "la transferencia no se ve reflejada",
+            "true_label": "pagos_transferencias",
+        },
+    ]
+    response = httpx.post(f"{url}/predict/batch", json={"tickets": tickets})
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    assert [p["prediction"] for p in predictions] == [
+        "documentos_tributarios",
+        "acceso_contrasenas",
+        "pagos_transferencias",
+    ]
+    ids = [p["request_id"] for p in predictions]
+    feedback = httpx.post(
+        f"{url}/feedback",
+        json=[
+            {"request_id": ids[0], "true_label": "certificados"},
+            {"request_id": "nope", "true_label": "x"},
+        ],
+    )
+    assert feedback.status_code == 200 and feedback.json() == {
+        "updated": 1,
+        "unknown_request_ids": ["nope"],
+    }
+    assert (
+        httpx.post(f"{url}/feedback", json={"request_id": "nope", "true_label": "x"}).status_code
+        == 404
+    )
+    log = PredictionLog(settings.predictions_path()).window().set_index("request_id")
+    assert log.loc[ids[0], "true_label"] == "certificados"
+    assert log.loc[ids[2], "true_label"] == "pagos_transferencias"
+    assert log.loc[ids[1], "prediction"] == "acceso_contrasenas"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b'{"short_description": ""}', 400, "short_description"),
+        (b'{"short_description": "   \\t\\n"}', 400, "short_description"),
+        ('{"short_description": "\u200b\u200b\ufeff"}'.encode(), 400, "short_description"),
+        (('{"short_description": "' + "a" * 201 + '"}').encode(), 400, "short_description"),
+        (
+            b'{"short_description": "ok", "close_notes": ' + b'"' + b"b" * 201 + b'"}',
+            400,
+            "close_notes",
+        ),
+        (b'{"short_description": "ok", "extra": 1}', 400, "extra"),
+        (b'{"short_description": 5}', 400, "short_description"),
+        (b'{"short_description": null}', 400, "short_description"),
+        (b"{}", 400, "short_description"),
+        (b'{"short_description": "\xff\xfe"}', 400, "UTF-8"),
+        (b'{"short_description": ', 400, ""),
+        (b"[1, 2]", 400, ""),
+    ],
+)
+def test_bad_single_requests_get_a_400_naming_the_problem(
+    service, body: bytes, status: int, field: str
+) -> None:
+    url, _ = service
+    response = httpx.post(
+        f"{url}/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    assert field in response.text
+
+
+def test_batch_limits_and_body_size(service) -> None:
+    url, settings = service
+    too_many = {"tickets": [{"short_description": "hola"}] * (settings.max_batch + 1)}
+    response = httpx.post(f"{url}/predict/batch", json=too_many)
+    assert response.status_code == 400 and "maximum is 50" in response.text
+    response = httpx.post(
+        f"{url}/predict/batch",
+        json={"tickets": [{"short_description": "ok"}, {"short_description": " "}]},
+    )
+    assert response.status_code == 400 and "tickets[1].short_description is empty" in response.text
+    huge = b'{"short_description": "' + b"a" * (settings.max_body_bytes + 10) + b'"}'
+    assert (
+        httpx.post(
+            f"{url}/predict", content=huge, headers={"content-type": "application/json"}
+        ).status_code
+        == 413
+    )
+
+
+def test_hot_swap_without_failed_requests_and_corrupt_bundle_refused(
+    service, demo_frame: pd.DataFrame
+) -> None:
+    url, settings = service
+    failures: list[int] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client() as http:
+            while not stop.is_set():
+                response = http.post(
+                    f"{url}/predict", json={"short_description": "error en el portal"}
+                )
+                if response.status_code != 200:
+                    failures.append(response.status_code)
+                else:
+                    versions.add(response.json()["model_version"])
+
+    workers = [threading.Thread(target=client) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.5)
+    _promote(settings, _publish(settings, demo_frame, "v2", "2", 1.0))
+    deadline = time.monotonic() + 30
+    while (
+        httpx.get(f"{url}/health").json()["model"]["model_version"] != "2"
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert failures == []
+    assert versions == {"1", "2"}
+
+    store = open_store(settings)
+    manifest = _publish(settings, demo_frame, "v3", "3", 2.0)
+    tampered = bytearray(store.get(bundle_key("v3", "model.skops")))
+    tampered[len(tampered) // 2] ^= 0xFF
+    store.put(bundle_key("v3", "model.skops"), bytes(tampered))
+    _promote(settings, manifest)
+    deadline = time.monotonic() + 30
+    while (
+        httpx.get(f"{url}/health").json()["last_failed_load"] is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    health = httpx.get(f"{url}/health").json()
+    assert health["last_failed_load"]["bundle_id"] == "v3"
+    assert "does not match its manifest" in health["last_failed_load"]["error"]
+    assert health["model"]["model_version"] == "2"
+    assert (
+        httpx.post(f"{url}/predict", json={"short_description": "clave bloqueada"}).json()[
+            "model_version"
+        ]
+        == "2"
+    )
