@@ -7,6 +7,7 @@ setting and fold and searches the head on top; the saved pipeline still holds ev
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ from core.settings import FAMILIES
 from core.text import TextNormalizer
 
 Params = dict[str, Any]
+
+# A search may ask for more selected features than a small table has; all are kept, as intended.
+warnings.filterwarnings("ignore", message=r"k=\d+ is greater than n_features", category=UserWarning)
 TEXT_KEYS = ("text_level", "stem", "remove_stop_words")
 FEATURE_KEYS = ("word_ngram_max", "char_ngrams", "min_df")
 CHAR_NGRAMS: dict[str, tuple[str, tuple[int, int]] | None] = {
