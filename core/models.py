@@ -310,28 +310,21 @@ def _select(k: int) -> tuple[str, Any]:
     return ("select", SelectKBest(chi2, k=k))
 
 
-def _head_random_forest(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
-    model = RandomForestClassifier(
-        n_estimators=p["n_estimators"],
-        max_features=p["max_features"],
-        min_samples_leaf=p["min_samples_leaf"],
-        class_weight=p["class_weight"],
-        n_jobs=n_jobs,
-        random_state=seed,
-    )
-    return [_select(p["k"]), ("clf", model)]
+def _forest_head(forest: type) -> Callable[[Params, int, int], list[tuple[str, Any]]]:
+    """Random forest and extra trees share their search space and their head."""
 
+    def head(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
+        model = forest(
+            n_estimators=p["n_estimators"],
+            max_features=p["max_features"],
+            min_samples_leaf=p["min_samples_leaf"],
+            class_weight=p["class_weight"],
+            n_jobs=n_jobs,
+            random_state=seed,
+        )
+        return [_select(p["k"]), ("clf", model)]
 
-def _head_extra_trees(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
-    model = ExtraTreesClassifier(
-        n_estimators=p["n_estimators"],
-        max_features=p["max_features"],
-        min_samples_leaf=p["min_samples_leaf"],
-        class_weight=p["class_weight"],
-        n_jobs=n_jobs,
-        random_state=seed,
-    )
-    return [_select(p["k"]), ("clf", model)]
+    return head
 
 
 def _suggest_hgb(trial: optuna.Trial) -> Params:
@@ -416,8 +409,15 @@ REGISTRY: dict[str, Family] = {
     for family in (
         Family("logistic_regression", _suggest_logreg, _head_logreg, {"C": 20.0}),
         Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}),
-        Family("random_forest", _suggest_forest, _head_random_forest, _forest_defaults()),
-        Family("extra_trees", _suggest_forest, _head_extra_trees, _forest_defaults()),
+        Family(
+            "random_forest",
+            _suggest_forest,
+            _forest_head(RandomForestClassifier),
+            _forest_defaults(),
+        ),
+        Family(
+            "extra_trees", _suggest_forest, _forest_head(ExtraTreesClassifier), _forest_defaults()
+        ),
         Family(
             "gradient_boosting",
             _suggest_hgb,
