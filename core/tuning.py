@@ -85,24 +85,36 @@ class TuningData:
             return self._documents[key]
 
     def fold_matrices(self, text_params: Params, feature_params: Params) -> FoldMatrices:
-        """(train, validation) TF-IDF matrices per fold, fitted on each fold's training part."""
+        """(train, validation) TF-IDF matrices per fold, fitted on each fold's training part.
+
+        Each caller gets its own copies: SciPy may sort a sparse matrix's indices in place while
+        another thread reads them, which crashes the process, so cached matrices are never
+        handed out to two studies at once."""
         key = (tuple(sorted(text_params.items())), tuple(sorted(feature_params.items())))
         with self._key_lock(("matrices", key)):
             with self._lock:
-                if key in self._matrices:
+                cached = self._matrices.get(key)
+                if cached is not None:
                     self._matrices.move_to_end(key)
-                    return self._matrices[key]
-            documents = self.documents(text_params)
-            matrices = []
-            for train_idx, valid_idx in self.folds:
-                features = build_features(feature_params)
-                train_matrix = features.fit_transform(documents[train_idx])
-                matrices.append((train_matrix, features.transform(documents[valid_idx])))
-            with self._lock:
-                self._matrices[key] = matrices
-                while len(self._matrices) > self.capacity:
-                    self._matrices.popitem(last=False)
-            return matrices
+            if cached is None:
+                cached = self._build_matrices(text_params, feature_params)
+                with self._lock:
+                    self._matrices[key] = cached
+                    while len(self._matrices) > self.capacity:
+                        self._matrices.popitem(last=False)
+            return [(train.copy(), valid.copy()) for train, valid in cached]
+
+    def _build_matrices(self, text_params: Params, feature_params: Params) -> FoldMatrices:
+        documents = self.documents(text_params)
+        matrices = []
+        for train_idx, valid_idx in self.folds:
+            features = build_features(feature_params)
+            train_matrix = features.fit_transform(documents[train_idx])
+            valid_matrix = features.transform(documents[valid_idx])
+            for matrix in (train_matrix, valid_matrix):
+                matrix.sum_duplicates()  # canonical form: later operations need no in-place fixes
+            matrices.append((train_matrix, valid_matrix))
+        return matrices
 
 
 def _objective(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.Trial], float]:

@@ -47,7 +47,11 @@ def test_matrices_are_cached_per_setting(demo_frame: pd.DataFrame) -> None:
     data = TuningData(demo_frame, "spanish", 3, 1)
     params = {"word_ngram_max": 1, "char_ngrams": "none", "min_df": 2}
     first = data.fold_matrices({"text_level": "light"}, params)
-    assert data.fold_matrices({"text_level": "light"}, params) is first
+    again = data.fold_matrices({"text_level": "light"}, params)
+    assert len(data._matrices) == 1  # built once
+    assert again[0][0] is not first[0][0]  # but every caller gets its own copy
+    assert (again[0][0] != first[0][0]).nnz == 0
+    assert first[0][0].has_canonical_format
     assert len(first) == 3
     train_matrix, valid_matrix = first[0]
     assert train_matrix.shape[1] == valid_matrix.shape[1] < 2000
