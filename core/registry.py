@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -117,9 +116,3 @@ def set_champion_alias(settings: Settings, version: str) -> None:
     _client(settings).set_registered_model_alias(
         settings.registered_model_name, CHAMPION_ALIAS, version
     )
-
-
-def log_bundle_location(settings: Settings, run_id: str, bundle_uri: str, promoted: bool) -> None:
-    client = _client(settings)
-    client.set_tag(run_id, "bundle_uri", bundle_uri)
-    client.set_tag(run_id, "promoted", json.dumps(promoted))

@@ -50,11 +50,6 @@ def stop_words(language: str) -> frozenset[str]:
     return frozenset(_fold(line) for line in lines if line and not line.startswith("#"))
 
 
-def supported_languages() -> tuple[str, ...]:
-    """Languages with a Snowball stemmer."""
-    return tuple(SnowballStemmer.languages)
-
-
 @lru_cache(maxsize=200_000)
 def _fold(token: str) -> str:
     """Accent folding that keeps the base letter: 'sesión' -> 'sesion'."""
