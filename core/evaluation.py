@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 
@@ -94,3 +95,31 @@ def decide_promotion(
         f"gain {gain:+.4f} {verdict} the margin {margin}"
     )
     return PromotionDecision(promote, reason, challenger_macro_f1, champion_macro_f1)
+
+
+def production_metrics(window: pd.DataFrame, low_confidence: float = 0.5) -> dict[str, Any]:
+    """Aggregates of a prediction-log window; accuracy and macro-F1 over rows with feedback."""
+    labelled = window[window["true_label"].notna()]
+    confidence = window["confidence"].astype(float)
+    metrics: dict[str, Any] = {
+        "count": len(window),
+        "first_at": str(window["created_at"].min()) if len(window) else None,
+        "last_at": str(window["created_at"].max()) if len(window) else None,
+        "label_distribution": _counts(window["prediction"]),
+        "model_versions": _counts(window["model_version"]),
+        "mean_confidence": float(confidence.mean()) if len(window) else None,
+        "low_confidence_share": float((confidence < low_confidence).mean())
+        if len(window)
+        else None,
+        "feedback_count": len(labelled),
+        "accuracy": None,
+        "macro_f1": None,
+    }
+    if len(labelled):
+        scores = evaluate(labelled["true_label"], labelled["prediction"])
+        metrics.update(accuracy=scores.accuracy, macro_f1=scores.macro_f1)
+    return metrics
+
+
+def _counts(column: pd.Series) -> dict[str, int]:
+    return {str(key): int(value) for key, value in column.value_counts().sort_index().items()}

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,17 @@ CREATE TABLE IF NOT EXISTS predictions (
     feedback_at TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
+CREATE TABLE IF NOT EXISTS daily_metrics (
+    day TEXT PRIMARY KEY,
+    saved_at TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
 """
+SAVE_DAILY_SQL = """
+INSERT INTO daily_metrics (day, saved_at, metrics) VALUES (?, ?, ?)
+ON CONFLICT (day) DO UPDATE SET saved_at = excluded.saved_at, metrics = excluded.metrics
+"""
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 FEEDBACK_SQL = "UPDATE predictions SET true_label = ?, feedback_at = ? WHERE request_id = ?"
 COLUMNS = (
     "request_id",
@@ -47,6 +57,18 @@ COLUMNS = (
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def window_start(window: str, now: datetime | None = None) -> str:
+    """The ISO start time of a window such as ``30m``, ``24h`` or ``7d``; ValueError otherwise."""
+    text = window.strip().lower()
+    if len(text) < 2 or text[-1] not in WINDOW_UNITS or not text[:-1].isdigit():
+        raise ValueError(f"window {window!r} is not a duration like 30m, 24h or 7d")
+    seconds = int(text[:-1]) * WINDOW_UNITS[text[-1]]
+    if not 0 < seconds <= 366 * 86400:
+        raise ValueError(f"window {window!r} must be between 1s and 366d")
+    start = (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    return start.isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -121,13 +143,18 @@ class PredictionLog:
             self._connection.execute("COMMIT")
         return missing
 
-    def window(self, since: str | None = None, limit: int | None = None) -> pd.DataFrame:
-        """Predictions created at or after ``since`` (ISO time), newest ``limit`` of them."""
-        sql = f"SELECT {', '.join(COLUMNS)} FROM predictions"
+    def window(
+        self, since: str | None = None, limit: int | None = None, until: str | None = None
+    ) -> pd.DataFrame:
+        """Predictions created in [``since``, ``until``) (ISO times), newest ``limit`` of them."""
+        sql = f"SELECT {', '.join(COLUMNS)} FROM predictions WHERE 1 = 1"
         params: list[Any] = []
         if since:
-            sql += " WHERE created_at >= ?"
+            sql += " AND created_at >= ?"
             params.append(since)
+        if until:
+            sql += " AND created_at < ?"
+            params.append(until)
         sql += " ORDER BY created_at DESC"
         if limit:
             sql += " LIMIT ?"
@@ -135,6 +162,20 @@ class PredictionLog:
         with self._lock:
             rows = self._connection.execute(sql, params).fetchall()
         return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def save_daily(self, day: str, metrics: dict[str, Any]) -> str:
+        """Store (or replace) the aggregate of ``day`` (YYYY-MM-DD); returns the time saved."""
+        saved_at = utc_now()
+        payload = json.dumps(metrics, ensure_ascii=False, sort_keys=True)
+        with self._lock:
+            self._connection.execute(SAVE_DAILY_SQL, (day, saved_at, payload))
+        return saved_at
+
+    def daily(self) -> dict[str, dict[str, Any]]:
+        """Saved daily aggregates by day."""
+        with self._lock:
+            rows = self._connection.execute("SELECT day, metrics FROM daily_metrics").fetchall()
+        return {day: json.loads(metrics) for day, metrics in rows}
 
     def count(self) -> int:
         with self._lock:

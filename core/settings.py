@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FAMILIES: tuple[str, ...] = (
@@ -52,6 +52,39 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Request body limit.")
     top_k: int = Field(3, ge=1, description="Top labels returned with each prediction.")
+    micro_batch_max: int = Field(64, ge=1, description="Tickets gathered into one model call.")
+    micro_batch_wait_ms: float = Field(
+        2.0, ge=0, le=100, description="Longest wait for company before a model call."
+    )
+    admin_api_key: SecretStr | None = Field(
+        None, description="When set, admin endpoints need it in the X-API-Key header."
+    )
+    drift_p_value: float = Field(0.05, gt=0, lt=1, description="Family-wise significance level.")
+    drift_score_threshold: float = Field(
+        0.5, gt=0, le=1, description="Share of fired tests that means drift."
+    )
+    performance_drop: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Macro-F1 drop on feedback (vs test) that means concept drift.",
+    )
+    low_confidence_share: float = Field(
+        0.30, gt=0, lt=1, description="Share of predictions under 0.5 confidence that fires."
+    )
+    min_predictions: int = Field(100, ge=10, description="Below this a drift test has no verdict.")
+    min_feedback: int = Field(
+        50, ge=10, description="Labelled predictions needed for concept drift."
+    )
+    psi_threshold: float = Field(0.25, gt=0, description="PSI of predicted classes that fires.")
+    ks_threshold: float = Field(0.1, gt=0, lt=1, description="KS statistic of lengths that fires.")
+    js_threshold: float = Field(
+        0.1, gt=0, le=1, description="Jensen-Shannon distance of token shares that fires."
+    )
+    oov_increase: float = Field(
+        0.05, gt=0, lt=1, description="Rise of the out-of-vocabulary rate that fires."
+    )
+    monitor_window: str = Field("24h", description="Prediction-log window the monitor reads.")
 
     @field_validator("text_columns", mode="before")
     @classmethod

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -15,12 +16,15 @@ import pandas as pd
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
 
 from core.data import NOTES, SHORT
 from core.predictions import PredictionLog, PredictionRecord
 from core.settings import Settings, get_settings
 from core.store import open_store
+from serving import monitoring
+from serving.batcher import MicroBatcher
 from serving.model_holder import ModelHolder, ServedModel
 from serving.schemas import (
     BatchPrediction,
@@ -47,8 +51,8 @@ def _check_text(value: str | None, field: str, limit: int) -> str:
     return value
 
 
-def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> pd.DataFrame:
-    """A DataFrame of the tickets' texts, or a 400 naming the first bad field."""
+def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> list[tuple[str, str]]:
+    """The tickets' (short description, close notes), or a 400 naming the first bad field."""
     rows = []
     for index, ticket in enumerate(tickets):
         where = f"{prefix}[{index}]." if prefix else ""
@@ -58,7 +62,7 @@ def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> pd.
         notes = _check_text(ticket.close_notes, f"{where}close_notes", limit)
         _check_text(ticket.true_label, f"{where}true_label", limit)
         rows.append((short, notes))
-    return pd.DataFrame(rows, columns=[SHORT, NOTES])
+    return rows
 
 
 def _served(state: State) -> ServedModel:
@@ -68,36 +72,60 @@ def _served(state: State) -> ServedModel:
     return served
 
 
-async def _predict(state: State, tickets: list[Ticket], frame: pd.DataFrame) -> list[Prediction]:
-    served = _served(state)
-    probabilities = await anyio.to_thread.run_sync(served.predict_proba, frame)
-    settings: Settings = state.settings
-    predictions, records = [], []
-    for ticket, row in zip(tickets, probabilities, strict=True):
-        order = np.argsort(row)[::-1][: settings.top_k]
-        top = [LabelScore(str(served.classes[i]), round(float(row[i]), 6)) for i in order]
-        request_id = str(uuid.uuid4())
-        predictions.append(Prediction(top[0].label, top[0].score, top, served.version, request_id))
-        records.append(
-            PredictionRecord(
-                request_id=request_id,
-                model_version=served.version,
-                short_description=ticket.short_description,
-                close_notes=ticket.close_notes or "",
-                prediction=top[0].label,
-                confidence=top[0].score,
-                top_probabilities={s.label: s.score for s in top},
-                true_label=ticket.true_label,
-            )
-        )
-    await anyio.to_thread.run_sync(state.log.record, records)
+Scored = tuple[str, list[LabelScore]]
+
+
+def classify_rows(holder: ModelHolder, top_k: int, rows: list[tuple[str, str]]) -> list[Scored]:
+    """One model call for many tickets: (model version, top labels) per row, in order."""
+    served = holder.current
+    if served is None:
+        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail="no model loaded yet")
+    probabilities = served.predict_proba(pd.DataFrame(rows, columns=[SHORT, NOTES]))
+    best = np.argsort(-probabilities, axis=1)[:, :top_k]
+    labels = served.classes
+    return [
+        (served.version, [LabelScore(str(labels[j]), round(float(row[j]), 6)) for j in order])
+        for row, order in zip(probabilities, best, strict=True)
+    ]
+
+
+def _record(ticket: Ticket, prediction: Prediction) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=prediction.request_id,
+        model_version=prediction.model_version,
+        short_description=ticket.short_description,
+        close_notes=ticket.close_notes or "",
+        prediction=prediction.prediction,
+        confidence=prediction.probability,
+        top_probabilities={score.label: score.score for score in prediction.probabilities},
+        true_label=ticket.true_label,
+    )
+
+
+async def _predict(
+    state: State, tickets: list[Ticket], rows: list[tuple[str, str]]
+) -> list[Prediction]:
+    """Classify through the model's micro-batcher, then log through the log's group commit;
+    the answer leaves only after its log row is durable."""
+    _served(state)
+    scored: list[Scored] = await state.model_batcher.submit(rows)
+    predictions = [
+        Prediction(top[0].label, top[0].score, top, version, str(uuid.uuid4()))
+        for version, top in scored
+    ]
+    await state.log_batcher.submit(
+        [
+            _record(ticket, prediction)
+            for ticket, prediction in zip(tickets, predictions, strict=True)
+        ]
+    )
     return predictions
 
 
 @post("/predict", status_code=200, summary="Classify one ticket")
 async def predict(data: Ticket, state: State) -> Prediction:
-    frame = validate_tickets([data], state.settings.max_text_chars)
-    return (await _predict(state, [data], frame))[0]
+    rows = validate_tickets([data], state.settings.max_text_chars)
+    return (await _predict(state, [data], rows))[0]
 
 
 @post("/predict/batch", status_code=200, summary="Classify up to max_batch tickets, in order")
@@ -109,8 +137,8 @@ async def predict_batch(data: TicketBatch, state: State) -> BatchPrediction:
         raise _bad_request(
             f"tickets has {len(data.tickets)} items; the maximum is {settings.max_batch}"
         )
-    frame = validate_tickets(data.tickets, settings.max_text_chars, "tickets")
-    predictions = await _predict(state, data.tickets, frame)
+    rows = validate_tickets(data.tickets, settings.max_text_chars, "tickets")
+    predictions = await _predict(state, data.tickets, rows)
     return BatchPrediction(predictions, predictions[0].model_version)
 
 
@@ -166,6 +194,12 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
     """The service for ``settings``; the champion is loaded at start-up and watched after."""
     model_holder = holder or ModelHolder(open_store(settings))
     log = PredictionLog(settings.predictions_path())
+    model_batcher = MicroBatcher(
+        functools.partial(classify_rows, model_holder, settings.top_k),
+        settings.micro_batch_max,
+        settings.micro_batch_wait_ms / 1000,
+    )
+    log_batcher = MicroBatcher(_writer(log), max_items=10 * settings.max_batch, max_wait_s=0.0)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -175,15 +209,46 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
             yield
         finally:
             watcher.cancel()
+            await model_batcher.stop()
+            await log_batcher.stop()
             log.close()
 
+    state = {
+        "settings": settings,
+        "holder": model_holder,
+        "log": log,
+        "model_batcher": model_batcher,
+        "log_batcher": log_batcher,
+    }
     return Litestar(
-        route_handlers=[health, ready, predict, predict_batch, feedback],
-        state=State({"settings": settings, "holder": model_holder, "log": log}),
+        route_handlers=[
+            health,
+            ready,
+            predict,
+            predict_batch,
+            feedback,
+            monitoring.metrics,
+            monitoring.save_metrics,
+            monitoring.saved_metrics,
+        ],
+        state=State(state),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={UnicodeDecodeError: _invalid_utf8},
+        openapi_config=OpenAPIConfig(
+            title="Ticket classifier",
+            version="1",
+            description="Classifies Spanish help-desk tickets; logs every prediction.",
+        ),
     )
+
+
+def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[None]]:
+    def write(records: list[PredictionRecord]) -> list[None]:
+        log.record(records)
+        return [None] * len(records)
+
+    return write
 
 
 def app_from_environment() -> Litestar:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 
 import httpx
@@ -22,6 +23,7 @@ from tests.integration.conftest import BUCKET
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]
+ADMIN_KEY = "admin-s3cret"
 
 
 def _publish(
@@ -66,6 +68,7 @@ def service(
         max_batch=50,
         max_text_chars=200,
         max_body_bytes=64 * 1024,
+        admin_api_key=ADMIN_KEY,
     )
     _promote(settings, _publish(settings, demo_frame, "v1", "1", 0.5))
     port = _free_port()
@@ -254,3 +257,60 @@ def test_hot_swap_without_failed_requests_and_corrupt_bundle_refused(
         ]
         == "2"
     )
+
+
+def test_monitoring_metrics_reflect_predictions_and_feedback(service) -> None:
+    url, _ = service
+    before = httpx.get(f"{url}/monitoring/metrics", params={"window": "1h"}).json()
+    tickets = [{"short_description": "clave bloqueada, no puedo ingresar"}] * 5
+    ids = [
+        p["request_id"]
+        for p in httpx.post(f"{url}/predict/batch", json={"tickets": tickets}).json()["predictions"]
+    ]
+    httpx.post(
+        f"{url}/feedback", json=[{"request_id": i, "true_label": "acceso_contrasenas"} for i in ids]
+    )
+    after = httpx.get(f"{url}/monitoring/metrics", params={"window": "1h"}).json()
+    assert after["count"] == before["count"] + 5
+    assert after["feedback_count"] == before["feedback_count"] + 5
+    assert after["label_distribution"]["acceso_contrasenas"] >= 5
+    assert 0 < after["mean_confidence"] <= 1 and after["accuracy"] is not None
+    response = httpx.get(f"{url}/monitoring/metrics", params={"window": "5 years"})
+    assert response.status_code == 400 and "window" in response.text
+
+
+def test_save_metrics_needs_the_admin_key(service) -> None:
+    url, _ = service
+    assert httpx.post(f"{url}/monitoring/save-metrics").status_code == 401
+    wrong = httpx.post(f"{url}/monitoring/save-metrics", headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401 and "X-API-Key" in wrong.text
+    saved = httpx.post(f"{url}/monitoring/save-metrics", headers={"X-API-Key": ADMIN_KEY})
+    assert saved.status_code == 200, saved.text
+    body = saved.json()
+    assert body["metrics"]["count"] > 0
+    assert httpx.get(f"{url}/monitoring/saved-metrics").json()[body["day"]] == body["metrics"]
+    bad_day = httpx.post(
+        f"{url}/monitoring/save-metrics",
+        params={"day": "yesterday"},
+        headers={"X-API-Key": ADMIN_KEY},
+    )
+    assert bad_day.status_code == 400 and "day" in bad_day.text
+
+
+def test_concurrent_single_predictions_are_micro_batched_and_all_logged(service) -> None:
+    url, settings = service
+    log = PredictionLog(settings.predictions_path())
+    before = log.count()
+    texts = [f"no me llega el codigo de verificacion {i}" for i in range(64)]
+
+    def ask(text: str) -> dict:
+        return httpx.post(f"{url}/predict", json={"short_description": text}).json()
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(ask, texts))
+    assert all(answer["prediction"] == "acceso_contrasenas" for answer in answers)
+    assert len({answer["request_id"] for answer in answers}) == 64
+    stored = log.window().set_index("request_id")
+    assert log.count() == before + 64
+    assert set(stored.loc[[a["request_id"] for a in answers], "short_description"]) == set(texts)
+    log.close()

@@ -20,3 +20,27 @@ def test_promotion_rule() -> None:
     decision = decide_promotion(0.805, 0.80, 0.01)
     assert not decision.promote and "below the margin" in decision.reason
     assert not decide_promotion(0.70, 0.80, 0.0).promote
+
+
+def test_production_metrics_count_confidence_and_score_feedback_only() -> None:
+    import pandas as pd
+
+    from core.evaluation import production_metrics
+
+    window = pd.DataFrame(
+        {
+            "created_at": ["2026-11-26T10:00", "2026-11-26T11:00", "2026-11-26T12:00"],
+            "model_version": ["1", "1", "2"],
+            "prediction": ["a", "b", "a"],
+            "confidence": [0.9, 0.4, 0.7],
+            "true_label": ["a", None, "b"],
+        }
+    )
+    metrics = production_metrics(window)
+    assert metrics["count"] == 3 and metrics["label_distribution"] == {"a": 2, "b": 1}
+    assert metrics["model_versions"] == {"1": 2, "2": 1}
+    assert metrics["mean_confidence"] == pytest.approx(2.0 / 3)
+    assert metrics["low_confidence_share"] == pytest.approx(1 / 3)
+    assert metrics["feedback_count"] == 2 and metrics["accuracy"] == 0.5
+    empty = production_metrics(window.iloc[0:0])
+    assert empty["count"] == 0 and empty["macro_f1"] is None and empty["mean_confidence"] is None

@@ -4,6 +4,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from core.predictions import PredictionLog, PredictionRecord
 
 
@@ -54,3 +56,24 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert log.count() == 400
+
+
+def test_window_start_parses_durations_and_refuses_nonsense() -> None:
+    from datetime import UTC, datetime
+
+    from core.predictions import window_start
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert window_start("30m", now).startswith("2026-11-26T11:30:00")
+    assert window_start("7d", now).startswith("2026-11-19T12:00:00")
+    for bad in ("", "h", "-1h", "5y", "0s", "400d", "1.5h"):
+        with pytest.raises(ValueError, match="window"):
+            window_start(bad, now)
+
+
+def test_daily_aggregates_are_replaced_not_duplicated(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.db")
+    log.save_daily("2026-11-25", {"count": 1})
+    log.save_daily("2026-11-25", {"count": 2})
+    log.save_daily("2026-11-26", {"count": 3})
+    assert log.daily() == {"2026-11-25": {"count": 2}, "2026-11-26": {"count": 3}}
