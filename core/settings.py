@@ -79,7 +79,10 @@ class Settings(BaseSettings):
     psi_threshold: float = Field(0.25, gt=0, description="PSI of predicted classes that fires.")
     ks_threshold: float = Field(0.1, gt=0, lt=1, description="KS statistic of lengths that fires.")
     js_threshold: float = Field(
-        0.1, gt=0, le=1, description="Jensen-Shannon distance of token shares that fires."
+        0.05,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon distance of token shares, beyond sampling noise, that fires.",
     )
     oov_increase: float = Field(
         0.05, gt=0, lt=1, description="Rise of the out-of-vocabulary rate that fires."
