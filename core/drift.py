@@ -353,7 +353,7 @@ def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
         (i for i, t in enumerate(tests) if t.p_value is not None and t.verdict != INSUFFICIENT),
         key=lambda i: float(tests[i].p_value or 0.0),
     )
-    levels: dict[int, tuple[float, bool]] = {}
+    levels: dict[int, tuple[float | None, bool]] = {}
     rejecting = True
     for rank, i in enumerate(tested):
         level = alpha / (len(tested) - rank)
