@@ -356,9 +356,9 @@ def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
     levels: dict[int, tuple[float | None, bool]] = {}
     rejecting = True
     for rank, i in enumerate(tested):
-        level = alpha / (len(tested) - rank)
-        rejecting = rejecting and float(tests[i].p_value or 0.0) < level
-        levels[i] = (level, rejecting)
+        holm_level = alpha / (len(tested) - rank)
+        rejecting = rejecting and float(tests[i].p_value or 0.0) < holm_level
+        levels[i] = (holm_level, rejecting)
     decided = []
     for i, test in enumerate(tests):
         if test.verdict == INSUFFICIENT:
