@@ -406,3 +406,19 @@ def drift_report(
         drift_detected=bool(fired),
         reasons=[f"{test.name}: {test.detail}" for test in fired],
     )
+
+
+class NoReferenceProfile(ValueError):
+    """The model's manifest carries no reference profile to compare against."""
+
+
+def report_for_model(
+    window: pd.DataFrame, manifest: dict[str, Any], model_version: str, settings: Settings
+) -> DriftReport:
+    """Drift of the predictions that ``model_version`` made in ``window`` against its profile."""
+    profile = manifest.get("reference_profile")
+    if not profile:
+        raise NoReferenceProfile(f"model {model_version} has no reference profile in its manifest")
+    own = window[window["model_version"].astype(str) == str(model_version)]
+    test_f1 = manifest.get("metrics", {}).get("test_macro_f1")
+    return drift_report(own.reset_index(drop=True), profile, test_f1, settings)

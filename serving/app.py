@@ -230,6 +230,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
             monitoring.metrics,
             monitoring.save_metrics,
             monitoring.saved_metrics,
+            monitoring.drift,
         ],
         state=State(state),
         lifespan=[lifespan],

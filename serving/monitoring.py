@@ -11,8 +11,10 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
+from core.drift import NoReferenceProfile, report_for_model
 from core.evaluation import production_metrics
 from core.predictions import PredictionLog, window_start
+from core.settings import Settings
 from serving.security import admin_guard
 
 
@@ -69,3 +71,30 @@ async def save_metrics(
 async def saved_metrics(state: State) -> dict[str, Any]:
     log: PredictionLog = state.log
     return await anyio.to_thread.run_sync(log.daily)
+
+
+@get("/monitoring/drift", summary="Drift report of the served model over a window")
+async def drift(
+    state: State,
+    window: str | None = Parameter(
+        default=None, description="Duration back from now (default: the monitor's window)."
+    ),
+) -> dict[str, Any]:
+    settings: Settings = state.settings
+    chosen = window or settings.monitor_window
+    try:
+        since = window_start(chosen)
+    except ValueError as exc:
+        raise _bad_request(f"window: {exc}") from exc
+    served = state.holder.current
+    if served is None:
+        raise HTTPException(status_code=503, detail="no model loaded yet")
+    log: PredictionLog = state.log
+    frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
+    try:
+        report = await anyio.to_thread.run_sync(
+            report_for_model, frame, served.manifest, served.version, settings
+        )
+    except NoReferenceProfile as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    return {"window": chosen, "since": since, "model_version": served.version, **report.as_dict()}

@@ -17,7 +17,9 @@ from core.bundle import bundle_key, read_champion, serialize_model, swap_champio
 from core.models import build_pipeline, default_params
 from core.predictions import PredictionLog
 from core.settings import Settings
+from core.simulate import generate_tickets
 from core.store import open_store
+from core.training import reference_profile
 from serving.app import create_app
 from tests.integration.conftest import BUCKET
 
@@ -32,11 +34,13 @@ def _publish(
     params = {**default_params("linear_svm"), "C": c}
     model = build_pipeline("linear_svm", params, "spanish", seed=0)
     model.fit(frame[TEXT], frame["label"].to_numpy(dtype=object))
+    probabilities = model.predict_proba(frame[TEXT])
     manifest = {
         "bundle_id": bundle_id,
         "family": "linear_svm",
         "metrics": {"test_macro_f1": 0.8},
         "mlflow": {"model_version": version},
+        "reference_profile": reference_profile(model, frame, frame, probabilities, settings),
     }
     store = open_store(settings)
     write_bundle(store, bundle_id, serialize_model(model), manifest)
@@ -314,3 +318,19 @@ def test_concurrent_single_predictions_are_micro_batched_and_all_logged(service)
     assert log.count() == before + 64
     assert set(stored.loc[[a["request_id"] for a in answers], "short_description"]) == set(texts)
     log.close()
+
+
+def test_drift_report_of_the_served_model(service) -> None:
+    url, _ = service
+    tickets = generate_tickets(150, "short_texts", seed=11)
+    for start in range(0, 150, 50):
+        chunk = tickets.iloc[start : start + 50][TEXT].to_dict("records")
+        assert httpx.post(f"{url}/predict/batch", json={"tickets": chunk}).status_code == 200
+    response = httpx.get(f"{url}/monitoring/drift", params={"window": "1h"})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["n_predictions"] >= 150
+    assert report["drift_detected"] and "text_length_ks" in report["fired"]
+    names = {test["name"] for test in report["tests"]}
+    assert {"text_length_ks", "predicted_class_psi", "vocabulary_js", "oov_rate"} <= names
+    assert httpx.get(f"{url}/monitoring/drift", params={"window": "x"}).status_code == 400
