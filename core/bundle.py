@@ -171,7 +171,7 @@ def champion_pointer(manifest: dict[str, Any]) -> dict[str, Any]:
         "bundle_id": manifest["bundle_id"],
         "family": manifest["family"],
         "model_version": manifest.get("mlflow", {}).get("model_version"),
-        "test_macro_f1": manifest["metrics"]["test_macro_f1"],
+        "test_macro_f1": manifest.get("metrics", {}).get("test_macro_f1"),
         "manifest_sha256": hashlib.sha256(
             json.dumps(manifest, sort_keys=True).encode()
         ).hexdigest(),
@@ -185,3 +185,9 @@ def swap_champion(
     """Point the champion at this bundle unless someone else moved the pointer meanwhile."""
     pointer = json.dumps(champion_pointer(manifest), indent=2).encode()
     return store.compare_and_put(CHAMPION_KEY, pointer, expected_token)
+
+
+def model_version(manifest: dict[str, Any]) -> str:
+    """The version a served model reports and logs: the MLflow model version, else the bundle id."""
+    mlflow_version = manifest.get("mlflow", {}).get("model_version")
+    return str(mlflow_version) if mlflow_version else str(manifest["bundle_id"])

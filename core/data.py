@@ -173,3 +173,60 @@ def load_training_data(
     known = set(frame[LABEL])
     test = prepare_test_table(read_table(test_location, settings), test_location, settings, known)
     return frame, test, report
+
+
+@dataclass(frozen=True)
+class ProductionReport:
+    """How feedback-labelled production tickets joined a retraining run."""
+
+    rows_read: int
+    rows_dropped_small_new_classes: int
+    duplicates_dropped: int
+    train_rows: int
+    evaluation_rows: int
+    new_classes: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def add_production_rows(
+    train: pd.DataFrame, test: pd.DataFrame, production: pd.DataFrame, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame, ProductionReport]:
+    """Base train/test plus feedback-labelled production tickets, split per class the same way.
+    A class the base data never had needs enough rows to be learned and evaluated; rows of
+    smaller new classes are dropped and counted."""
+    rows = production[[SHORT, NOTES, LABEL]].fillna({NOTES: ""}).astype(str)
+    rows = rows[rows[SHORT].str.strip().ne("") & rows[LABEL].str.strip().ne("")]
+    deduplicated = rows.drop_duplicates()
+    counts = deduplicated[LABEL].value_counts()
+    known = set(train[LABEL])
+    small_new = [
+        label
+        for label, n in counts.items()
+        if label not in known and n < 2 * (minimum_rows_per_class(settings))
+    ]
+    kept = deduplicated[~deduplicated[LABEL].isin(small_new)]
+    to_train, to_test = _split_per_class(kept, settings.test_size, settings.seed)
+    report = ProductionReport(
+        rows_read=len(production),
+        rows_dropped_small_new_classes=int(deduplicated[LABEL].isin(small_new).sum()),
+        duplicates_dropped=len(rows) - len(deduplicated),
+        train_rows=len(to_train),
+        evaluation_rows=len(to_test),
+        new_classes=sorted(set(kept[LABEL]) - known),
+    )
+    merged_train = pd.concat([train, to_train], ignore_index=True)
+    merged_test = pd.concat([test, to_test], ignore_index=True)
+    return merged_train, merged_test, report
+
+
+def _split_per_class(
+    rows: pd.DataFrame, test_size: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each class's rows shuffled and cut at ``test_size``; a single row goes to training."""
+    shuffled = rows.sample(frac=1.0, random_state=seed)
+    rank = shuffled.groupby(LABEL).cumcount()
+    size = shuffled.groupby(LABEL)[LABEL].transform("size")
+    to_test = rank < (size * test_size).round().clip(upper=size - 1)
+    return shuffled[~to_test].reset_index(drop=True), shuffled[to_test].reset_index(drop=True)

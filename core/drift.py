@@ -23,6 +23,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from core.data import LABEL, NOTES, SHORT
+from core.evaluation import macro_f1_replicates
 from core.settings import Settings
 from core.text import as_documents, normalize
 
@@ -293,24 +294,8 @@ def _confidence_test(
 def macro_f1_bootstrap(
     truth: Sequence[str], predicted: Sequence[str], rounds: int, seed: int
 ) -> tuple[float, np.ndarray]:
-    """Macro-F1 over the true labels, and its bootstrap replicates (vectorised confusion counts)."""
-    labels = sorted(set(truth) | set(predicted))
-    index = {label: i for i, label in enumerate(labels)}
-    t = np.array([index[x] for x in truth])
-    p = np.array([index[x] for x in predicted])
-    true_classes = np.unique(t)
-    rng = np.random.default_rng(seed)
-    samples = np.vstack([np.arange(len(t)), rng.integers(0, len(t), size=(rounds, len(t)))])
-    k = len(labels)
-    scores = np.empty(len(samples))
-    for row, sample in enumerate(samples):
-        ts, ps = t[sample], p[sample]
-        tp = np.bincount(ts[ts == ps], minlength=k)
-        support = np.bincount(ts, minlength=k)
-        predicted_n = np.bincount(ps, minlength=k)
-        denominator = support + predicted_n
-        f1 = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
-        scores[row] = f1[true_classes].mean()
+    """Macro-F1 over the true labels, and its bootstrap replicates."""
+    scores = macro_f1_replicates(truth, [predicted], rounds, seed)[:, 0]
     return float(scores[0]), scores[1:]
 
 

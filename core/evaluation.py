@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,28 +74,79 @@ def confusion_matrix_png(evaluation: Evaluation, title: str) -> bytes:
     return buffer.getvalue()
 
 
+def macro_f1_replicates(
+    truth: Sequence[str], predictions: Sequence[Sequence[str]], rounds: int, seed: int
+) -> np.ndarray:
+    """Macro-F1 (over the true labels) of each prediction vector on the full set (column 0) and
+    on ``rounds`` bootstrap resamples shared by all vectors (paired), as a (rounds + 1, k) array."""
+    labels = sorted(set(truth).union(*(set(p) for p in predictions)))
+    index = {label: i for i, label in enumerate(labels)}
+    t = np.array([index[x] for x in truth])
+    encoded = [np.array([index[x] for x in p]) for p in predictions]
+    true_classes = np.unique(t)
+    rng = np.random.default_rng(seed)
+    samples = np.vstack([np.arange(len(t)), rng.integers(0, len(t), size=(rounds, len(t)))])
+    k = len(labels)
+    scores = np.empty((len(samples), len(encoded)))
+    for row, sample in enumerate(samples):
+        ts = t[sample]
+        support = np.bincount(ts, minlength=k)
+        for column, p in enumerate(encoded):
+            ps = p[sample]
+            tp = np.bincount(ts[ts == ps], minlength=k)
+            denominator = support + np.bincount(ps, minlength=k)
+            f1 = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
+            scores[row, column] = f1[true_classes].mean()
+    return scores
+
+
 @dataclass(frozen=True)
 class PromotionDecision:
     promote: bool
     reason: str
     challenger_macro_f1: float
     champion_macro_f1: float | None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    evaluation_rows: int = 0
 
 
 def decide_promotion(
-    challenger_macro_f1: float, champion_macro_f1: float | None, margin: float
+    truth: Sequence[str],
+    challenger: Sequence[str],
+    champion: Sequence[str] | None,
+    margin: float,
+    seed: int,
+    rounds: int = 1000,
+    confidence: float = 0.95,
 ) -> PromotionDecision:
-    """Promote the first model always; later ones only when better by ``margin`` (absolute)."""
-    if champion_macro_f1 is None:
-        return PromotionDecision(True, "no champion yet", challenger_macro_f1, None)
-    gain = challenger_macro_f1 - champion_macro_f1
-    promote = gain >= margin
-    verdict = "meets" if promote else "is below"
+    """Promote the first model always; later ones only when, on the same evaluation rows, the
+    macro-F1 gain reaches ``margin`` and the paired-bootstrap interval of the gain excludes 0."""
+    if champion is None:
+        alone = macro_f1_replicates(truth, [challenger], 0, seed)[0, 0]
+        return PromotionDecision(
+            True, "no champion yet", float(alone), None, None, None, len(truth)
+        )
+    scores = macro_f1_replicates(truth, [challenger, champion], rounds, seed)
+    challenger_f1, champion_f1 = (float(v) for v in scores[0])
+    gains = scores[1:, 0] - scores[1:, 1]
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(v) for v in np.percentile(gains, [tail, 100 - tail]))
+    gain = challenger_f1 - champion_f1
+    promote = gain >= margin and low > 0
+    if promote:
+        verdict = "meets the margin and the interval excludes 0"
+    elif gain < margin:
+        verdict = f"is below the margin {margin}"
+    else:
+        verdict = "meets the margin but the interval includes 0 (could be noise)"
     reason = (
-        f"macro-F1 {challenger_macro_f1:.4f} vs champion {champion_macro_f1:.4f}: "
-        f"gain {gain:+.4f} {verdict} the margin {margin}"
+        f"macro-F1 {challenger_f1:.4f} vs champion {champion_f1:.4f} on {len(truth)} rows: "
+        f"gain {gain:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}) {verdict}"
     )
-    return PromotionDecision(promote, reason, challenger_macro_f1, champion_macro_f1)
+    return PromotionDecision(
+        promote, reason, challenger_f1, champion_f1, gain, (low, high), len(truth)
+    )
 
 
 def production_metrics(window: pd.DataFrame, low_confidence: float = 0.5) -> dict[str, Any]:

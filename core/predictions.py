@@ -163,6 +163,16 @@ class PredictionLog:
             rows = self._connection.execute(sql, params).fetchall()
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
+    def feedback_rows(self) -> pd.DataFrame:
+        """Every prediction with a true label, as a training table (short, notes, label)."""
+        sql = (
+            "SELECT short_description, close_notes, true_label AS label FROM predictions "
+            "WHERE true_label IS NOT NULL ORDER BY created_at"
+        )
+        with self._lock:
+            rows = self._connection.execute(sql).fetchall()
+        return pd.DataFrame(rows, columns=["short_description", "close_notes", "label"])
+
     def save_daily(self, day: str, metrics: dict[str, Any]) -> str:
         """Store (or replace) the aggregate of ``day`` (YYYY-MM-DD); returns the time saved."""
         saved_at = utc_now()

@@ -116,3 +116,55 @@ def set_champion_alias(settings: Settings, version: str) -> None:
     _client(settings).set_registered_model_alias(
         settings.registered_model_name, CHAMPION_ALIAS, version
     )
+
+
+def log_promotion(settings: Settings, run_id: str, outcome: dict[str, Any]) -> None:
+    """The promotion decision and its confidence interval, on the training run."""
+    client = _client(settings)
+    client.set_tag(run_id, "promoted", str(outcome["promoted"]).lower())
+    client.set_tag(run_id, "promotion_reason", str(outcome["reason"])[:5000])
+    numbers = {
+        "promotion_challenger_macro_f1": outcome.get("challenger_macro_f1"),
+        "promotion_champion_macro_f1": outcome.get("champion_macro_f1"),
+        "promotion_gain": outcome.get("gain"),
+        "promotion_evaluation_rows": outcome.get("evaluation_rows"),
+    }
+    interval = outcome.get("gain_ci")
+    if interval:
+        numbers.update(promotion_gain_ci_low=interval[0], promotion_gain_ci_high=interval[1])
+    for key, value in numbers.items():
+        if value is not None:
+            client.log_metric(run_id, key, float(value))
+
+
+def log_drift_report(settings: Settings, report: dict[str, Any], markdown: str) -> str:
+    """One run per check in the ``<experiment>-monitoring`` experiment; returns its id."""
+    import mlflow
+
+    client = _client(settings)
+    name = f"{settings.mlflow_experiment}-monitoring"
+    experiment = client.get_experiment_by_name(name)
+    exp_id = (
+        str(experiment.experiment_id)
+        if experiment
+        else client.create_experiment(
+            name, artifact_location=(settings.home / "mlartifacts").resolve().as_uri()
+        )
+    )
+    with mlflow.start_run(experiment_id=exp_id, run_name="drift-check") as run:
+        metrics = {
+            "drift_score": report["drift_score"],
+            "drift_detected": float(report["drift_detected"]),
+            "n_predictions": report["n_predictions"],
+            "n_feedback": report["n_feedback"],
+        }
+        for test in report["tests"]:
+            if test["statistic"] is not None:
+                metrics[test["name"]] = test["statistic"]
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+        mlflow.set_tags(
+            {"model_version": str(report.get("model_version")), "fired": ",".join(report["fired"])}
+        )
+        mlflow.log_dict(report, "drift_report.json")
+        mlflow.log_text(markdown, "drift_report.md")
+        return str(run.info.run_id)

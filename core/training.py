@@ -13,7 +13,7 @@ import pandas as pd
 from core.bundle import BundleError, load_bundle, read_champion, swap_champion
 from core.data import LABEL, NOTES, SHORT
 from core.drift import build_reference_profile
-from core.evaluation import Evaluation, PromotionDecision, decide_promotion, evaluate
+from core.evaluation import Evaluation, decide_promotion, evaluate
 from core.models import build_pipeline
 from core.settings import Settings
 from core.store import ArtifactStore
@@ -90,46 +90,64 @@ class PromotionOutcome:
     champion_bundle_id: str | None
     challenger_macro_f1: float
     champion_macro_f1: float | None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    evaluation_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _champion_score(
+def predict_labels(model: Any, rows: pd.DataFrame) -> list[str]:
+    probabilities = np.asarray(model.predict_proba(rows[TEXT]))
+    classes = np.asarray(model.classes_, dtype=object)
+    return [str(label) for label in classes[probabilities.argmax(axis=1)]]
+
+
+def _champion_predictions(
     store: ArtifactStore, pointer: dict[str, Any] | None, evaluation_set: pd.DataFrame
-) -> tuple[float | None, str]:
+) -> tuple[list[str] | None, str]:
     if pointer is None:
         return None, "no champion yet"
     try:
         model, _ = load_bundle(store, pointer["bundle_id"])
     except (BundleError, KeyError) as exc:
         return None, f"current champion unusable ({exc})"
-    evaluation, _ = score(model, evaluation_set)
-    return evaluation.macro_f1, "scored on the same evaluation set"
+    return predict_labels(model, evaluation_set), f"champion {pointer['bundle_id']}"
 
 
 def promote_if_better(
     store: ArtifactStore,
     manifest: dict[str, Any],
-    challenger_macro_f1: float,
+    challenger: Any,
     evaluation_set: pd.DataFrame,
     margin: float,
-    attempts: int = 3,
+    seed: int,
+    attempts: int = 5,
 ) -> PromotionOutcome:
-    """Score the champion on the challenger's evaluation set and swap the pointer if the
-    challenger wins by ``margin``; a pointer moved by someone else meanwhile means decide again."""
+    """Score challenger and champion on the same evaluation rows and swap the pointer when the
+    challenger wins (margin and paired bootstrap). The swap is a compare-and-set: when another
+    promotion moved the pointer meanwhile, the challenger is judged again against the new
+    champion, so racing promotions end with one champion, the better one. Idempotent."""
+    truth = evaluation_set[LABEL].astype(str).tolist()
+    challenger_labels = predict_labels(challenger, evaluation_set)
     for _ in range(attempts):
         pointer, token = read_champion(store)
-        if pointer and pointer.get("bundle_id") == manifest["bundle_id"]:
-            return PromotionOutcome(
-                True, "already champion", pointer["bundle_id"], challenger_macro_f1, None
-            )
-        champion_f1, note = _champion_score(store, pointer, evaluation_set)
-        decision: PromotionDecision = decide_promotion(challenger_macro_f1, champion_f1, margin)
-        reason = f"{decision.reason}; {note}" if champion_f1 is not None else note
-        current_id = pointer.get("bundle_id") if pointer else None
-        if not decision.promote:
-            return PromotionOutcome(False, reason, current_id, challenger_macro_f1, champion_f1)
-        if swap_champion(store, manifest, token):
-            return PromotionOutcome(True, reason, current_id, challenger_macro_f1, champion_f1)
+        current_id = str(pointer["bundle_id"]) if pointer else None
+        if current_id == manifest["bundle_id"]:
+            return PromotionOutcome(True, "already champion", current_id, 0.0, None)
+        champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
+        decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
+        outcome = PromotionOutcome(
+            decision.promote,
+            f"{decision.reason}; {note}",
+            current_id,
+            decision.challenger_macro_f1,
+            decision.champion_macro_f1,
+            decision.gain,
+            decision.gain_ci,
+            decision.evaluation_rows,
+        )
+        if not decision.promote or swap_champion(store, manifest, token):
+            return outcome
     raise BundleError("the champion pointer kept changing during promotion; try again")

@@ -14,6 +14,7 @@ from core.settings import Settings, get_settings
 from core.training import TrainingFailed, build_manifest
 from core.tuning import TuningData, leaderboard, leaderboard_rows
 from tasks.training import (
+    add_feedback,
     load_data,
     log_to_mlflow,
     promote,
@@ -34,13 +35,18 @@ def train(
     settings: Settings | None = None,
     data_path: str | None = None,
     test_data_path: str | None = None,
+    include_feedback: bool = False,
 ) -> dict[str, Any]:
-    """Train every configured family and return the run's summary."""
+    """Train every configured family and return the run's summary. With ``include_feedback``
+    the feedback-labelled production tickets join both the training and the evaluation rows."""
     settings = settings or get_settings()
     location = data_path or settings.data_path
     if not location:
         raise ValueError("no training data: pass data_path or set TICKETS_DATA_PATH")
     train_rows, test_rows, report = load_data(settings, location, test_data_path)
+    production: dict[str, Any] | None = None
+    if include_feedback:
+        train_rows, test_rows, production = add_feedback(settings, train_rows, test_rows)
     tuning_data = TuningData(train_rows, settings.language, settings.cv_folds, settings.seed)
     futures = [tune_family.submit(family, tuning_data, settings) for family in settings.families]
     results = [future.result() for future in futures]
@@ -67,13 +73,13 @@ def train(
             "model_version": ids.model_version,
             "model_uri": ids.model_uri,
         },
-        report.as_dict(),
+        {**report.as_dict(), "production": production},
         settings,
         labels,
     )
     manifest["bundle_id"] = bundle.new_bundle_id(winner.family)
     bundle_uri = write_bundle(settings, model, manifest)
-    outcome = promote(settings, manifest, evaluation, test_rows)
+    outcome = promote(settings, manifest, model, test_rows)
     summary = {
         "champion_family": winner.family,
         "test_macro_f1": evaluation.macro_f1,
@@ -91,6 +97,8 @@ def train(
             for row in leaderboard_rows(results)
         ],
         "data": report.as_dict(),
+        "production": production,
+        "promotion": outcome.as_dict(),
         "test_rows": len(test_rows),
         "refit_seconds": refit_seconds,
     }

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.bundle import BundleError, load_bundle, read_champion
+from core.bundle import BundleError, load_bundle, model_version, read_champion
 from core.data import NOTES, SHORT
 from core.store import ArtifactStore, StoreError
 
@@ -30,8 +30,7 @@ class ServedModel:
 
     @property
     def version(self) -> str:
-        mlflow_version = self.manifest.get("mlflow", {}).get("model_version")
-        return str(mlflow_version) if mlflow_version else self.bundle_id
+        return model_version({"bundle_id": self.bundle_id, **self.manifest})
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -6,13 +6,15 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.concurrency.sync import concurrency
 
 from core import bundle, registry, training
-from core.data import DataReport, load_training_data
+from core.data import DataReport, add_production_rows, load_training_data
 from core.evaluation import Evaluation, confusion_matrix_png
+from core.predictions import PredictionLog
 from core.settings import Settings
 from core.store import open_store
 from core.tuning import StudyResult, TuningData, leaderboard_rows, markdown_table, run_study
@@ -33,6 +35,27 @@ def load_data(
         len(test),
     )
     return train, test, report
+
+
+@task(cache_policy=NONE)
+def add_feedback(
+    settings: Settings, train: pd.DataFrame, test: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The retraining set: base rows plus feedback-labelled production tickets."""
+    log = PredictionLog(settings.predictions_path())
+    try:
+        production = log.feedback_rows()
+    finally:
+        log.close()
+    train, test, report = add_production_rows(train, test, production, settings)
+    get_run_logger().info(
+        "feedback: %d labelled production tickets -> %d train / %d evaluation; new classes %s",
+        report.rows_read,
+        report.train_rows,
+        report.evaluation_rows,
+        report.new_classes or "none",
+    )
+    return train, test, report.as_dict()
 
 
 @task(cache_policy=NONE, task_run_name="study-{family}")
@@ -104,16 +127,30 @@ def write_bundle(settings: Settings, model: Any, manifest: dict[str, Any]) -> st
     return uri
 
 
+PROMOTION_LIMIT = "tickets-promotion"
+
+
 @task(cache_policy=NONE)
 def promote(
-    settings: Settings, manifest: dict[str, Any], evaluation: Evaluation, test: pd.DataFrame
+    settings: Settings, manifest: dict[str, Any], model: Any, evaluation_set: pd.DataFrame
 ) -> training.PromotionOutcome:
-    outcome = training.promote_if_better(
-        open_store(settings), manifest, evaluation.macro_f1, test, settings.promotion_margin
-    )
+    """Promote under a Prefect global concurrency limit of one slot, so promotions queue."""
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(PROMOTION_LIMIT, 1)
+    with concurrency(PROMOTION_LIMIT, occupy=1, strict=True):
+        outcome = training.promote_if_better(
+            open_store(settings),
+            manifest,
+            model,
+            evaluation_set,
+            settings.promotion_margin,
+            settings.seed,
+        )
     version = manifest["mlflow"].get("model_version")
     if outcome.promoted and version:
         registry.set_champion_alias(settings, version)
+    if manifest["mlflow"].get("run_id"):
+        registry.log_promotion(settings, manifest["mlflow"]["run_id"], outcome.as_dict())
     get_run_logger().info("promoted=%s: %s", outcome.promoted, outcome.reason)
     return outcome
 

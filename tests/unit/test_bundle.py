@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -21,7 +20,6 @@ from core.bundle import (
 )
 from core.models import build_pipeline, default_params
 from core.store import LocalStore
-from core.training import promote_if_better, score
 
 TEXT = ["short_description", "close_notes"]
 
@@ -74,27 +72,6 @@ def test_types_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
 def test_a_missing_bundle_is_a_bundle_error(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="unreadable manifest"):
         load_bundle(LocalStore(tmp_path), "absent")
-
-
-def test_first_model_is_promoted_an_equal_one_is_not_a_better_one_is(
-    tmp_path: Path, fitted, demo_frame
-) -> None:
-    store = LocalStore(tmp_path)
-    for bundle_id in ("b1", "b2"):
-        write_bundle(store, bundle_id, serialize_model(fitted), _manifest(bundle_id))
-    first = promote_if_better(store, _stored_manifest(store, "b1"), 0.9, demo_frame, 0.01)
-    assert first.promoted and first.reason == "no champion yet"
-    same = score(fitted, demo_frame)[0].macro_f1  # b2 holds the same model: no gain
-    second = promote_if_better(store, _stored_manifest(store, "b2"), same, demo_frame, 0.01)
-    assert not second.promoted and second.champion_macro_f1 == pytest.approx(same)
-    assert champion_bundle_id(store) == "b1"
-    better = promote_if_better(store, _stored_manifest(store, "b2"), same + 0.02, demo_frame, 0.01)
-    assert better.promoted and better.champion_bundle_id == "b1"
-    assert champion_bundle_id(store) == "b2"
-
-
-def _stored_manifest(store: LocalStore, bundle_id: str) -> dict:
-    return json.loads(store.get(bundle_key(bundle_id, "manifest.json")))
 
 
 def test_racing_promotions_leave_exactly_one_champion(tmp_path: Path, fitted) -> None:

@@ -104,3 +104,28 @@ def test_bom_is_accepted(tmp_path: Path, settings: Settings) -> None:
     path = tmp_path / "bom.csv"
     path.write_bytes("\ufeffshort_description,close_notes,label\nsesión,,a\n".encode())
     assert read_table(str(path), settings).columns[0] == "short_description"
+
+
+def test_production_rows_join_train_and_evaluation_and_small_new_classes_are_counted() -> None:
+    from core.data import add_production_rows
+    from core.settings import Settings
+
+    base_train = pd.DataFrame(
+        {"short_description": ["a", "b"], "close_notes": ["", ""], "label": ["x", "y"]}
+    )
+    base_test = base_train.copy()
+    production = pd.DataFrame(
+        {
+            "short_description": [f"nuevo {i}" for i in range(20)] + ["raro", "x1", "x1", " "],
+            "close_notes": [None] * 24,
+            "label": ["fraude"] * 20 + ["solo", "x", "x", "x"],
+        }
+    )
+    train, test, report = add_production_rows(
+        base_train, base_test, production, Settings(test_size=0.2)
+    )
+    assert report.new_classes == ["fraude"] and report.rows_dropped_small_new_classes == 1
+    assert report.duplicates_dropped == 1 and report.rows_read == 24
+    assert (test["label"] == "fraude").sum() == 4 and (train["label"] == "fraude").sum() == 16
+    assert "solo" not in set(train["label"]) | set(test["label"])
+    assert (train["label"] == "x").sum() == 2 and len(test) == 2 + report.evaluation_rows

@@ -14,14 +14,6 @@ def test_metrics_on_a_known_case() -> None:
     assert confusion_matrix_png(evaluation, "t").startswith(b"\x89PNG")
 
 
-def test_promotion_rule() -> None:
-    assert decide_promotion(0.5, None, 0.01).promote
-    assert decide_promotion(0.82, 0.80, 0.01).promote
-    decision = decide_promotion(0.805, 0.80, 0.01)
-    assert not decision.promote and "below the margin" in decision.reason
-    assert not decide_promotion(0.70, 0.80, 0.0).promote
-
-
 def test_production_metrics_count_confidence_and_score_feedback_only() -> None:
     import pandas as pd
 
@@ -44,3 +36,23 @@ def test_production_metrics_count_confidence_and_score_feedback_only() -> None:
     assert metrics["feedback_count"] == 2 and metrics["accuracy"] == 0.5
     empty = production_metrics(window.iloc[0:0])
     assert empty["count"] == 0 and empty["macro_f1"] is None and empty["mean_confidence"] is None
+
+
+def test_promotion_needs_the_margin_and_a_gain_that_is_not_noise() -> None:
+    truth = ["a", "b", "c", "d"] * 250
+    champion = list(truth)
+    for i in range(0, 1000, 5):
+        champion[i] = "a" if truth[i] != "a" else "b"
+    assert decide_promotion(truth, champion, None, 0.01, seed=0).promote
+    better = list(truth)
+    for i in range(0, 1000, 10):
+        better[i] = "a" if truth[i] != "a" else "b"
+    decision = decide_promotion(truth, better, champion, 0.01, seed=0)
+    assert decision.promote and decision.gain_ci is not None and decision.gain_ci[0] > 0
+    assert "interval excludes 0" in decision.reason
+    small = list(champion)
+    small[0] = truth[0]
+    decision = decide_promotion(truth, small, champion, 0.0, seed=0)
+    assert not decision.promote and "could be noise" in decision.reason
+    decision = decide_promotion(truth, champion, better, 0.01, seed=0)
+    assert not decision.promote and "below the margin" in decision.reason

@@ -1,0 +1,69 @@
+"""Thin Prefect tasks for the monitor: read the window, report, publish, emit the event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+from prefect.events import emit_event
+
+from core import registry
+from core.bundle import model_version, read_champion, read_manifest
+from core.drift import DriftReport, report_for_model
+from core.predictions import PredictionLog, window_start
+from core.settings import Settings
+from core.store import open_store
+
+DRIFT_EVENT = "tickets.drift.detected"
+
+
+@task(cache_policy=NONE)
+def check_drift(settings: Settings, window: str) -> tuple[DriftReport, dict[str, Any]]:
+    """The champion's drift report over ``window``, and the champion's manifest."""
+    store = open_store(settings)
+    pointer, _ = read_champion(store)
+    if pointer is None:
+        raise RuntimeError("no champion model yet: run the train flow first")
+    manifest = read_manifest(store, str(pointer["bundle_id"]))
+    log = PredictionLog(settings.predictions_path())
+    try:
+        frame = log.window(since=window_start(window))
+    finally:
+        log.close()
+    report = report_for_model(frame, manifest, model_version(manifest), settings)
+    get_run_logger().info(
+        "model %s, %d predictions in %s: drift=%s score=%.2f %s",
+        model_version(manifest),
+        report.n_predictions,
+        window,
+        report.drift_detected,
+        report.drift_score,
+        report.reasons,
+    )
+    return report, manifest
+
+
+@task(cache_policy=NONE)
+def publish_report(settings: Settings, report: DriftReport, version: str) -> str:
+    """Markdown artifact in Prefect and a run in MLflow; returns the MLflow run id."""
+    create_markdown_artifact(report.markdown(), key="drift-report", description="Drift report")
+    body = {**report.as_dict(), "model_version": version}
+    return registry.log_drift_report(settings, body, report.markdown())
+
+
+@task(cache_policy=NONE)
+def emit_drift_event(report: DriftReport, version: str, window: str) -> str | None:
+    event = emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
+        payload={
+            "window": window,
+            "drift_score": report.drift_score,
+            "fired": [test.name for test in report.tests if test.fired],
+            "reasons": report.reasons,
+        },
+    )
+    get_run_logger().info("emitted %s (%s)", DRIFT_EVENT, event.id if event else "not sent")
+    return str(event.id) if event else None

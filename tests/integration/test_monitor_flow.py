@@ -1,0 +1,119 @@
+"""The monitor flow against real components: Prefect's server (artifacts, events, concurrency
+limit), MLflow on SQLite, the prediction log, and the retrain branch promoting a better model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.bundle import champion_bundle_id, load_bundle, model_version
+from core.predictions import PredictionLog, PredictionRecord
+from core.settings import Settings
+from core.simulate import generate_tickets
+from core.store import open_store
+
+pytestmark = pytest.mark.integration
+TEXT = ["short_description", "close_notes"]
+
+
+def _serve_traffic(settings: Settings, tickets: pd.DataFrame) -> str:
+    """What the service does for each request: predict with the champion and log, with feedback."""
+    store = open_store(settings)
+    model, manifest = load_bundle(store, champion_bundle_id(store) or "")
+    version = model_version(manifest)
+    probabilities = np.asarray(model.predict_proba(tickets[TEXT]))
+    log = PredictionLog(settings.predictions_path())
+    log.record(
+        [
+            PredictionRecord(
+                request_id=f"r{i}",
+                model_version=version,
+                short_description=row.short_description,
+                close_notes=row.close_notes,
+                prediction=str(model.classes_[p.argmax()]),
+                confidence=float(p.max()),
+                top_probabilities={},
+                true_label=row.label,
+            )
+            for i, (row, p) in enumerate(zip(tickets.itertuples(), probabilities, strict=True))
+        ]
+    )
+    log.close()
+    return version
+
+
+def _events(api_url: str, name: str) -> list[dict]:
+    body = {"filter": {"event": {"name": [name]}, "occurred": {"since": "2020-01-01T00:00:00Z"}}}
+    response = httpx.post(f"{api_url}/events/filter", json=body, timeout=10)
+    response.raise_for_status()
+    return list(response.json()["events"])
+
+
+def _artifact_keys(flow_run_id: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            return {str(a.key) for a in artifacts}
+
+    return asyncio.run(read())
+
+
+def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_model(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    from flows.monitor import monitor
+    from flows.train import train
+
+    data = tmp_path / "base.csv"
+    generate_tickets(1500, "baseline", seed=3).to_csv(data, index=False)
+    settings = Settings(
+        home=tmp_path / "home",
+        data_path=str(data),
+        families=("linear_svm",),
+        trials=1,
+        timeout_s=60,
+    )
+    first = train(settings=settings)
+    old_version = _serve_traffic(settings, generate_tickets(400, "new_category", seed=4))
+
+    state = monitor(window="1h", retrain=True, settings=settings, return_state=True)
+    result = state.result()
+    assert result["drift_detected"] and result["model_version"] == old_version
+    assert "concept_macro_f1_drop" in result["fired"]
+    assert result["retrained"] and result["promoted"], result["training"]["promotion_reason"]
+    promotion = result["training"]["promotion"]
+    assert promotion["gain"] >= settings.promotion_margin and promotion["gain_ci"][0] > 0
+    assert result["training"]["production"]["new_classes"] == ["fraude_suplantacion"]
+    store = open_store(settings)
+    assert champion_bundle_id(store) == result["training"]["bundle_id"] != first["bundle_id"]
+    _, manifest = load_bundle(store, result["training"]["bundle_id"])
+    assert "fraude_suplantacion" in manifest["labels"]
+
+    assert "drift-report" in _artifact_keys(str(state.state_details.flow_run_id))
+    deadline = time.monotonic() + 30
+    while not _events(prefect_api, "tickets.drift.detected") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    events = _events(prefect_api, "tickets.drift.detected")
+    assert any(event["id"] == result["event_id"] for event in events)
+
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    drift_run = client.get_run(result["mlflow_run_id"])
+    assert drift_run.data.metrics["drift_detected"] == 1.0
+    training_run = client.get_run(result["training"]["mlflow_run_id"])
+    assert training_run.data.tags["promoted"] == "true"
+    assert training_run.data.metrics["promotion_gain_ci_low"] > 0
+
+    quiet = monitor(window="1h", settings=settings)
+    assert quiet["insufficient_data"] and not quiet["drift_detected"] and not quiet["retrained"]
