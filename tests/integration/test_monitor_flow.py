@@ -35,12 +35,12 @@ def _serve_traffic(settings: Settings, tickets: pd.DataFrame) -> str:
             PredictionRecord(
                 request_id=f"r{i}",
                 model_version=version,
-                short_description=row.short_description,
-                close_notes=row.close_notes,
+                short_description=str(row.short_description),
+                close_notes=str(row.close_notes),
                 prediction=str(model.classes_[p.argmax()]),
                 confidence=float(p.max()),
                 top_probabilities={},
-                true_label=row.label,
+                true_label=str(row.label),
             )
             for i, (row, p) in enumerate(zip(tickets.itertuples(), probabilities, strict=True))
         ]
