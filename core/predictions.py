@@ -29,6 +29,10 @@ CREATE TABLE IF NOT EXISTS predictions (
     feedback_at TEXT
 );
 CREATE INDEX IF NOT EXISTS predictions_created_at ON predictions (created_at);
+CREATE TABLE IF NOT EXISTS webhook_ids (
+    webhook_id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS daily_metrics (
     day TEXT PRIMARY KEY,
     saved_at TEXT NOT NULL,
@@ -162,6 +166,21 @@ class PredictionLog:
         with self._lock:
             rows = self._connection.execute(sql, params).fetchall()
         return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def claim_webhook(self, webhook_id: str) -> bool:
+        """Record a webhook id; False when it was already there (a replay). Shared by every
+        process that opens the same log, so an id is accepted once across workers."""
+        sql = (
+            "INSERT INTO webhook_ids (webhook_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
+        )
+        with self._lock:
+            cursor = self._connection.execute(sql, (webhook_id, utc_now()))
+        return cursor.rowcount == 1
+
+    def release_webhook(self, webhook_id: str) -> None:
+        """Forget a claimed id whose work failed, so the sender's retry is accepted."""
+        with self._lock:
+            self._connection.execute("DELETE FROM webhook_ids WHERE webhook_id = ?", (webhook_id,))
 
     def feedback_rows(self) -> pd.DataFrame:
         """Every prediction with a true label, as a training table (short, notes, label)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -16,6 +18,17 @@ FAMILIES: tuple[str, ...] = (
     "xgboost",
     "lightgbm",
 )
+
+
+def decode_webhook_secret(secret: str) -> bytes | None:
+    """The key bytes of a Standard Webhooks secret ``whsec_<base64>``; None when malformed."""
+    if not secret.startswith("whsec_"):
+        return None
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return None
+    return key if len(key) >= 24 else None
 
 
 class Settings(BaseSettings):
@@ -87,6 +100,15 @@ class Settings(BaseSettings):
     oov_increase: float = Field(
         0.05, gt=0, lt=1, description="Rise of the out-of-vocabulary rate that fires."
     )
+    webhook_secrets: tuple[SecretStr, ...] = Field(
+        (),
+        description="Standard Webhooks secrets (whsec_<base64>), comma-separated; several allow "
+        "key rotation. Webhooks answer 503 until one is set.",
+    )
+    webhook_tolerance_s: int = Field(300, ge=1, description="Accepted clock skew of webhooks.")
+    prefect_api_url: str | None = Field(
+        None, description="Prefect API the service sends events to, e.g. http://127.0.0.1:4200/api."
+    )
     monitor_window: str = Field("24h", description="Prediction-log window the monitor reads.")
 
     @field_validator("text_columns", mode="before")
@@ -94,6 +116,21 @@ class Settings(BaseSettings):
     def _split_text_columns(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _check_secrets(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for secret in value:
+            if not decode_webhook_secret(secret.get_secret_value()):
+                raise ValueError("a webhook secret must look like whsec_<base64 of 24+ bytes>")
         return value
 
     @field_validator("families", mode="before")

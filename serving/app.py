@@ -23,7 +23,7 @@ from core.data import NOTES, SHORT
 from core.predictions import PredictionLog, PredictionRecord
 from core.settings import Settings, get_settings
 from core.store import open_store
-from serving import monitoring
+from serving import monitoring, webhooks
 from serving.batcher import MicroBatcher
 from serving.model_holder import ModelHolder, ServedModel
 from serving.schemas import (
@@ -231,6 +231,8 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
             monitoring.save_metrics,
             monitoring.saved_metrics,
             monitoring.drift,
+            webhooks.retrain_webhook,
+            webhooks.tickets_webhook,
         ],
         state=State(state),
         lifespan=[lifespan],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 
 from core.bundle import bundle_key, read_champion, serialize_model, swap_champion, write_bundle
 from core.models import build_pipeline, default_params
@@ -21,7 +19,7 @@ from core.simulate import generate_tickets
 from core.store import open_store
 from core.training import reference_profile
 from serving.app import create_app
-from tests.integration.conftest import BUCKET
+from tests.integration.conftest import BUCKET, running
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]
@@ -53,12 +51,6 @@ def _promote(settings: Settings, manifest: dict) -> None:
     assert swap_champion(store, manifest, token)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory, demo_frame: pd.DataFrame, s3_endpoint: str
@@ -75,19 +67,8 @@ def service(
         admin_api_key=ADMIN_KEY,
     )
     _promote(settings, _publish(settings, demo_frame, "v1", "1", 0.5))
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(create_app(settings)) as url:
+        yield url, settings
 
 
 def test_ready_health_and_prediction(service) -> None:
