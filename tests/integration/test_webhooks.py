@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from core.predictions import PredictionLog, PredictionRecord
 from core.settings import Settings
@@ -28,9 +29,10 @@ def services(
     tmp_path_factory: pytest.TempPathFactory, prefect_api: str
 ) -> Iterator[tuple[str, str, str, Settings]]:
     home: Path = tmp_path_factory.mktemp("webhooks")
-    common = {"home": home, "webhook_secrets": (SECRET, NEXT_SECRET)}
-    settings = Settings(**common, prefect_api_url=prefect_api)
-    cut_off = Settings(**common, prefect_api_url=f"http://127.0.0.1:{free_port()}/api")
+    secrets = (SecretStr(SECRET), SecretStr(NEXT_SECRET))
+    settings = Settings(home=home, webhook_secrets=secrets, prefect_api_url=prefect_api)
+    unreachable = f"http://127.0.0.1:{free_port()}/api"
+    cut_off = Settings(home=home, webhook_secrets=secrets, prefect_api_url=unreachable)
     with running(create_app(settings)) as url, running(create_app(cut_off)) as cut_off_url:
         yield url, cut_off_url, prefect_api, settings
 
