@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 FAMILIES: tuple[str, ...] = (
     "logistic_regression",
@@ -47,10 +48,10 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "tickets"
     registered_model_name: str = "ticket-classifier"
     data_path: str | None = Field(None, description="Training table: CSV/Parquet, local or s3://.")
-    text_columns: tuple[str, ...] = ("short_description", "close_notes")
+    text_columns: Annotated[tuple[str, ...], NoDecode] = ("short_description", "close_notes")
     label_column: str = "label"
     language: str = "spanish"
-    families: tuple[str, ...] = FAMILIES
+    families: Annotated[tuple[str, ...], NoDecode] = FAMILIES
     trials: int = Field(12, ge=1, description="Optuna trials per study.")
     timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
     cv_folds: int = Field(3, ge=2)
@@ -100,7 +101,7 @@ class Settings(BaseSettings):
     oov_increase: float = Field(
         0.05, gt=0, lt=1, description="Rise of the out-of-vocabulary rate that fires."
     )
-    webhook_secrets: tuple[SecretStr, ...] = Field(
+    webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (),
         description="Standard Webhooks secrets (whsec_<base64>), comma-separated; several allow "
         "key rotation. Webhooks answer 503 until one is set.",

@@ -24,7 +24,7 @@ def monitor(
     report, manifest = check_drift(settings, chosen)
     version = model_version(manifest)
     mlflow_run_id = publish_report(settings, report, version)
-    event_id = emit_drift_event(report, version, chosen) if report.drift_detected else None
+    event_id = emit_drift_event(report, version, chosen, retrain) if report.drift_detected else None
     result: dict[str, Any] = {
         "model_version": version,
         "drift_detected": report.drift_detected,

@@ -104,7 +104,10 @@ async def retrain_webhook(
         "id": event_id,
         "occurred": datetime.now(UTC).isoformat(),
         "event": RETRAIN_EVENT,
-        "resource": {"prefect.resource.id": f"tickets.webhook.{webhook_id}"},
+        "resource": {
+            "prefect.resource.id": f"tickets.webhook.{webhook_id}",
+            "tickets.retrain": "pending",
+        },
         "payload": {
             "reason": wanted.reason,
             "requested_by": wanted.requested_by,

@@ -54,10 +54,18 @@ def publish_report(settings: Settings, report: DriftReport, version: str) -> str
 
 
 @task(cache_policy=NONE)
-def emit_drift_event(report: DriftReport, version: str, window: str) -> str | None:
+def emit_drift_event(
+    report: DriftReport, version: str, window: str, retrain_in_flow: bool
+) -> str | None:
+    """The event the retrain deployment's trigger waits for; when this flow retrains itself the
+    resource says so (``tickets.retrain: in-flow``) and the trigger does not match."""
     event = emit_event(
         event=DRIFT_EVENT,
-        resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
+        resource={
+            "prefect.resource.id": f"tickets.model.{version}",
+            "tickets.retrain": "in-flow" if retrain_in_flow else "pending",
+            "model_version": version,
+        },
         payload={
             "window": window,
             "drift_score": report.drift_score,

@@ -35,3 +35,21 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.trials = 3  # type: ignore[misc]
+
+
+def test_lists_come_from_comma_separated_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    monkeypatch.setenv("TICKETS_FAMILIES", "linear_svm, lightgbm")
+    monkeypatch.setenv("TICKETS_TEXT_COLUMNS", "asunto,notas")
+    monkeypatch.setenv("TICKETS_WEBHOOK_SECRETS", f"{secret},{secret}")
+    settings = Settings()
+    assert settings.families == ("linear_svm", "lightgbm")
+    assert settings.text_columns == ("asunto", "notas")
+    assert [s.get_secret_value() for s in settings.webhook_secrets] == [secret, secret]
+    monkeypatch.setenv("TICKETS_WEBHOOK_SECRETS", "not-a-secret")
+    with pytest.raises(ValueError, match="whsec_"):
+        Settings()

@@ -1,0 +1,255 @@
+"""A full local stack without Docker: a Prefect server on SQLite, the process work pool with its
+deployments (prefect.yaml), a process worker, the prediction service and the MLflow UI.
+
+``python -m deployments.stack`` (``make stack``) runs it until Ctrl-C; ``deployments/demo.py``
+and the end-to-end test use ``LocalStack`` the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+POOL = "tickets-process"
+
+
+class StackError(RuntimeError):
+    """A component did not start or a command failed; the message says which and where to look."""
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
+    """A JSON request with the standard library (no extra client needed here)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback)
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def wait_until(what: str, check: Any, timeout_s: float, interval_s: float = 0.5) -> Any:
+    """Poll ``check`` until it returns something truthy; StackError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
+            value = check()
+            if value:
+                return value
+        time.sleep(interval_s)
+    raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass
+class LocalStack:
+    """Processes of the stack, their logs under ``<home>/logs``, stopped together."""
+
+    home: Path
+    tickets_env: dict[str, str]
+    prefect_port: int = 4200
+    api_port: int = 8000
+    mlflow_port: int | None = 5000
+    worker_poll_s: int = 5
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def prefect_api(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def service_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment of every component: TICKETS_* settings plus the Prefect client's."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        return {
+            **base,
+            **self.tickets_env,
+            "TICKETS_HOME": str(self.home),
+            "TICKETS_PREFECT_API_URL": self.prefect_api,
+            "PREFECT_API_URL": self.prefect_api,
+            "PREFECT_HOME": str(self.home / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_poll_s),
+            "PREFECT_UI_URL": f"http://127.0.0.1:{self.prefect_port}",
+        }
+
+    def _start(self, name: str, command: list[str]) -> None:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = (logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def run(self, *command: str, timeout_s: float = 300) -> str:
+        """Run a command in the stack's environment; its output, or StackError with it."""
+        done = subprocess.run(
+            list(command),
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StackError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def _check_alive(self, name: str) -> None:
+        process = self.processes[name]
+        if process.poll() is not None:
+            raise StackError(f"{name} exited with {process.returncode}; see {self.home}/logs")
+
+    def start(self) -> LocalStack:
+        self.home.mkdir(parents=True, exist_ok=True)
+        prefect = str(BIN / "prefect")
+        self._start(
+            "prefect-server",
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+        )
+        wait_until(
+            "the Prefect server", lambda: http_json("GET", f"{self.prefect_api}/health"), 120
+        )
+        self.deploy()
+        self._start("worker", [prefect, "worker", "start", "--pool", POOL, "--type", "process"])
+        self._start(
+            "service",
+            [str(BIN / "tickets"), "serve", "--host", "127.0.0.1", "--port", str(self.api_port)],
+        )
+        wait_until(
+            "the prediction service", lambda: http_json("GET", f"{self.service_url}/health"), 90
+        )
+        if self.mlflow_port:
+            self._start("mlflow-ui", self._mlflow_command())
+        for name in self.processes:
+            self._check_alive(name)
+        return self
+
+    def deploy(self) -> None:
+        """The work pool, then every deployment of prefect.yaml (what ``make deploy`` does)."""
+        prefect = str(BIN / "prefect")
+        self.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+        self.run(
+            prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")
+        )
+
+    def _mlflow_command(self) -> list[str]:
+        tracking = self.tickets_env.get("TICKETS_MLFLOW_TRACKING_URI") or (
+            f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        )
+        return [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            tracking,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.mlflow_port),
+        ]
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.processes.clear()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def urls(self) -> dict[str, str]:
+        urls = {
+            "prefect_ui": f"http://127.0.0.1:{self.prefect_port}",
+            "api_docs": f"{self.service_url}/schema",
+            "api": self.service_url,
+        }
+        if self.mlflow_port:
+            urls["mlflow_ui"] = f"http://127.0.0.1:{self.mlflow_port}"
+        return urls
+
+
+def _secret(home: Path) -> str:
+    """The stack's webhook secret: from the environment, else kept in ``<home>/webhook_secret``."""
+    configured = os.environ.get("TICKETS_WEBHOOK_SECRETS")
+    if configured:
+        return configured
+    path = home / "webhook_secret"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_webhook_secret())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make stack", description=__doc__)
+    parser.add_argument("--home", default=os.environ.get("TICKETS_HOME", ".tickets"))
+    parser.add_argument("--prefect-port", type=int, default=4200)
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--mlflow-port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    home = Path(args.home).resolve()
+    env = {k: v for k, v in os.environ.items() if k.startswith("TICKETS_")}
+    env["TICKETS_WEBHOOK_SECRETS"] = _secret(home)
+    stack = LocalStack(home, env, args.prefect_port, args.api_port, args.mlflow_port)
+    try:
+        with stack:
+            print(json.dumps(stack.urls(), indent=2))
+            print(f"webhook secret in {home / 'webhook_secret'}; logs in {home / 'logs'}")
+            print("Ctrl-C stops everything.", flush=True)
+            while all(p.poll() is None for p in stack.processes.values()):
+                time.sleep(1)
+            print(f"a component exited; see {home / 'logs'}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        return 0
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
