@@ -6,7 +6,8 @@ UV_VERSION := 0.13.9
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration lock clean benchmark-quality
+.PHONY: install run test lint typecheck unit integration lock clean benchmark-quality \
+	benchmark-serving benchmark-drift deploy stack demo
 
 install: $(STAMP)
 
@@ -36,6 +37,17 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+# Needs PREFECT_API_URL pointing at a running server (make stack starts one and deploys itself).
+deploy: install
+	$(BIN)/prefect work-pool create tickets-process --type process --overwrite
+	$(BIN)/prefect --no-prompt deploy --all
+
+stack: install
+	$(BIN)/python -m deployments.stack
+
+demo: install
+	$(BIN)/python -m deployments.demo
 
 benchmark-quality: install
 	$(BIN)/python benchmarks/quality.py

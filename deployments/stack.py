@@ -39,7 +39,7 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10) -> A
     request = urllib.request.Request(
         url, data=data, method=method, headers={"content-type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 
@@ -224,6 +224,11 @@ def _secret(home: Path) -> str:
     return path.read_text().strip()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the stack the way Ctrl-C does (the components are in their own sessions)."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make stack", description=__doc__)
     parser.add_argument("--home", default=os.environ.get("TICKETS_HOME", ".tickets"))
@@ -235,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k.startswith("TICKETS_")}
     env["TICKETS_WEBHOOK_SECRETS"] = _secret(home)
     stack = LocalStack(home, env, args.prefect_port, args.api_port, args.mlflow_port)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with stack:
             print(json.dumps(stack.urls(), indent=2))

@@ -1,0 +1,253 @@
+"""The monitoring story end to end, for a person (``make demo``) and for the end-to-end test.
+
+A local stack (Prefect server and process worker, an S3 server on loopback, MLflow on SQLite, the
+prediction service) trains and serves a first model; drifted traffic arrives with feedback through
+the signed tickets webhook; ``prefect deployment run monitor/hourly`` detects the drift and emits
+``tickets.drift.detected``; the triggered ``retrain/on-event`` run trains on base data plus
+feedback and promotes the better model; the service swaps to it. Then a signed retrain webhook
+starts a run, while an unsigned and a replayed one start nothing. The last line of stdout is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.simulate import generate_tickets
+from core.webhooks import sign
+from deployments.stack import LocalStack, StackError, http_json, new_webhook_secret, wait_until
+
+TEXT = ["short_description", "close_notes"]
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def say(message: str) -> None:
+    print(f"[demo {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def flow_run_state(stack: LocalStack, run_id: str) -> str:
+    return str(http_json("GET", f"{stack.prefect_api}/flow_runs/{run_id}")["state"]["type"])
+
+
+def wait_for_run(stack: LocalStack, run_id: str, what: str, timeout_s: float) -> None:
+    state = wait_until(
+        what,
+        lambda: (s := flow_run_state(stack, run_id)) in FINAL_STATES and s,
+        timeout_s,
+        interval_s=1,
+    )
+    if state != "COMPLETED":
+        raise StackError(f"{what} ended {state}; see {stack.home}/logs/worker.log")
+
+
+def run_deployment(stack: LocalStack, name: str, *params: str) -> str:
+    """``prefect deployment run NAME`` as a person would type it; returns the flow run id."""
+    output = stack.run(
+        str(Path(sys.executable).parent / "prefect"), "deployment", "run", name, *params
+    )
+    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    if not found:
+        raise StackError(
+            f"no flow run id in the output of prefect deployment run {name}:\n{output}"
+        )
+    return found.group(1)
+
+
+def runs_of(stack: LocalStack, deployment: str) -> list[dict[str, Any]]:
+    found = http_json("GET", f"{stack.prefect_api}/deployments/name/{deployment}")
+    body = {"deployments": {"id": {"any_": [found["id"]]}}, "sort": "EXPECTED_START_TIME_DESC"}
+    return list(http_json("POST", f"{stack.prefect_api}/flow_runs/filter", body))
+
+
+def drift_events_since(stack: LocalStack, since: str) -> list[dict[str, Any]]:
+    body = {"filter": {"event": {"name": ["tickets.drift.detected"]}, "occurred": {"since": since}}}
+    return list(http_json("POST", f"{stack.prefect_api}/events/filter", body)["events"])
+
+
+def served_version(stack: LocalStack) -> str | None:
+    model = http_json("GET", f"{stack.service_url}/health")["model"]
+    return str(model["model_version"]) if model else None
+
+
+def send_signed(stack: LocalStack, secret: str, path: str, body: Any, webhook_id: str) -> int:
+    raw = json.dumps(body).encode()
+    headers = sign([secret], raw, webhook_id)
+    return post_raw(f"{stack.service_url}{path}", raw, headers)
+
+
+def post_raw(url: str, raw: bytes, headers: dict[str, str]) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, data=raw, method="POST", headers={**headers, "content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def send_drifted_traffic(stack: LocalStack, secret: str, n: int, seed: int) -> None:
+    """Tickets of a category the model never saw, classified by the service, then closed with
+    their true category through the signed tickets webhook (feedback)."""
+    tickets = generate_tickets(n, "new_category", seed=seed)
+    for start in range(0, n, 100):
+        chunk = tickets.iloc[start : start + 100]
+        answer = http_json(
+            "POST",
+            f"{stack.service_url}/predict/batch",
+            {"tickets": chunk[TEXT].to_dict("records")},
+            timeout=60,
+        )
+        closed = [
+            {"request_id": p["request_id"], "true_label": label}
+            for p, label in zip(answer["predictions"], chunk["label"], strict=True)
+        ]
+        status = send_signed(
+            stack, secret, "/webhooks/tickets", {"tickets": closed}, f"closed-{seed}-{start}"
+        )
+        if status != 200:
+            raise StackError(f"the tickets webhook answered {status}")
+
+
+def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
+    say("training the first model through train/manual")
+    wait_for_run(stack, run_deployment(stack, "train/manual"), "train/manual", 900)
+    old_version = wait_until("the service to load a model", lambda: served_version(stack), 60)
+    say(f"serving model version {old_version}; sending {traffic} drifted tickets with feedback")
+    send_drifted_traffic(stack, secret, traffic, seed=11)
+
+    started = datetime.now(UTC).isoformat()
+    before = {run["id"] for run in runs_of(stack, "retrain/on-event")}
+    say("prefect deployment run monitor/hourly")
+    monitor_run = run_deployment(stack, "monitor/hourly")
+    wait_for_run(stack, monitor_run, "monitor/hourly", 300)
+    events = wait_until("tickets.drift.detected", lambda: drift_events_since(stack, started), 60)
+    say(f"drift detected: {events[0]['payload'].get('fired')}; waiting for the triggered retrain")
+    retrain = wait_until(
+        "the triggered retrain run",
+        lambda: [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in before],
+        120,
+        interval_s=1,
+    )[0]
+    wait_for_run(stack, retrain["id"], "retrain/on-event", 900)
+    new_version = wait_until(
+        "the service to serve the new champion",
+        lambda: (v := served_version(stack)) != old_version and v,
+        60,
+    )
+    say(f"retrained and promoted: the service now serves version {new_version}")
+    return {
+        "drift_detected": bool(events),
+        "monitor_flow_run_id": monitor_run,
+        "retrain_flow_run_id": retrain["id"],
+        "promoted": new_version != old_version,
+        "old_version": old_version,
+        "new_version": new_version,
+        "served_version": served_version(stack),
+        **webhook_story(stack, secret),
+    }
+
+
+def webhook_story(stack: LocalStack, secret: str) -> dict[str, Any]:
+    """A signed retrain request starts a run; an unsigned and a replayed one start nothing."""
+    before = {run["id"] for run in runs_of(stack, "retrain/on-event")}
+    body = {"reason": "demo: retrain requested by the ticketing system"}
+    accepted = send_signed(stack, secret, "/webhooks/retrain", body, "demo-retrain-1")
+    if accepted != 202:
+        raise StackError(f"the signed retrain webhook answered {accepted}")
+    started = wait_until(
+        "the retrain run started by the webhook",
+        lambda: [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in before],
+        120,
+        interval_s=1,
+    )
+    known = before | {run["id"] for run in started}
+    raw = json.dumps(body).encode()
+    unsigned = post_raw(f"{stack.service_url}/webhooks/retrain", raw, {})
+    replayed = send_signed(stack, secret, "/webhooks/retrain", body, "demo-retrain-1")
+    time.sleep(10)
+    extra = [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in known]
+    say(f"webhook: signed 202 -> run {started[0]['id']}; unsigned {unsigned}, replayed {replayed}")
+    return {
+        "webhook_flow_run_id": started[0]["id"],
+        "unsigned_status": unsigned,
+        "replayed_status": replayed,
+        "runs_started_by_rejected_webhooks": len(extra),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
+    parser.add_argument("--home", help="working folder (default: a new temporary one)")
+    parser.add_argument("--rows", type=int, default=2000, help="baseline training tickets")
+    parser.add_argument("--traffic", type=int, default=500, help="drifted tickets sent")
+    parser.add_argument("--families", default="linear_svm,logistic_regression")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--prefect-port", type=int, default=4300)
+    parser.add_argument("--api-port", type=int, default=8300)
+    args = parser.parse_args(argv)
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    home = Path(args.home or tempfile.mkdtemp(prefix="tickets-demo-")).resolve()
+    data = home / "data" / "baseline.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    generate_tickets(args.rows, "baseline", seed=1).to_csv(data, index=False)
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    secret = new_webhook_secret()
+    env = {
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TICKETS_STORE_URL": "s3://tickets-demo/models",
+        "TICKETS_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "TICKETS_DATA_PATH": str(data),
+        "TICKETS_FAMILIES": args.families,
+        "TICKETS_TRIALS": str(args.trials),
+        "TICKETS_TIMEOUT_S": "60",
+        "TICKETS_MODEL_POLL_S": "1",
+        "TICKETS_MONITOR_WINDOW": "1h",
+        "TICKETS_WEBHOOK_SECRETS": secret,
+    }
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=env["TICKETS_S3_ENDPOINT_URL"],
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="tickets-demo")
+    stack = LocalStack(
+        home, env, args.prefect_port, args.api_port, mlflow_port=None, worker_poll_s=2
+    )
+    say(f"home {home}; S3 on {env['TICKETS_S3_ENDPOINT_URL']}; starting the stack")
+    try:
+        with stack:
+            result = story(stack, secret, args.traffic)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        s3.stop()
+    print(json.dumps(result))
+    return 0 if result["promoted"] and result["served_version"] == result["new_version"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
