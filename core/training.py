@@ -138,9 +138,10 @@ def promote_if_better(
             return PromotionOutcome(True, "already champion", current_id, 0.0, None)
         champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
         decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
+        reason = decision.reason if pointer is None else f"{decision.reason}; {note}"
         outcome = PromotionOutcome(
             decision.promote,
-            f"{decision.reason}; {note}",
+            reason,
             current_id,
             decision.challenger_macro_f1,
             decision.champion_macro_f1,

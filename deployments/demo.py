@@ -177,7 +177,7 @@ def webhook_story(stack: LocalStack, secret: str) -> dict[str, Any]:
     raw = json.dumps(body).encode()
     unsigned = post_raw(f"{stack.service_url}/webhooks/retrain", raw, {})
     replayed = send_signed(stack, secret, "/webhooks/retrain", body, "demo-retrain-1")
-    time.sleep(10)
+    time.sleep(6)
     extra = [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in known]
     say(f"webhook: signed 202 -> run {started[0]['id']}; unsigned {unsigned}, replayed {replayed}")
     return {

@@ -21,7 +21,10 @@ def monitor(
     fired, retrain on the base data plus feedback and promote only a better model."""
     settings = settings or get_settings()
     chosen = window or settings.monitor_window
-    report, manifest = check_drift(settings, chosen)
+    checked = check_drift(settings, chosen)
+    if checked is None:
+        return {"model_version": None, "drift_detected": False, "no_champion": True}
+    report, manifest = checked
     version = model_version(manifest)
     mlflow_run_id = publish_report(settings, report, version)
     event_id = emit_drift_event(report, version, chosen, retrain) if report.drift_detected else None

@@ -20,12 +20,13 @@ DRIFT_EVENT = "tickets.drift.detected"
 
 
 @task(cache_policy=NONE)
-def check_drift(settings: Settings, window: str) -> tuple[DriftReport, dict[str, Any]]:
-    """The champion's drift report over ``window``, and the champion's manifest."""
+def check_drift(settings: Settings, window: str) -> tuple[DriftReport, dict[str, Any]] | None:
+    """The champion's drift report over ``window`` and its manifest; None without a champion."""
     store = open_store(settings)
     pointer, _ = read_champion(store)
     if pointer is None:
-        raise RuntimeError("no champion model yet: run the train flow first")
+        get_run_logger().warning("no champion model yet: run the train flow first")
+        return None
     manifest = read_manifest(store, str(pointer["bundle_id"]))
     log = PredictionLog(settings.predictions_path())
     try:

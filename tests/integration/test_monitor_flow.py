@@ -85,6 +85,7 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
         trials=1,
         timeout_s=60,
     )
+    assert monitor(window="1h", settings=settings)["no_champion"]
     first = train(settings=settings)
     old_version = _serve_traffic(settings, generate_tickets(400, "new_category", seed=4))
 

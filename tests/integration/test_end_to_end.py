@@ -1,0 +1,49 @@
+"""The acceptance story of the monitoring loop, run exactly as ``make demo`` runs it: a real Prefect
+server and process worker, an S3 server, MLflow on SQLite and the service, as separate processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "deployments.demo",
+        "--home",
+        str(tmp_path / "demo"),
+        "--prefect-port",
+        str(free_port()),
+        "--api-port",
+        str(free_port()),
+        "--families",
+        "linear_svm",
+        "--trials",
+        "2",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=1200, check=False
+    )
+    logs = "\n".join(
+        f"--- {log.name}\n{log.read_text()[-3000:]}"
+        for log in (tmp_path / "demo" / "logs").glob("*")
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{logs}"
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["drift_detected"] is True
+    assert result["retrain_flow_run_id"] and result["promoted"] is True
+    assert result["old_version"] != result["new_version"] == result["served_version"]
+    assert result["webhook_flow_run_id"] not in (None, result["retrain_flow_run_id"])
+    assert result["unsigned_status"] == 401 and result["replayed_status"] == 409
+    assert result["runs_started_by_rejected_webhooks"] == 0
