@@ -81,7 +81,8 @@ def process(command: list[str], env: dict[str, str], ready_url: str, log: Path) 
             wait_until(f"{command[0]} at {ready_url}", lambda: _up(ready_url, child, log), 180)
             yield
         finally:
-            os.killpg(child.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
             child.wait(timeout=30)
 
 
@@ -141,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     local = in_process(model, tickets)
     print(f"in-process: {local}", flush=True)
     bodies = bodies_for(tickets)
-    env = {**os.environ, "TICKETS_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "TICKETS_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     results: dict[str, Any] = {"in_process": local}
 
     port = free_port()

@@ -29,6 +29,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.models.ToDense",
         "core.models.CompactTfidfVectorizer",
         "core.models.TemperatureScaledSVC",
+        "core.models.StackedOneVsRest",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.feature_selection._univariate_selection.chi2",

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,13 @@ def wait_until(what: str, check: Any, timeout_s: float, interval_s: float = 0.5)
                 return value
         time.sleep(interval_s)
     raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def new_webhook_secret() -> str:

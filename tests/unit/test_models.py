@@ -50,3 +50,21 @@ def test_default_params_fit_every_search_space() -> None:
         text, features, head = split_params(default_params(family))
         assert text and features and head
         assert REGISTRY[family].name == family
+
+
+def test_stacked_one_vs_rest_matches_one_vs_rest(demo_frame) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from core.models import StackedOneVsRest
+
+    texts = demo_frame["short_description"].to_numpy(dtype=object)
+    X = TfidfVectorizer().fit_transform(texts)
+    binary = LogisticRegression(solver="liblinear", C=5.0)
+    for labels in (demo_frame["label"].to_numpy(dtype=object), texts.astype(str) == texts[0]):
+        reference = OneVsRestClassifier(binary).fit(X, labels)
+        stacked = StackedOneVsRest(binary).fit(X, labels)
+        assert np.allclose(stacked.predict_proba(X), reference.predict_proba(X))
+        assert (stacked.predict(X) == reference.predict(X)).all()
+        assert np.allclose(stacked.decision_function(X), reference.decision_function(X))
