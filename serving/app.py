@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -161,6 +162,7 @@ def _health(state: State) -> dict[str, Any]:
     served: ServedModel | None = state.holder.current
     return {
         "status": "ok",
+        "worker_pid": os.getpid(),
         "model": served.describe() if served else None,
         "last_failed_load": state.holder.last_failure,
     }

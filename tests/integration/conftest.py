@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,6 +20,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 BUCKET = "tickets"
+TICKETS = str(Path(sys.executable).with_name("tickets"))
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -77,3 +81,52 @@ def running(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str = "") -> None:
+    """Fit a small logistic-regression pipeline on ``frame`` and make it the champion."""
+    from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
+    from core.models import build_pipeline, default_params
+    from core.store import open_store
+
+    model = build_pipeline(
+        "logistic_regression", default_params("logistic_regression"), "spanish", 0
+    )
+    model.fit(frame[["short_description", "close_notes"]], frame["label"].to_numpy(dtype=object))
+    store = open_store(settings)
+    manifest = {
+        "bundle_id": bundle_id,
+        "family": "logistic_regression",
+        "metrics": {"test_macro_f1": 0.8},
+        "mlflow": {"model_version": version} if version else {},
+    }
+    write_bundle(store, bundle_id, serialize_model(model), manifest)
+    assert swap_champion(store, manifest, read_champion(store)[1])
+
+
+@contextlib.contextmanager
+def serve_process(
+    home: Path, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``tickets serve`` as a person starts it, waiting until /ready answers 200."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "TICKETS_HOME": str(home), **(extra_env or {})}
+    command = [TICKETS, "serve", "--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            stderr = server.stderr.read().decode() if server.stderr else ""
+            raise AssertionError(f"tickets serve did not become ready: {stderr[-2000:]}")
+        yield url, server
+    finally:
+        server.kill()
+        server.wait()
