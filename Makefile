@@ -50,7 +50,13 @@ demo: install
 	$(BIN)/python -m deployments.demo
 
 benchmark-quality: install
-	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python -m benchmarks.quality
+
+benchmark-serving: install
+	$(BIN)/python -m benchmarks.serving
+
+benchmark-drift: install
+	$(BIN)/python -m benchmarks.drift
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock

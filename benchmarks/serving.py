@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"service /predict: {results['service_predict_1_worker']}", flush=True)
     with process([*serve, "--workers", "2"], env, f"{url}/ready", home / "serve2.log"):
         time.sleep(3)
+        run_load(url, "/predict", bodies["predict"], args.clients, 2)
+        results["service_predict_2_workers"] = run_load(
+            url, "/predict", bodies["predict"], args.clients, args.seconds
+        ).summary()
         run_load(url, "/predict/batch", bodies["batch"], 4, 2)
         results["service_batch_2_workers"] = run_load(
             url, "/predict/batch", bodies["batch"], 4, args.seconds
