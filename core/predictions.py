@@ -4,16 +4,19 @@ process being killed); the drift monitor and the retraining set read from it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from core.settings import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -23,7 +26,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     short_description TEXT NOT NULL,
     close_notes TEXT NOT NULL DEFAULT '',
     prediction TEXT NOT NULL,
-    confidence REAL NOT NULL,
+    confidence DOUBLE PRECISION NOT NULL,
     top_probabilities TEXT NOT NULL,
     true_label TEXT,
     feedback_at TEXT
@@ -103,17 +106,40 @@ class PredictionRecord:
 
 
 class PredictionLog:
-    """A SQLite prediction log. Thread-safe; every write is one committed transaction."""
+    """A prediction log in SQLite (WAL mode, every commit fsynced). Thread-safe; every write is
+    one committed transaction. ``PostgresPredictionLog`` is the same log on PostgreSQL."""
+
+    begin = "BEGIN IMMEDIATE"
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection: Any = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=FULL")
         self._connection.execute("PRAGMA busy_timeout=10000")
         self._connection.executescript(SCHEMA)
+
+    def _sql(self, sql: str) -> str:
+        """The statement in this database's parameter style."""
+        return sql
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        cursor = self._connection.cursor()
+        cursor.execute(self._sql(sql), tuple(params))
+        return cursor
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._connection.cursor().execute(self.begin)
+            try:
+                yield
+            except BaseException:
+                self._connection.cursor().execute("ROLLBACK")
+                raise
+            self._connection.cursor().execute("COMMIT")
 
     def record(self, records: Sequence[PredictionRecord]) -> None:
         """Write predictions in one transaction; returns only once they are durable."""
@@ -121,30 +147,19 @@ class PredictionLog:
             return
         placeholders = ", ".join("?" * len(COLUMNS))
         sql = f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({placeholders})"
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                self._connection.executemany(sql, [record.row() for record in records])
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
+        with self._transaction():
+            self._connection.cursor().executemany(
+                self._sql(sql), [record.row() for record in records]
+            )
 
     def add_feedback(self, feedback: Iterable[tuple[str, str]]) -> list[str]:
         """Set true labels by request id; returns the ids that were not found."""
         missing = []
         now = utc_now()
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                for request_id, label in feedback:
-                    cursor = self._connection.execute(FEEDBACK_SQL, (label, now, request_id))
-                    if cursor.rowcount == 0:
-                        missing.append(request_id)
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
+        with self._transaction():
+            for request_id, label in feedback:
+                if self._execute(FEEDBACK_SQL, (label, now, request_id)).rowcount == 0:
+                    missing.append(request_id)
         return missing
 
     def window(
@@ -164,7 +179,7 @@ class PredictionLog:
             sql += " LIMIT ?"
             params.append(limit)
         with self._lock:
-            rows = self._connection.execute(sql, params).fetchall()
+            rows = self._execute(sql, params).fetchall()
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
     def claim_webhook(self, webhook_id: str) -> bool:
@@ -174,13 +189,12 @@ class PredictionLog:
             "INSERT INTO webhook_ids (webhook_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
         )
         with self._lock:
-            cursor = self._connection.execute(sql, (webhook_id, utc_now()))
-        return cursor.rowcount == 1
+            return int(self._execute(sql, (webhook_id, utc_now())).rowcount) == 1
 
     def release_webhook(self, webhook_id: str) -> None:
         """Forget a claimed id whose work failed, so the sender's retry is accepted."""
         with self._lock:
-            self._connection.execute("DELETE FROM webhook_ids WHERE webhook_id = ?", (webhook_id,))
+            self._execute("DELETE FROM webhook_ids WHERE webhook_id = ?", (webhook_id,))
 
     def feedback_rows(self) -> pd.DataFrame:
         """Every prediction with a true label, as a training table (short, notes, label)."""
@@ -189,7 +203,7 @@ class PredictionLog:
             "WHERE true_label IS NOT NULL ORDER BY created_at"
         )
         with self._lock:
-            rows = self._connection.execute(sql).fetchall()
+            rows = self._execute(sql).fetchall()
         return pd.DataFrame(rows, columns=["short_description", "close_notes", "label"])
 
     def save_daily(self, day: str, metrics: dict[str, Any]) -> str:
@@ -197,19 +211,44 @@ class PredictionLog:
         saved_at = utc_now()
         payload = json.dumps(metrics, ensure_ascii=False, sort_keys=True)
         with self._lock:
-            self._connection.execute(SAVE_DAILY_SQL, (day, saved_at, payload))
+            self._execute(SAVE_DAILY_SQL, (day, saved_at, payload))
         return saved_at
 
     def daily(self) -> dict[str, dict[str, Any]]:
         """Saved daily aggregates by day."""
         with self._lock:
-            rows = self._connection.execute("SELECT day, metrics FROM daily_metrics").fetchall()
+            rows = self._execute("SELECT day, metrics FROM daily_metrics").fetchall()
         return {day: json.loads(metrics) for day, metrics in rows}
 
     def count(self) -> int:
         with self._lock:
-            return int(self._connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+            return int(self._execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+class PostgresPredictionLog(PredictionLog):
+    """The prediction log on PostgreSQL (a committed transaction is durable by default)."""
+
+    begin = "BEGIN"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.path = Path(url)
+        self._lock = threading.Lock()
+        self._connection = psycopg.connect(url, autocommit=True)
+        with self._lock:
+            self._connection.execute(SCHEMA)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+
+def open_prediction_log(settings: Settings) -> PredictionLog:
+    """PostgreSQL when ``prediction_log_url`` is set, else SQLite under ``home``."""
+    if settings.prediction_log_url:
+        return PostgresPredictionLog(settings.prediction_log_url)
+    return PredictionLog(settings.predictions_path())

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(0.01, ge=0, description="Macro-F1 gain needed to promote.")
     demo_rows: int = Field(5000, ge=100)
     prediction_log_path: Path | None = Field(None, description="Default: <home>/predictions.db.")
+    prediction_log_url: str | None = Field(
+        None, description="postgresql://... to keep the prediction log in PostgreSQL."
+    )
     model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
     max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")
     max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")

@@ -21,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
 
 from core.data import NOTES, SHORT
-from core.predictions import PredictionLog, PredictionRecord
+from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
 from core.store import open_store
 from serving import monitoring, webhooks
@@ -195,7 +195,7 @@ async def _watch(holder: ModelHolder, interval: float) -> None:
 def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litestar:
     """The service for ``settings``; the champion is loaded at start-up and watched after."""
     model_holder = holder or ModelHolder(open_store(settings))
-    log = PredictionLog(settings.predictions_path())
+    log = open_prediction_log(settings)
     model_batcher = MicroBatcher(
         functools.partial(classify_rows, model_holder, settings.top_k),
         settings.micro_batch_max,

@@ -12,7 +12,7 @@ from prefect.events import emit_event
 from core import registry
 from core.bundle import model_version, read_champion, read_manifest
 from core.drift import DriftReport, report_for_model
-from core.predictions import PredictionLog, window_start
+from core.predictions import open_prediction_log, window_start
 from core.settings import Settings
 from core.store import open_store
 
@@ -28,7 +28,7 @@ def check_drift(settings: Settings, window: str) -> tuple[DriftReport, dict[str,
         get_run_logger().warning("no champion model yet: run the train flow first")
         return None
     manifest = read_manifest(store, str(pointer["bundle_id"]))
-    log = PredictionLog(settings.predictions_path())
+    log = open_prediction_log(settings)
     try:
         frame = log.window(since=window_start(window))
     finally:

@@ -14,7 +14,7 @@ from prefect.concurrency.sync import concurrency
 from core import bundle, registry, training
 from core.data import DataReport, add_production_rows, load_training_data
 from core.evaluation import Evaluation, confusion_matrix_png
-from core.predictions import PredictionLog
+from core.predictions import open_prediction_log
 from core.settings import Settings
 from core.store import open_store
 from core.tuning import StudyResult, TuningData, leaderboard_rows, markdown_table, run_study
@@ -42,7 +42,7 @@ def add_feedback(
     settings: Settings, train: pd.DataFrame, test: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The retraining set: base rows plus feedback-labelled production tickets."""
-    log = PredictionLog(settings.predictions_path())
+    log = open_prediction_log(settings)
     try:
         production = log.feedback_rows()
     finally:
