@@ -115,18 +115,12 @@ class Settings(BaseSettings):
     )
     monitor_window: str = Field("24h", description="Prediction-log window the monitor reads.")
 
-    @field_validator("text_columns", mode="before")
+    @field_validator("text_columns", "families", "webhook_secrets", mode="before")
     @classmethod
-    def _split_text_columns(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
+        """Lists come from the environment as comma-separated strings."""
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("webhook_secrets", mode="before")
-    @classmethod
-    def _split_secrets(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("webhook_secrets")
@@ -137,12 +131,10 @@ class Settings(BaseSettings):
                 raise ValueError("a webhook secret must look like whsec_<base64 of 24+ bytes>")
         return value
 
-    @field_validator("families", mode="before")
+    @field_validator("families")
     @classmethod
-    def _split_families(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(part.strip() for part in value.split(",") if part.strip())
-        unknown = sorted(set(value) - set(FAMILIES)) if isinstance(value, tuple | list) else []
+    def _check_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(FAMILIES))
         if unknown:
             raise ValueError(f"unknown families {unknown}; choose from {list(FAMILIES)}")
         return value
