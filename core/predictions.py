@@ -46,6 +46,8 @@ SAVE_DAILY_SQL = """
 INSERT INTO daily_metrics (day, saved_at, metrics) VALUES (?, ?, ?)
 ON CONFLICT (day) DO UPDATE SET saved_at = excluded.saved_at, metrics = excluded.metrics
 """
+WEBHOOK_ID_RETENTION = timedelta(days=7)
+"""How long a webhook id is remembered: senders retry with the same id for about a day."""
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 FEEDBACK_SQL = "UPDATE predictions SET true_label = ?, feedback_at = ? WHERE request_id = ?"
 COLUMNS = (
@@ -188,7 +190,9 @@ class PredictionLog:
         sql = (
             "INSERT INTO webhook_ids (webhook_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING"
         )
+        expired = (datetime.now(UTC) - WEBHOOK_ID_RETENTION).isoformat(timespec="microseconds")
         with self._lock:
+            self._execute("DELETE FROM webhook_ids WHERE received_at < ?", (expired,))
             return int(self._execute(sql, (webhook_id, utc_now())).rowcount) == 1
 
     def release_webhook(self, webhook_id: str) -> None:

@@ -77,3 +77,14 @@ def test_daily_aggregates_are_replaced_not_duplicated(tmp_path: Path) -> None:
     log.save_daily("2026-11-25", {"count": 2})
     log.save_daily("2026-11-26", {"count": 3})
     assert log.daily() == {"2026-11-25": {"count": 2}, "2026-11-26": {"count": 3}}
+
+
+def test_webhook_ids_are_remembered_for_a_week_then_forgotten(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.db")
+    assert log.claim_webhook("recent") and not log.claim_webhook("recent")
+    log._connection.execute(
+        "INSERT INTO webhook_ids (webhook_id, received_at) VALUES ('old', '2020-01-01T00:00:00')"
+    )
+    assert log.claim_webhook("another")
+    assert log.claim_webhook("old"), "an id older than the retention is forgotten"
+    assert not log.claim_webhook("recent")
