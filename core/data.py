@@ -6,7 +6,6 @@ import io
 from dataclasses import asdict, dataclass
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from core.settings import Settings
 from core.store import StoreError, read_location
@@ -155,7 +154,10 @@ def prepare_test_table(
 
 
 def split(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified train/test split with the configured seed."""
+    """Stratified train/test split with the configured seed. (scikit-learn is imported here so
+    that validating a table, which the CLI does before anything else, stays quick.)"""
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(
         frame, test_size=settings.test_size, random_state=settings.seed, stratify=frame[LABEL]
     )
