@@ -18,7 +18,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from core.data import NOTES, SHORT
 from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
@@ -26,6 +26,7 @@ from core.settings import Settings, get_settings
 from core.store import open_store
 from serving import monitoring, webhooks
 from serving.batcher import MicroBatcher
+from serving.errors import bad_request
 from serving.model_holder import ModelHolder, ServedModel
 from serving.schemas import (
     BatchPrediction,
@@ -40,15 +41,11 @@ from serving.schemas import (
 _INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060\ufeff\u00ad]+")
 
 
-def _bad_request(message: str) -> HTTPException:
-    return HTTPException(status_code=HTTP_400_BAD_REQUEST, detail=message)
-
-
 def _check_text(value: str | None, field: str, limit: int) -> str:
     if value is None:
         return ""
     if len(value) > limit:
-        raise _bad_request(f"{field} is longer than {limit} characters")
+        raise bad_request(f"{field} is longer than {limit} characters")
     return value
 
 
@@ -59,7 +56,7 @@ def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> lis
         where = f"{prefix}[{index}]." if prefix else ""
         short = _check_text(ticket.short_description, f"{where}short_description", limit)
         if not _INVISIBLE.sub("", short):
-            raise _bad_request(f"{where}short_description is empty")
+            raise bad_request(f"{where}short_description is empty")
         notes = _check_text(ticket.close_notes, f"{where}close_notes", limit)
         _check_text(ticket.true_label, f"{where}true_label", limit)
         rows.append((short, notes))
@@ -133,9 +130,9 @@ async def predict(data: Ticket, state: State) -> Prediction:
 async def predict_batch(data: TicketBatch, state: State) -> BatchPrediction:
     settings: Settings = state.settings
     if not data.tickets:
-        raise _bad_request("tickets is empty")
+        raise bad_request("tickets is empty")
     if len(data.tickets) > settings.max_batch:
-        raise _bad_request(
+        raise bad_request(
             f"tickets has {len(data.tickets)} items; the maximum is {settings.max_batch}"
         )
     rows = validate_tickets(data.tickets, settings.max_text_chars, "tickets")
@@ -147,10 +144,10 @@ async def predict_batch(data: TicketBatch, state: State) -> BatchPrediction:
 async def feedback(data: Feedback | list[Feedback], state: State) -> FeedbackResult:
     items = data if isinstance(data, list) else [data]
     if not items:
-        raise _bad_request("feedback list is empty")
+        raise bad_request("feedback list is empty")
     for index, item in enumerate(items):
         if not _INVISIBLE.sub("", item.true_label):
-            raise _bad_request(f"[{index}].true_label is empty")
+            raise bad_request(f"[{index}].true_label is empty")
     pairs = [(item.request_id, item.true_label) for item in items]
     unknown = await anyio.to_thread.run_sync(state.log.add_feedback, pairs)
     if len(unknown) == len(items):

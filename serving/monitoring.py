@@ -15,11 +15,8 @@ from core.drift import NoReferenceProfile, report_for_model
 from core.evaluation import production_metrics
 from core.predictions import PredictionLog, window_start
 from core.settings import Settings
+from serving.errors import bad_request
 from serving.security import admin_guard
-
-
-def _bad_request(message: str) -> HTTPException:
-    return HTTPException(status_code=400, detail=message)
 
 
 @get("/monitoring/metrics", summary="Aggregates of the prediction log over a window")
@@ -32,7 +29,7 @@ async def metrics(
     try:
         since = window_start(window)
     except ValueError as exc:
-        raise _bad_request(f"window: {exc}") from exc
+        raise bad_request(f"window: {exc}") from exc
     log: PredictionLog = state.log
     frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
     return {"window": window, "since": since, **production_metrics(frame)}
@@ -44,7 +41,7 @@ def _parse_day(day: str | None) -> date:
     try:
         return date.fromisoformat(day)
     except ValueError as exc:
-        raise _bad_request(f"day: {day!r} is not a date like 2026-11-26") from exc
+        raise bad_request(f"day: {day!r} is not a date like 2026-11-26") from exc
 
 
 @post(
@@ -85,7 +82,7 @@ async def drift(
     try:
         since = window_start(chosen)
     except ValueError as exc:
-        raise _bad_request(f"window: {exc}") from exc
+        raise bad_request(f"window: {exc}") from exc
     served = state.holder.current
     if served is None:
         raise HTTPException(status_code=503, detail="no model loaded yet")
