@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 
 from core.bundle import deserialize_model, serialize_model
-from core.models import REGISTRY, build_pipeline, default_params, split_params
+from core.models import (
+    REGISTRY,
+    build_pipeline,
+    default_params,
+    lean_predict_proba,
+    split_params,
+)
 from core.settings import FAMILIES
 
 TEXT = ["short_description", "close_notes"]
@@ -35,6 +41,8 @@ def test_every_family_trains_predicts_and_round_trips_through_skops(
     assert (predicted == test["label"].to_numpy()).mean() > 0.5
     restored = deserialize_model(serialize_model(model))
     assert np.allclose(restored.predict_proba(test[TEXT]), probabilities)
+    rows = test[TEXT].to_numpy(dtype=object)
+    np.testing.assert_allclose(lean_predict_proba(restored, rows), probabilities, atol=1e-6)
 
 
 def test_svm_probabilities_agree_with_its_decisions(demo_frame: pd.DataFrame) -> None:
