@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every HTTP request to stderr (off by default: the prediction log already "
+        "records every prediction, and a line per request costs about a tenth of the "
+        "service's throughput)",
+    )
     return parser
 
 
@@ -150,14 +157,19 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     return _serve(args.host, args.port, 1)
 
 
-def _serve(host: str, port: int, workers: int) -> int:
+def _serve(host: str, port: int, workers: int, access_log: bool = False) -> int:
     import uvicorn
 
     base = f"http://{host}:{port}"
     print(f"serving on {base}  API docs: {base}/schema  (OpenAPI: {base}/schema/openapi.json)")
     sys.stdout.flush()
     uvicorn.run(
-        "serving.app:app_from_environment", factory=True, host=host, port=port, workers=workers
+        "serving.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
     )
     return 0
 
@@ -179,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "serve":
-            return _serve(args.host, args.port, args.workers)
+            return _serve(args.host, args.port, args.workers, args.access_log)
         settings = _settings(args)
         if args.command == "run":
             return _run(settings, args)

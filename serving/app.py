@@ -13,14 +13,12 @@ from typing import Any
 
 import anyio
 import numpy as np
-import pandas as pd
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
-from core.data import NOTES, SHORT
 from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
 from core.store import open_store
@@ -78,7 +76,7 @@ def classify_rows(holder: ModelHolder, top_k: int, rows: list[tuple[str, str]]) 
     served = holder.current
     if served is None:
         raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail="no model loaded yet")
-    probabilities = served.predict_proba(pd.DataFrame(rows, columns=[SHORT, NOTES]))
+    probabilities = served.predict_proba(rows)
     best = np.argsort(-probabilities, axis=1)[:, :top_k]
     labels = served.classes
     return [

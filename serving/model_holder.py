@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from core.bundle import BundleError, load_bundle, model_version, read_champion
-from core.data import NOTES, SHORT
+from core.models import lean_predict_proba
 from core.store import ArtifactStore, StoreError
 
-WARM_UP = pd.DataFrame({SHORT: ["no puedo ingresar al portal"], NOTES: [""]})
+WARM_UP = [("no puedo ingresar al portal", "")]
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,9 @@ class ServedModel:
             "test_macro_f1": self.manifest.get("metrics", {}).get("test_macro_f1"),
         }
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.predict_proba(frame[[SHORT, NOTES]]))
+    def predict_proba(self, rows: list[tuple[str, str]]) -> np.ndarray:
+        """Probabilities for (short_description, close_notes) rows, in ``classes`` order."""
+        return lean_predict_proba(self.model, np.asarray(rows, dtype=object).reshape(-1, 2))
 
 
 class ModelHolder:
@@ -80,11 +80,12 @@ class ModelHolder:
 
     def _load(self, bundle_id: str) -> ServedModel:
         model, manifest = load_bundle(self.store, bundle_id)
-        probabilities = np.asarray(model.predict_proba(WARM_UP))
+        loaded_at = datetime.now(UTC).isoformat()
+        served = ServedModel(bundle_id, model, manifest, np.asarray(model.classes_), loaded_at)
+        probabilities = served.predict_proba(WARM_UP)
         if probabilities.shape != (1, len(model.classes_)):
             raise BundleError(f"bundle {bundle_id}: warm-up returned shape {probabilities.shape}")
-        loaded_at = datetime.now(UTC).isoformat()
-        return ServedModel(bundle_id, model, manifest, np.asarray(model.classes_), loaded_at)
+        return served
 
     def _fail(self, bundle_id: str | None, exc: Exception) -> None:
         self.last_failure = {
