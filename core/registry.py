@@ -34,14 +34,16 @@ def _client(settings: Settings) -> Any:
     return mlflow.MlflowClient(settings.tracking_uri())
 
 
-def experiment_id(settings: Settings) -> str:
-    """The experiment's id, creating it with artifacts under ``home`` on first use."""
+def experiment_id(settings: Settings, name: str | None = None) -> str:
+    """The id of experiment ``name`` (the training experiment by default), created on first use
+    with artifacts where ``Settings.mlflow_artifact_location`` says."""
     client = _client(settings)
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    name = name or settings.mlflow_experiment
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    location = (settings.home / "mlartifacts").resolve().as_uri()
-    return str(client.create_experiment(settings.mlflow_experiment, artifact_location=location))
+    location = settings.mlflow_artifact_location()
+    return str(client.create_experiment(name, artifact_location=location))
 
 
 def _log_child(client: Any, exp_id: str, parent_id: str, result: StudyResult) -> None:
@@ -141,16 +143,7 @@ def log_drift_report(settings: Settings, report: dict[str, Any], markdown: str) 
     """One run per check in the ``<experiment>-monitoring`` experiment; returns its id."""
     import mlflow
 
-    client = _client(settings)
-    name = f"{settings.mlflow_experiment}-monitoring"
-    experiment = client.get_experiment_by_name(name)
-    exp_id = (
-        str(experiment.experiment_id)
-        if experiment
-        else client.create_experiment(
-            name, artifact_location=(settings.home / "mlartifacts").resolve().as_uri()
-        )
-    )
+    exp_id = experiment_id(settings, f"{settings.mlflow_experiment}-monitoring")
     with mlflow.start_run(experiment_id=exp_id, run_name="drift-check") as run:
         metrics = {
             "drift_score": report["drift_score"],

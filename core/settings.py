@@ -149,6 +149,13 @@ class Settings(BaseSettings):
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
+    def mlflow_artifact_location(self) -> str | None:
+        """Where new experiments keep artifacts: beside the embedded SQLite store, or the
+        tracking server's own default (e.g. proxied to S3) when tracking is remote."""
+        if self.tracking_uri().startswith(("http://", "https://", "databricks")):
+            return None
+        return (self.home / "mlartifacts").resolve().as_uri()
+
     def predictions_path(self) -> Path:
         return self.prediction_log_path or self.home / "predictions.db"
 

@@ -1,0 +1,78 @@
+"""Tracking against a real MLflow server whose artifacts go to S3 (the at-scale setup of
+infra/): runs land in the server, artifacts in the bucket, nothing in the local home."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from core.registry import log_drift_report
+from core.settings import Settings
+from deployments.stack import free_port
+from tests.integration.conftest import BUCKET
+
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, s3_endpoint: str) -> Iterator[str]:
+    port = free_port()
+    command = [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
+    command += ["--artifacts-destination", f"s3://{BUCKET}/mlflow-artifacts", "--workers", "1"]
+    env = {
+        **os.environ,
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.3)
+        else:
+            stderr = server.stderr.read().decode() if server.stderr else ""
+            raise AssertionError(f"mlflow server did not start: {stderr[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_runs_go_to_the_server_and_artifacts_to_s3(
+    tmp_path: Path, mlflow_server: str, s3_endpoint: str
+) -> None:
+    home = tmp_path / "home"
+    settings = Settings(home=home, mlflow_tracking_uri=mlflow_server)
+    report = {
+        "drift_score": 0.2,
+        "drift_detected": False,
+        "n_predictions": 150,
+        "n_feedback": 0,
+        "tests": [{"name": "text_length_ks", "statistic": 0.03}],
+        "fired": [],
+        "model_version": "1",
+    }
+    run_id = log_drift_report(settings, report, "# drift report")
+
+    run = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()
+    assert run["run"]["info"]["artifact_uri"].startswith("mlflow-artifacts:")
+    objects = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
+        Bucket=BUCKET, Prefix="mlflow-artifacts/"
+    )
+    keys = [item["Key"] for item in objects.get("Contents", [])]
+    assert any(key.endswith(f"{run_id}/artifacts/drift_report.md") for key in keys), keys
+    assert not (home / "mlartifacts").exists()

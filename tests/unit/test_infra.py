@@ -1,0 +1,103 @@
+"""The compose file and Kubernetes manifests use settings, commands and names that exist.
+
+No container engine runs here, so these check what can go wrong without one: a renamed setting,
+a CLI flag that no longer exists, a work pool or deployment name out of step with prefect.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.settings import Settings
+from flows.cli import _parser
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+_DEFAULTED = re.compile(r"\$\{\w+:-([^}]*)\}")
+
+
+def _compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((INFRA / "docker-compose.yml").read_text()))
+
+
+def _manifests() -> list[dict[str, Any]]:
+    documents = []
+    for path in sorted((INFRA / "k8s").glob("*.yaml")):
+        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return documents
+
+
+def _after(flag: str, arguments: list[str]) -> str:
+    return arguments[arguments.index(flag) + 1]
+
+
+def _settings_from(environment: dict[str, str]) -> Settings:
+    """Settings built from the TICKETS_* entries, with compose's ${VAR:-default} resolved."""
+    values: dict[str, Any] = {
+        key.removeprefix("TICKETS_").lower(): _DEFAULTED.sub(r"\1", str(value))
+        for key, value in environment.items()
+        if key.startswith("TICKETS_")
+    }
+    unknown = set(values) - set(Settings.model_fields)
+    assert not unknown, f"not settings: {sorted(unknown)}"
+    return Settings(**{key: value for key, value in values.items() if value != ""})
+
+
+def test_compose_settings_are_real_and_valid() -> None:
+    compose = _compose()
+    environment = compose["x-tickets-env"]
+    settings = _settings_from(environment)
+    assert settings.artifact_store_url().startswith("s3://")
+    assert str(settings.prediction_log_url).startswith("postgresql://")
+    for name in ("api", "worker", "mlflow", "bootstrap"):
+        assert compose["services"][name]["environment"] == environment
+
+
+def test_compose_commands_parse_with_the_real_cli() -> None:
+    services = _compose()["services"]
+    _parser().parse_args(services["api"]["command"])
+    bootstrap = services["bootstrap"]["command"][0]
+    simulate = re.search(r"tickets (simulate [^;|&]+)", bootstrap)
+    assert simulate is not None
+    _parser().parse_args(simulate.group(1).split())
+
+
+def test_pool_and_deployments_match_prefect_yaml() -> None:
+    prefect = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    pools = {d["work_pool"]["name"] for d in prefect["deployments"]}
+    flows = {d["entrypoint"].split(":")[1] + "/" + d["name"] for d in prefect["deployments"]}
+    services = _compose()["services"]
+    assert _after("--pool", services["worker"]["command"]) in pools
+    bootstrap = services["bootstrap"]["command"][0]
+    assert set(re.findall(r"deployment run (\S+)", bootstrap)) <= flows
+    assert set(re.findall(r"work-pool create (\S+)", bootstrap)) <= pools
+    workers = [m for m in _manifests() if m["metadata"]["name"] == "tickets-worker"]
+    assert (
+        _after("--pool", workers[0]["spec"]["template"]["spec"]["containers"][0]["args"]) in pools
+    )
+
+
+def test_kubernetes_settings_and_service_args_are_real() -> None:
+    manifests = _manifests()
+    environment: dict[str, str] = {}
+    for manifest in manifests:
+        if manifest["kind"] in ("ConfigMap", "Secret"):
+            environment.update(manifest.get("data") or manifest.get("stringData") or {})
+    _settings_from({k: v for k, v in environment.items() if not v.endswith("CHANGE-ME")})
+    (api,) = [
+        m for m in manifests if m["metadata"]["name"] == "tickets-api" and "template" in m["spec"]
+    ]
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    _parser().parse_args(container["args"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+
+
+@pytest.mark.parametrize("needle", ["make install", 'ENTRYPOINT ["tickets"]'])
+def test_the_image_is_built_by_make_install(needle: str) -> None:
+    assert needle in (INFRA / "Dockerfile").read_text()
+    assert ".venv" in (ROOT / ".dockerignore").read_text().split()
