@@ -176,13 +176,21 @@ def _serve(host: str, port: int, workers: int, access_log: bool = False) -> int:
 
 def _is_user_error(exc: Exception) -> bool:
     """Errors about the user's input or environment: reported in one line, no traceback.
-    (Imported here so that light commands do not pay for the ML imports.)"""
-    from core.bundle import BundleError
-    from core.store import StoreError
-    from core.training import TrainingFailed
+    The domain's error types are looked up only in modules already imported (an error of theirs
+    implies they are): importing them here would cost seconds of scikit-learn to print a line."""
+    known: list[type[BaseException]] = [CliError, ValueError, OSError]
+    for module_name, class_name in _USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            known.append(getattr(module, class_name))
+    return isinstance(exc, tuple(known))
 
-    known = (CliError, ValueError, OSError, BundleError, StoreError, TrainingFailed)
-    return isinstance(exc, known)
+
+_USER_ERRORS = (
+    ("core.bundle", "BundleError"),
+    ("core.store", "StoreError"),
+    ("core.training", "TrainingFailed"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
