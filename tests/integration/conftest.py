@@ -101,28 +101,37 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
     assert swap_champion(store, manifest, read_champion(store)[1])
 
 
+def wait_for_http(
+    url: str, process: subprocess.Popen[bytes], what: str, log: Path | None = None
+) -> None:
+    """Wait up to two minutes for ``url`` to answer 200; fail with the process's stderr (or the
+    end of ``log``) if it exits or never answers."""
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if log is not None and log.exists():
+        stderr = log.read_text(errors="replace")
+    raise AssertionError(f"{what} did not become ready: {stderr[-2000:]}")
+
+
 @contextlib.contextmanager
 def serve_process(
     home: Path, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``tickets serve`` as a person starts it, waiting until /ready answers 200."""
-    import httpx
-
     port = free_port()
     env = {**os.environ, "TICKETS_HOME": str(home), **(extra_env or {})}
     command = [TICKETS, "serve", "--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and server.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            stderr = server.stderr.read().decode() if server.stderr else ""
-            raise AssertionError(f"tickets serve did not become ready: {stderr[-2000:]}")
+        wait_for_http(f"{url}/ready", server, "tickets serve")
         yield url, server
     finally:
         server.kill()

@@ -3,11 +3,9 @@ infra/): runs land in the server, artifacts in the bucket, nothing in the local 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from core.registry import log_drift_report
 from core.settings import Settings
 from deployments.stack import free_port
-from tests.integration.conftest import BUCKET
+from tests.integration.conftest import BUCKET, wait_for_http
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -34,18 +32,12 @@ def mlflow_server(tmp_path: Path, s3_endpoint: str) -> Iterator[str]:
         "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "mlflow-server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and server.poll() is None:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.3)
-        else:
-            stderr = server.stderr.read().decode() if server.stderr else ""
-            raise AssertionError(f"mlflow server did not start: {stderr[-2000:]}")
+        wait_for_http(f"{url}/health", server, "mlflow server", log)
         yield url
     finally:
         server.terminate()
