@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,12 +171,8 @@ def run_study(
 def _sampler(trials: int, seed: int) -> optuna.samplers.TPESampler:
     """TPE that starts modelling after a third of the budget (at least the enqueued starting
     points): with Optuna's default of 10 random trials first, a 12-trial study would be almost
-    pure random search. Multivariate and grouped, because the text parameters are conditional."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=max(3, trials // 3), multivariate=True, group=True
-        )
+    pure random search."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, trials // 3))
 
 
 def _result(family: str, study: optuna.Study, seconds: float) -> StudyResult:
