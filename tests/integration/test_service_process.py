@@ -80,6 +80,7 @@ def test_schemathesis_finds_no_server_errors(tmp_path: Path, demo_frame: pd.Data
                 "1",
                 "--no-color",
             ],
+            cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=600,
