@@ -76,3 +76,4 @@ def test_stacked_one_vs_rest_matches_one_vs_rest(demo_frame) -> None:
         assert np.allclose(stacked.predict_proba(X), reference.predict_proba(X))
         assert (stacked.predict(X) == reference.predict(X)).all()
         assert np.allclose(stacked.decision_function(X), reference.decision_function(X))
+        assert not hasattr(stacked, "estimators_"), "per-class copies of the weights are dropped"
