@@ -7,6 +7,7 @@ a CLI flag that no longer exists, a work pool or deployment name out of step wit
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def test_pool_and_deployments_match_prefect_yaml() -> None:
     bootstrap = services["bootstrap"]["command"][0]
     assert set(re.findall(r"deployment run (\S+)", bootstrap)) <= flows
     assert set(re.findall(r"work-pool create (\S+)", bootstrap)) <= pools
+    assert prefect["prefect-version"] == version("prefect"), "prefect.yaml names the locked Prefect"
     workers = [m for m in _manifests() if m["metadata"]["name"] == "tickets-worker"]
     assert (
         _after("--pool", workers[0]["spec"]["template"]["spec"]["containers"][0]["args"]) in pools
