@@ -143,15 +143,16 @@ class LocalStack:
             "prefect-server",
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
         )
+        # The service needs Prefect only to send events, so it starts while the server boots.
+        self._start(
+            "service",
+            [str(BIN / "tickets"), "serve", "--host", "127.0.0.1", "--port", str(self.api_port)],
+        )
         wait_until(
             "the Prefect server", lambda: http_json("GET", f"{self.prefect_api}/health"), 120
         )
         self.deploy()
         self._start("worker", [prefect, "worker", "start", "--pool", POOL, "--type", "process"])
-        self._start(
-            "service",
-            [str(BIN / "tickets"), "serve", "--host", "127.0.0.1", "--port", str(self.api_port)],
-        )
         wait_until(
             "the prediction service", lambda: http_json("GET", f"{self.service_url}/health"), 90
         )
