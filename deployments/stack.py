@@ -199,7 +199,13 @@ class LocalStack:
         self.processes.clear()
 
     def __enter__(self) -> LocalStack:
-        return self.start()
+        """Start everything; what already started is stopped again if a component fails (the
+        ``with`` block's exit would not run)."""
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(
         self,
