@@ -14,7 +14,7 @@ install: $(STAMP)
 # --compile-bytecode writes every package's .pyc once, here: where PYTHONDONTWRITEBYTECODE is set
 # (as on this team's machines), Python would otherwise compile Prefect, scikit-learn, MLflow...
 # from source in every process it starts (importing them: 17 s -> 7 s).
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml overrides.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -62,7 +62,8 @@ benchmark-drift: install
 	$(BIN)/python -m benchmarks.drift
 
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet \
+		--override overrides.txt -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .tickets .pytest_cache .mypy_cache .ruff_cache
