@@ -38,9 +38,10 @@ TARGET_BATCH_SHARE = 0.5
 TARGET_PEER_RATIO = 3.0
 
 
-def train_model(family: str, rows: int) -> tuple[Any, pd.DataFrame]:
+def train_model(family: str, rows: int, embedding_weight: float = 0.0) -> tuple[Any, pd.DataFrame]:
     data = generate_tickets(rows, "baseline", seed=1)
-    model = build_pipeline(family, default_params(family), "spanish", seed=0)
+    params = {**default_params(family), "embedding_weight": embedding_weight}
+    model = build_pipeline(family, params, "spanish", seed=0)
     model.fit(data[TEXT], data["label"].to_numpy(dtype=object))
     return model, data
 
@@ -133,10 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5000, help="training tickets")
     parser.add_argument("--seconds", type=float, default=15, help="per load phase")
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--embedding-weight",
+        type=float,
+        default=0.0,
+        help="add the static token-embedding block (linear families); saves serving_embedding.json",
+    )
     args = parser.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="tickets-bench-"))
     settings = Settings(home=home)
-    model, data = train_model(args.family, args.rows)
+    model, data = train_model(args.family, args.rows, args.embedding_weight)
     publish(settings, model)
     tickets = generate_tickets(2000, "baseline", seed=2)
     local = in_process(model, tickets)
@@ -207,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["setup"] = {
         "family": args.family,
+        "embedding_weight": args.embedding_weight,
         "training_rows": args.rows,
         "clients": args.clients,
         "seconds_per_phase": args.seconds,
         "load_generator": "benchmarks/load.py (asyncio keep-alive, same machine)",
     }
-    save("serving", results)
+    save("serving_embedding" if args.embedding_weight else "serving", results)
     return 0
 
 
