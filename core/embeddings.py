@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -168,19 +169,28 @@ class StaticTokenEmbedding(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> sp.csr_matrix:
         table = token_table()
-        rows, columns = [], []
-        for row, text in enumerate(X):
-            ids = token_ids(str(text), self.max_tokens)
-            rows.extend([row] * len(ids))
-            columns.extend(ids)
+        ids = [token_ids(str(text), self.max_tokens) for text in X]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
         counts = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, columns)),
-            shape=(len(X), table.vectors.shape[0]),
+            (np.ones(len(flat), dtype=np.float32), flat, indptr),
+            shape=(len(ids), table.vectors.shape[0]),
         )
         sums = np.asarray(counts @ table.vectors, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         scale = np.divide(self.weight, norms, out=np.zeros_like(norms), where=norms > 0)
-        return sp.csr_matrix(sums * scale)
+        return _dense_as_csr(sums * scale)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.array([f"embedding{i}" for i in range(token_table().dimensions)], dtype=object)
+
+
+def _dense_as_csr(rows: np.ndarray) -> sp.csr_matrix:
+    """A dense block as CSR without scanning it for zeros (``csr_matrix(dense)`` does, and costs
+    more than computing the block): the other feature blocks are sparse, so the union is too."""
+    n_rows, n_columns = rows.shape
+    indices = np.tile(np.arange(n_columns, dtype=np.int32), n_rows)
+    indptr = np.arange(0, n_rows * n_columns + 1, n_columns, dtype=np.int64)
+    return sp.csr_matrix((rows.ravel(), indices, indptr), shape=rows.shape)
