@@ -189,6 +189,21 @@ def _result(family: str, study: optuna.Study, seconds: float) -> StudyResult:
     )
 
 
+def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
+    """One line for the progress log. Optuna gives a pruned trial the last fold mean it reported,
+    which can be above the study's best (the first fold is often the easiest), so a pruned trial
+    says so instead of looking like a better score that was thrown away."""
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        if not trial.intermediate_values:
+            return "pruned"
+        last = trial.intermediate_values[max(trial.intermediate_values)]
+        folds = len(trial.intermediate_values)
+        return f"pruned after {folds} fold{'s' if folds > 1 else ''} (mean so far {last:.4f})"
+    if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
+        return f"{trial.value:.4f}"
+    return trial.state.name.lower()
+
+
 def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
     """Successful studies, best CV macro-F1 first."""
     return sorted((r for r in results if r.ok), key=lambda r: r.cv_macro_f1, reverse=True)

@@ -17,7 +17,14 @@ from core.evaluation import Evaluation, confusion_matrix_png
 from core.predictions import open_prediction_log
 from core.settings import Settings
 from core.store import open_store
-from core.tuning import StudyResult, TuningData, leaderboard_rows, markdown_table, run_study
+from core.tuning import (
+    StudyResult,
+    TuningData,
+    describe_trial,
+    leaderboard_rows,
+    markdown_table,
+    run_study,
+)
 
 
 @task(cache_policy=NONE)
@@ -63,8 +70,7 @@ def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResul
     logger = get_run_logger()
 
     def on_trial(name: str, trial: optuna.trial.FrozenTrial) -> None:
-        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
-        logger.info("%s trial %d: %s", name, trial.number, value)
+        logger.info("%s trial %d: %s", name, trial.number, describe_trial(trial))
 
     result = run_study(
         family,

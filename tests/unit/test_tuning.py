@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import math
 
+import optuna
 import pandas as pd
 
 from core.tuning import (
     StudyResult,
     TuningData,
+    describe_trial,
     leaderboard,
     leaderboard_rows,
     markdown_table,
@@ -88,3 +90,14 @@ def test_leaderboard_ranks_and_keeps_failures_last() -> None:
     assert rows[2]["error"] == "boom" and rows[2]["cv_macro_f1"] is None
     table = markdown_table(rows)
     assert table.splitlines()[0].startswith("| family | cv_macro_f1") and "boom" in table
+
+
+def test_a_pruned_trial_is_not_logged_as_a_score() -> None:
+    pruned = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 0.93, 1: 0.91}
+    )
+    done = optuna.trial.create_trial(value=0.88, intermediate_values={0: 0.9, 1: 0.87, 2: 0.88})
+    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL)
+    assert describe_trial(pruned) == "pruned after 2 folds (mean so far 0.9100)"
+    assert describe_trial(done) == "0.8800"
+    assert describe_trial(failed) == "fail"
