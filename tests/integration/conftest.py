@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,17 +125,26 @@ def wait_for_http(
 def serve_process(
     home: Path, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``tickets serve`` as a person starts it, waiting until /ready answers 200."""
+    """``tickets serve`` as a person starts it, waiting until /ready answers 200. It runs in a
+    process group of its own, killed whole at the end: killing only the supervisor would leave
+    its uvicorn workers running (and listening) after the test."""
     port = free_port()
     env = {**os.environ, "TICKETS_HOME": str(home), **(extra_env or {})}
     command = [TICKETS, "serve", "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/ready", server, "tickets serve")
         yield url, server
     finally:
-        server.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
         server.wait()
 
 
