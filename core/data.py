@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from core.errors import DataError
 from core.settings import Settings
 from core.store import StoreError, read_location
 
@@ -15,10 +16,6 @@ NOTES = "close_notes"
 LABEL = "label"
 CANONICAL_COLUMNS = (SHORT, NOTES, LABEL)
 _MAX_ROWS_NAMED = 5
-
-
-class DataError(ValueError):
-    """Bad input data; the message is meant for the person who supplied it."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from core.data import LABEL, NOTES, SHORT
+from core.errors import BundleError
 from core.evaluation import macro_f1_replicates
 from core.settings import Settings
 from core.text import as_documents, normalize
@@ -393,7 +394,7 @@ def drift_report(
     )
 
 
-class NoReferenceProfile(ValueError):
+class NoReferenceProfile(BundleError):
     """The model's manifest carries no reference profile to compare against."""
 
 

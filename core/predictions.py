@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.errors import InputError
 from core.settings import Settings
 
 SCHEMA = """
@@ -72,10 +73,10 @@ def window_start(window: str, now: datetime | None = None) -> str:
     """The ISO start time of a window such as ``30m``, ``24h`` or ``7d``; ValueError otherwise."""
     text = window.strip().lower()
     if len(text) < 2 or text[-1] not in WINDOW_UNITS or not text[:-1].isdigit():
-        raise ValueError(f"window {window!r} is not a duration like 30m, 24h or 7d")
+        raise InputError(f"window {window!r} is not a duration like 30m, 24h or 7d")
     seconds = int(text[:-1]) * WINDOW_UNITS[text[-1]]
     if not 0 < seconds <= 366 * 86400:
-        raise ValueError(f"window {window!r} must be between 1s and 366d")
+        raise InputError(f"window {window!r} must be between 1s and 366d")
     start = (now or datetime.now(UTC)) - timedelta(seconds=seconds)
     return start.isoformat(timespec="microseconds")
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from core.errors import InputError
+
 SCENARIOS: tuple[str, ...] = (
     "baseline",
     "new_product",
@@ -417,9 +419,9 @@ def generate_tickets(n: int, scenario: str = "baseline", seed: int = 42) -> pd.D
     class priors, longer or shorter texts, or a category the model has never seen.
     """
     if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose from {list(SCENARIOS)}")
+        raise InputError(f"unknown scenario {scenario!r}; choose from {list(SCENARIOS)}")
     if n < 1:
-        raise ValueError("n must be at least 1")
+        raise InputError("n must be at least 1")
     rng = random.Random(f"{seed}-{scenario}")
     categories = list(CATEGORIES) + ([NEW_CATEGORY] if scenario == "new_category" else [])
     weights = _weights(scenario, len(CATEGORIES), rng)

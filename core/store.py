@@ -20,16 +20,13 @@ from urllib.parse import unquote, urlparse
 import boto3
 from botocore.exceptions import ClientError
 
+from core.errors import StoreError
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 CHAMPION_KEY = "champion.json"
-
-
-class StoreError(Exception):
-    """A store could not be read or written."""
 
 
 class ArtifactStore(Protocol):

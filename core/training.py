@@ -14,16 +14,12 @@ from core.bundle import BundleError, load_bundle, read_champion, swap_champion
 from core.data import LABEL, NOTES, SHORT
 from core.drift import build_reference_profile
 from core.evaluation import Evaluation, decide_promotion, evaluate
-from core.models import build_pipeline
+from core.families import build_pipeline
 from core.settings import Settings
 from core.store import ArtifactStore
 from core.tuning import StudyResult
 
 TEXT = [SHORT, NOTES]
-
-
-class TrainingFailed(RuntimeError):
-    """No family produced a model."""
 
 
 def threads_per_study(settings: Settings) -> int:

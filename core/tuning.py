@@ -20,7 +20,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from core.data import LABEL, NOTES, SHORT
-from core.models import (
+from core.families import (
     REGISTRY,
     Params,
     build_features,

@@ -10,10 +10,11 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
+from core.errors import InputError
 from core.settings import decode_webhook_secret
 
 
-class WebhookError(ValueError):
+class WebhookError(InputError):
     """The request is not a valid signed webhook; the message says why."""
 
 

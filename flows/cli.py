@@ -13,13 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.errors import ConfigurationError, TicketsError
 from core.settings import Settings, get_settings
 
 EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A problem to report in one line, without a traceback."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,22 +171,14 @@ def _serve(host: str, port: int, workers: int, access_log: bool = False) -> int:
     return 0
 
 
-def _is_user_error(exc: Exception) -> bool:
-    """Errors about the user's input or environment: reported in one line, no traceback.
-    The domain's error types are looked up only in modules already imported (an error of theirs
-    implies they are): importing them here would cost seconds of scikit-learn to print a line."""
-    known: list[type[BaseException]] = [CliError, ValueError, OSError]
-    for module_name, class_name in _USER_ERRORS:
-        module = sys.modules.get(module_name)
-        if module is not None:
-            known.append(getattr(module, class_name))
-    return isinstance(exc, tuple(known))
-
-
-_USER_ERRORS = (
-    ("core.bundle", "BundleError"),
-    ("core.store", "StoreError"),
-    ("core.training", "TrainingFailed"),
+#: Mistakes in what a person typed or pointed at, reported like the project's own errors.
+USER_MISTAKES: tuple[type[BaseException], ...] = (
+    TicketsError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
 )
 
 
@@ -205,15 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings, args)
         data = args.data or settings.data_path
         if not data:
-            raise CliError("no training data: pass --data or set TICKETS_DATA_PATH")
+            raise ConfigurationError("no training data: pass --data or set TICKETS_DATA_PATH")
         return _train(settings, data, args.test_data, args.json)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid setting: {problems}", file=sys.stderr)
-    except Exception as exc:
-        if not _is_user_error(exc):
-            raise
+    except USER_MISTAKES as exc:
         print(f"error: {exc}", file=sys.stderr)
+    # Anything else is a bug: it propagates with its traceback and Python exits with 1.
     return EXIT_USAGE
 
 

@@ -10,8 +10,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from core import bundle
 from core.data import NOTES, SHORT
+from core.errors import ConfigurationError, TrainingError
 from core.settings import Settings, get_settings
-from core.training import TrainingFailed, build_manifest
+from core.training import build_manifest
 from core.tuning import TuningData, leaderboard, leaderboard_rows
 from tasks.training import (
     add_feedback,
@@ -42,7 +43,7 @@ def train(
     settings = settings or get_settings()
     location = data_path or settings.data_path
     if not location:
-        raise ValueError("no training data: pass data_path or set TICKETS_DATA_PATH")
+        raise ConfigurationError("no training data: pass data_path or set TICKETS_DATA_PATH")
     train_rows, test_rows, report = load_data(settings, location, test_data_path)
     production: dict[str, Any] | None = None
     if include_feedback:
@@ -53,7 +54,7 @@ def train(
     ranked = leaderboard(results)
     if not ranked:
         errors = "; ".join(f"{r.family}: {r.error}" for r in results)
-        raise TrainingFailed(f"no family completed a trial ({errors})")
+        raise TrainingError(f"no family completed a trial ({errors})")
     winner = ranked[0]
     model, evaluation, profile, refit_seconds = refit_and_score(
         winner, train_rows, test_rows, settings

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
 from core.drift import NoReferenceProfile, report_for_model
+from core.errors import InputError
 from core.evaluation import production_metrics
 from core.predictions import PredictionLog, window_start
 from core.settings import Settings
@@ -28,7 +29,7 @@ async def metrics(
 ) -> dict[str, Any]:
     try:
         since = window_start(window)
-    except ValueError as exc:
+    except InputError as exc:
         raise bad_request(f"window: {exc}") from exc
     log: PredictionLog = state.log
     frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
@@ -81,7 +82,7 @@ async def drift(
     chosen = window or settings.monitor_window
     try:
         since = window_start(chosen)
-    except ValueError as exc:
+    except InputError as exc:
         raise bad_request(f"window: {exc}") from exc
     served = state.holder.current
     if served is None:

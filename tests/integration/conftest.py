@@ -84,7 +84,7 @@ def running(app: Any) -> Iterator[str]:
 def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str = "") -> None:
     """Fit a small logistic-regression pipeline on ``frame`` and make it the champion."""
     from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
-    from core.models import build_pipeline, default_params
+    from core.families import build_pipeline, default_params
     from core.store import open_store
 
     model = build_pipeline(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.bundle import bundle_key, read_champion, serialize_model, swap_champion, write_bundle
-from core.models import build_pipeline, default_params
+from core.families import build_pipeline, default_params
 from core.predictions import PredictionLog
 from core.settings import Settings
 from core.simulate import generate_tickets

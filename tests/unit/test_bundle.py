@@ -18,7 +18,7 @@ from core.bundle import (
     swap_champion,
     write_bundle,
 )
-from core.models import build_pipeline, default_params
+from core.families import build_pipeline, default_params
 from core.store import LocalStore
 
 TEXT = ["short_description", "close_notes"]

@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from core.drift import INSUFFICIENT, drift_report, macro_f1_bootstrap, psi
-from core.models import build_pipeline, default_params
+from core.families import build_pipeline, default_params
 from core.settings import Settings
 from core.simulate import SCENARIOS, generate_tickets
 from core.training import reference_profile, score

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from core.models import CompactTfidfVectorizer, build_features
+from core.families import build_features
+from core.models import CompactTfidfVectorizer
 from core.ngrams import WORD_TOKEN_PATTERN, NgramIndex, fit_counts
 
 CONFIGS = [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import InputError
 from core.predictions import PredictionLog, PredictionRecord
 
 
@@ -67,7 +68,7 @@ def test_window_start_parses_durations_and_refuses_nonsense() -> None:
     assert window_start("30m", now).startswith("2026-11-26T11:30:00")
     assert window_start("7d", now).startswith("2026-11-19T12:00:00")
     for bad in ("", "h", "-1h", "5y", "0s", "400d", "1.5h"):
-        with pytest.raises(ValueError, match="window"):
+        with pytest.raises(InputError, match="window"):
             window_start(bad, now)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import InputError
 from core.simulate import CATEGORIES, NEW_CATEGORY, SCENARIOS, generate_tickets
 
 
@@ -46,5 +47,5 @@ def test_drift_scenarios_differ_from_baseline() -> None:
 def test_every_scenario_runs_and_bad_names_are_refused() -> None:
     for scenario in SCENARIOS:
         assert len(generate_tickets(50, scenario)) == 50
-    with pytest.raises(ValueError, match="unknown scenario"):
+    with pytest.raises(InputError, match="unknown scenario"):
         generate_tickets(10, "nope")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from core.bundle import champion_bundle_id, serialize_model, write_bundle
-from core.models import build_pipeline, default_params
+from core.families import build_pipeline, default_params
 from core.simulate import generate_tickets
 from core.store import LocalStore
 from core.training import PromotionOutcome, promote_if_better

@@ -1,0 +1,103 @@
+"""The command line's two error paths: the project's errors and known user mistakes print one line
+and exit 2; anything else is a bug and keeps its traceback (exit 1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.errors import StoreError, TrainingError
+from flows import cli
+
+
+def _table(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_bad_data_prints_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
+    data = _table(tmp_path / "t.csv", "titulo,label\nhola,a\n")
+    assert cli.main(["train", "--data", str(data)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing column(s)" in err[0]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [StoreError("s3://b/k: cannot read (503)"), TrainingError("no family completed a trial")],
+)
+def test_every_tickets_error_is_a_one_line_user_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+) -> None:
+    import core.data
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(core.data, "load_training_data", fail)
+    assert cli.main(["train", "--data", "x.csv"]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"error: {error}"
+
+
+def test_an_output_path_through_a_file_is_a_user_mistake(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "demo.csv"
+    assert cli.main(["simulate", "--n", "5", "--out", str(out)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_invalid_settings_name_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
+    assert cli.main(["train", "--data", "x.csv", "--families", "deep_net"]) == cli.EXIT_USAGE
+    assert "invalid setting: families" in capsys.readouterr().err
+
+
+def test_a_bug_raising_value_error_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError from our own code (say, during refit) is a bug, not a user mistake."""
+    import core.data
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise ValueError("shapes (3,) and (4,) not aligned")
+
+    monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(core.data, "load_training_data", bug)
+    with pytest.raises(ValueError, match="not aligned"):
+        cli.main(["train", "--data", "x.csv"])
+
+
+def test_a_bug_exits_1_with_a_traceback_in_a_real_process(tmp_path: Path) -> None:
+    script = (
+        "import sys, core.data, flows.cli\n"
+        "def bug(*a, **k): raise KeyError('model_version')\n"
+        "core.data.load_training_data = bug\n"
+        "sys.exit(flows.cli.main(['train', '--data', 'x.csv']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={"TICKETS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "KeyError: 'model_version'" in done.stderr
