@@ -75,8 +75,7 @@ def run_flow(
     summary = train_flow.with_options(task_runner=runner)(
         settings=settings, data_path=str(train_path), test_data_path=str(test_path)
     )
-    summary["wall_seconds"] = time.perf_counter() - started
-    return summary
+    return {**summary.as_json(), "wall_seconds": time.perf_counter() - started}
 
 
 def it_tickets(work: Path, families: tuple[str, ...]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from benchmarks.common import save
 from benchmarks.load import run_load
 from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.families import build_pipeline, default_params
+from core.manifest import Manifest
 from core.settings import Settings
 from core.simulate import generate_tickets
 from core.store import open_store
@@ -48,8 +49,9 @@ def train_model(family: str, rows: int, embedding_weight: float = 0.0) -> tuple[
 
 def publish(settings: Settings, model: Any) -> None:
     store = open_store(settings)
-    manifest = {"bundle_id": "bench", "family": "bench", "metrics": {}, "mlflow": {}}
-    write_bundle(store, "bench", serialize_model(model), manifest)
+    manifest = write_bundle(
+        store, serialize_model(model), Manifest(bundle_id="bench", family="bench")
+    )
     _, token = read_champion(store)
     swap_champion(store, manifest, token)
 

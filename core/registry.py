@@ -4,25 +4,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from core.bundle import ALLOWED_TYPES
 from core.evaluation import Evaluation
+from core.manifest import MlflowRef
 from core.settings import Settings
 from core.tuning import StudyResult, leaderboard_rows, markdown_table
 
 CHAMPION_ALIAS = "champion"
-
-
-@dataclass(frozen=True)
-class MlflowIds:
-    experiment_id: str
-    run_id: str
-    model_version: str | None
-    model_uri: str | None
 
 
 def _client(settings: Settings) -> Any:
@@ -75,7 +67,7 @@ def log_training(
     extra_metrics: dict[str, float],
     data_summary: dict[str, Any],
     input_example: pd.DataFrame,
-) -> MlflowIds:
+) -> MlflowRef:
     """Log everything about one training and register the winning model."""
     import mlflow
     import mlflow.sklearn
@@ -103,7 +95,12 @@ def log_training(
             input_example=input_example,
         )
     version = getattr(info, "registered_model_version", None)
-    return MlflowIds(exp_id, run_id, str(version) if version else None, info.model_uri)
+    return MlflowRef(
+        run_id=run_id,
+        experiment_id=exp_id,
+        model_version=str(version) if version else None,
+        model_uri=info.model_uri,
+    )
 
 
 def _png_image(png: bytes) -> Any:

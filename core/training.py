@@ -9,15 +9,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
-from core.bundle import BundleError, load_bundle, read_champion, swap_champion
+from core.bundle import BundleError, load_bundle, new_bundle_id, read_champion, swap_champion
 from core.data import LABEL, NOTES, SHORT
 from core.drift import build_reference_profile
 from core.evaluation import Evaluation, decide_promotion, evaluate
 from core.families import build_pipeline
+from core.manifest import ChampionPointer, Manifest, MlflowRef
 from core.settings import Settings
 from core.store import ArtifactStore
-from core.tuning import StudyResult
+from core.tuning import StudyResult, leaderboard_rows
 
 TEXT = [SHORT, NOTES]
 
@@ -61,22 +63,24 @@ def build_manifest(
     winner: StudyResult,
     evaluation: Evaluation,
     profile: dict[str, Any],
-    mlflow_ids: dict[str, Any],
+    mlflow: MlflowRef,
     data_report: dict[str, Any],
     settings: Settings,
     labels: list[str],
-) -> dict[str, Any]:
-    return {
-        "family": winner.family,
-        "params": winner.best_params,
-        "labels": labels,
-        "language": settings.language,
-        "input_columns": {"short_description": SHORT, "close_notes": NOTES},
-        "metrics": {**evaluation.metrics(), "cv_macro_f1": winner.cv_macro_f1},
-        "mlflow": mlflow_ids,
-        "data": data_report,
-        "reference_profile": profile,
-    }
+) -> Manifest:
+    """The manifest of the winner's bundle, under a new bundle id."""
+    return Manifest(
+        bundle_id=new_bundle_id(winner.family),
+        family=winner.family,
+        params=winner.best_params,
+        labels=labels,
+        language=settings.language,
+        input_columns={"short_description": SHORT, "close_notes": NOTES},
+        metrics={**evaluation.metrics(), "cv_macro_f1": winner.cv_macro_f1},
+        mlflow=mlflow,
+        data=data_report,
+        reference_profile=profile,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,20 @@ def predict_labels(model: Any, rows: pd.DataFrame) -> list[str]:
 
 
 def _champion_predictions(
-    store: ArtifactStore, pointer: dict[str, Any] | None, evaluation_set: pd.DataFrame
+    store: ArtifactStore, pointer: ChampionPointer | None, evaluation_set: pd.DataFrame
 ) -> tuple[list[str] | None, str]:
     if pointer is None:
         return None, "no champion yet"
     try:
-        model, _ = load_bundle(store, pointer["bundle_id"])
-    except (BundleError, KeyError) as exc:
+        model, _ = load_bundle(store, pointer.bundle_id)
+    except BundleError as exc:
         return None, f"current champion unusable ({exc})"
-    return predict_labels(model, evaluation_set), f"champion {pointer['bundle_id']}"
+    return predict_labels(model, evaluation_set), f"champion {pointer.bundle_id}"
 
 
 def promote_if_better(
     store: ArtifactStore,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     challenger: Any,
     evaluation_set: pd.DataFrame,
     margin: float,
@@ -129,8 +133,8 @@ def promote_if_better(
     challenger_labels = predict_labels(challenger, evaluation_set)
     for _ in range(attempts):
         pointer, token = read_champion(store)
-        current_id = str(pointer["bundle_id"]) if pointer else None
-        if current_id == manifest["bundle_id"]:
+        current_id = pointer.bundle_id if pointer else None
+        if current_id == manifest.bundle_id:
             return PromotionOutcome(True, "already champion", current_id, 0.0, None)
         champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
         decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
@@ -148,3 +152,75 @@ def promote_if_better(
         if not decision.promote or swap_champion(store, manifest, token):
             return outcome
     raise BundleError("the champion pointer kept changing during promotion; try again")
+
+
+class LeaderboardEntry(BaseModel):
+    """One family's line of the leaderboard."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str
+    cv_macro_f1: float | None
+    trials: int
+    pruned: int = 0
+    fit_seconds: float
+    error: str | None = None
+
+
+class TrainingSummary(BaseModel):
+    """What a training run returns and prints: the winner's test scores, its bundle and whether it
+    was promoted, the leaderboard, and what happened to the data on the way in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    champion_family: str
+    test_macro_f1: float
+    test_weighted_f1: float
+    test_accuracy: float
+    model_version: str | None
+    promoted: bool
+    promotion_reason: str
+    previous_champion: str | None
+    bundle_id: str
+    bundle_uri: str
+    mlflow_run_id: str | None
+    leaderboard: list[LeaderboardEntry]
+    data: dict[str, Any]
+    production: dict[str, Any] | None = None
+    promotion: PromotionOutcome
+    test_rows: int
+    refit_seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready (non-finite numbers become null)."""
+        return self.model_dump(mode="json")
+
+
+def summarize(
+    manifest: Manifest,
+    bundle_uri: str,
+    evaluation: Evaluation,
+    outcome: PromotionOutcome,
+    results: list[StudyResult],
+    test_rows: int,
+    refit_seconds: float,
+) -> TrainingSummary:
+    return TrainingSummary(
+        champion_family=manifest.family,
+        test_macro_f1=evaluation.macro_f1,
+        test_weighted_f1=evaluation.weighted_f1,
+        test_accuracy=evaluation.accuracy,
+        model_version=manifest.mlflow.model_version,
+        promoted=outcome.promoted,
+        promotion_reason=outcome.reason,
+        previous_champion=outcome.champion_bundle_id,
+        bundle_id=manifest.bundle_id,
+        bundle_uri=bundle_uri,
+        mlflow_run_id=manifest.mlflow.run_id,
+        leaderboard=[LeaderboardEntry.model_validate(row) for row in leaderboard_rows(results)],
+        data={key: value for key, value in manifest.data.items() if key != "production"},
+        production=manifest.data.get("production"),
+        promotion=outcome,
+        test_rows=test_rows,
+        refit_seconds=refit_seconds,
+    )

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from core.errors import ConfigurationError, TicketsError
 from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from core.training import TrainingSummary
 
 EXIT_USAGE = 2
 
@@ -74,29 +76,18 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**{**base.model_dump(exclude_unset=True), **given})
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: TrainingSummary) -> None:
     print("\nLeaderboard (cross-validated macro-F1 on the training split):")
-    for row in summary["leaderboard"]:
-        score = "failed" if row["cv_macro_f1"] is None else f"{row['cv_macro_f1']:.4f}"
-        trials, seconds = row["trials"], row["fit_seconds"]
-        print(f"  {row['family']:<20} {score:>8}  {trials:>3} trials  {seconds:>7.1f}s")
+    for row in summary.leaderboard:
+        score = "failed" if row.cv_macro_f1 is None else f"{row.cv_macro_f1:.4f}"
+        print(f"  {row.family:<20} {score:>8}  {row.trials:>3} trials  {row.fit_seconds:>7.1f}s")
     print(
-        f"\nChampion candidate: {summary['champion_family']}  test macro-F1 "
-        f"{summary['test_macro_f1']:.4f}  weighted F1 {summary['test_weighted_f1']:.4f}  "
-        f"accuracy {summary['test_accuracy']:.4f}"
+        f"\nChampion candidate: {summary.champion_family}  test macro-F1 "
+        f"{summary.test_macro_f1:.4f}  weighted F1 {summary.test_weighted_f1:.4f}  "
+        f"accuracy {summary.test_accuracy:.4f}"
     )
-    print(f"Model version {summary['model_version']}; bundle {summary['bundle_uri']}")
-    print(f"Promoted: {summary['promoted']} ({summary['promotion_reason']})")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(item) for item in value]
-    return value
+    print(f"Model version {summary.model_version}; bundle {summary.bundle_uri}")
+    print(f"Promoted: {summary.promoted} ({summary.promotion_reason})")
 
 
 def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) -> int:
@@ -112,7 +103,7 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
     )
     _print_summary(summary)
     if as_json:
-        print(json.dumps(_json_safe(summary), default=str))
+        print(json.dumps(summary.as_json()))
     return 0
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.bundle import model_version
 from core.settings import Settings, get_settings
 from flows.train import train
 from tasks.monitoring import check_drift, emit_drift_event, publish_report
@@ -25,7 +24,7 @@ def monitor(
     if checked is None:
         return {"model_version": None, "drift_detected": False, "no_champion": True}
     report, manifest = checked
-    version = model_version(manifest)
+    version = manifest.model_version
     mlflow_run_id = publish_report(settings, report, version)
     event_id = emit_drift_event(report, version, chosen, retrain) if report.drift_detected else None
     result: dict[str, Any] = {
@@ -40,7 +39,7 @@ def monitor(
     }
     if retrain and report.drift_detected:
         summary = train(settings=settings, include_feedback=True)
-        result.update(retrained=True, promoted=summary["promoted"], training=summary)
+        result.update(retrained=True, promoted=summary.promoted, training=summary)
     return result
 
 
@@ -49,4 +48,4 @@ def retrain(reason: str = "requested", settings: Settings | None = None) -> dict
     """Train on the base data plus feedback-labelled production tickets; promote if better."""
     get_run_logger().info("retraining: %s", reason)
     summary = train(settings=settings or get_settings(), include_feedback=True)
-    return {"reason": reason, **summary}
+    return {"reason": reason, **summary.as_json()}

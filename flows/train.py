@@ -8,12 +8,11 @@ from typing import Any, cast
 from prefect import flow
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from core import bundle
 from core.data import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
 from core.settings import Settings, get_settings
-from core.training import build_manifest
-from core.tuning import TuningData, leaderboard, leaderboard_rows
+from core.training import TrainingSummary, build_manifest, summarize
+from core.tuning import TuningData, leaderboard
 from tasks.training import (
     add_feedback,
     load_data,
@@ -37,7 +36,7 @@ def train(
     data_path: str | None = None,
     test_data_path: str | None = None,
     include_feedback: bool = False,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """Train every configured family and return the run's summary. With ``include_feedback``
     the feedback-labelled production tickets join both the training and the evaluation rows."""
     settings = settings or get_settings()
@@ -64,44 +63,12 @@ def train(
         settings, results, winner, model, evaluation, refit_seconds, report, example
     )
     labels = [str(label) for label in model.classes_]
-    manifest = build_manifest(
-        winner,
-        evaluation,
-        profile,
-        {
-            "run_id": ids.run_id,
-            "experiment_id": ids.experiment_id,
-            "model_version": ids.model_version,
-            "model_uri": ids.model_uri,
-        },
-        {**report.as_dict(), "production": production},
-        settings,
-        labels,
-    )
-    manifest["bundle_id"] = bundle.new_bundle_id(winner.family)
-    bundle_uri = write_bundle(settings, model, manifest)
+    data_report = {**report.as_dict(), "production": production}
+    manifest = build_manifest(winner, evaluation, profile, ids, data_report, settings, labels)
+    manifest, bundle_uri = write_bundle(settings, model, manifest)
     outcome = promote(settings, manifest, model, test_rows)
-    summary = {
-        "champion_family": winner.family,
-        "test_macro_f1": evaluation.macro_f1,
-        "test_weighted_f1": evaluation.weighted_f1,
-        "test_accuracy": evaluation.accuracy,
-        "model_version": ids.model_version,
-        "promoted": outcome.promoted,
-        "promotion_reason": outcome.reason,
-        "previous_champion": outcome.champion_bundle_id,
-        "bundle_id": manifest["bundle_id"],
-        "bundle_uri": bundle_uri,
-        "mlflow_run_id": ids.run_id,
-        "leaderboard": [
-            {k: row[k] for k in ("family", "cv_macro_f1", "trials", "fit_seconds", "error")}
-            for row in leaderboard_rows(results)
-        ],
-        "data": report.as_dict(),
-        "production": production,
-        "promotion": outcome.as_dict(),
-        "test_rows": len(test_rows),
-        "refit_seconds": refit_seconds,
-    }
+    summary = summarize(
+        manifest, bundle_uri, evaluation, outcome, results, len(test_rows), refit_seconds
+    )
     publish_leaderboard(results, summary)
     return summary

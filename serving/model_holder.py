@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from core.bundle import BundleError, load_bundle, model_version, read_champion
+from core.bundle import BundleError, load_bundle, read_champion
+from core.manifest import Manifest
 from core.models import lean_predict_proba
 from core.store import ArtifactStore, StoreError
 
@@ -23,23 +24,23 @@ class ServedModel:
 
     bundle_id: str
     model: Any
-    manifest: dict[str, Any]
+    manifest: Manifest
     classes: np.ndarray
     loaded_at: str
 
     @property
     def version(self) -> str:
-        return model_version({"bundle_id": self.bundle_id, **self.manifest})
+        return self.manifest.model_version
 
     def describe(self) -> dict[str, Any]:
         return {
             "model_version": self.version,
             "bundle_id": self.bundle_id,
-            "family": self.manifest.get("family"),
-            "trained_at": self.manifest.get("created_at"),
+            "family": self.manifest.family,
+            "trained_at": self.manifest.created_at,
             "loaded_at": self.loaded_at,
             "labels": [str(label) for label in self.classes],
-            "test_macro_f1": self.manifest.get("metrics", {}).get("test_macro_f1"),
+            "test_macro_f1": self.manifest.test_macro_f1,
         }
 
     def predict_proba(self, rows: list[tuple[str, str]]) -> np.ndarray:
@@ -64,9 +65,9 @@ class ModelHolder:
             except (BundleError, StoreError) as exc:
                 self._fail(None, exc)
                 return False
-            if pointer is None or (self.current and self.current.bundle_id == pointer["bundle_id"]):
+            if pointer is None or (self.current and self.current.bundle_id == pointer.bundle_id):
                 return False
-            bundle_id = str(pointer["bundle_id"])
+            bundle_id = pointer.bundle_id
             if self.last_failure and self.last_failure.get("bundle_id") == bundle_id:
                 return False
             try:

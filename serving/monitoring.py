@@ -90,9 +90,7 @@ async def drift(
     log: PredictionLog = state.log
     frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
     try:
-        report = await anyio.to_thread.run_sync(
-            report_for_model, frame, served.manifest, served.version, settings
-        )
+        report = await anyio.to_thread.run_sync(report_for_model, frame, served.manifest, settings)
     except NoReferenceProfile as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     return {"window": chosen, "since": since, "model_version": served.version, **report.as_dict()}

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
 from core import registry
-from core.bundle import model_version, read_champion, read_manifest
+from core.bundle import read_champion, read_manifest
 from core.drift import DriftReport, report_for_model
+from core.manifest import Manifest
 from core.predictions import open_prediction_log, window_start
 from core.settings import Settings
 from core.store import open_store
@@ -20,23 +19,23 @@ DRIFT_EVENT = "tickets.drift.detected"
 
 
 @task(cache_policy=NONE)
-def check_drift(settings: Settings, window: str) -> tuple[DriftReport, dict[str, Any]] | None:
+def check_drift(settings: Settings, window: str) -> tuple[DriftReport, Manifest] | None:
     """The champion's drift report over ``window`` and its manifest; None without a champion."""
     store = open_store(settings)
     pointer, _ = read_champion(store)
     if pointer is None:
         get_run_logger().warning("no champion model yet: run the train flow first")
         return None
-    manifest = read_manifest(store, str(pointer["bundle_id"]))
+    manifest = read_manifest(store, pointer.bundle_id)
     log = open_prediction_log(settings)
     try:
         frame = log.window(since=window_start(window))
     finally:
         log.close()
-    report = report_for_model(frame, manifest, model_version(manifest), settings)
+    report = report_for_model(frame, manifest, settings)
     get_run_logger().info(
         "model %s, %d predictions in %s: drift=%s score=%.2f %s",
-        model_version(manifest),
+        manifest.model_version,
         report.n_predictions,
         window,
         report.drift_detected,

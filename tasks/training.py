@@ -14,6 +14,7 @@ from prefect.concurrency.sync import concurrency
 from core import bundle, registry, training
 from core.data import DataReport, add_production_rows, load_training_data
 from core.evaluation import Evaluation, confusion_matrix_png
+from core.manifest import Manifest, MlflowRef
 from core.predictions import open_prediction_log
 from core.settings import Settings
 from core.store import open_store
@@ -109,7 +110,7 @@ def log_to_mlflow(
     refit_seconds: float,
     data_report: DataReport,
     example: pd.DataFrame,
-) -> registry.MlflowIds:
+) -> MlflowRef:
     png = confusion_matrix_png(evaluation, f"{winner.family} on the test set")
     return registry.log_training(
         settings,
@@ -125,12 +126,13 @@ def log_to_mlflow(
 
 
 @task(cache_policy=NONE)
-def write_bundle(settings: Settings, model: Any, manifest: dict[str, Any]) -> str:
-    uri = bundle.write_bundle(
-        open_store(settings), manifest["bundle_id"], bundle.serialize_model(model), manifest
-    )
+def write_bundle(settings: Settings, model: Any, manifest: Manifest) -> tuple[Manifest, str]:
+    """The manifest as stored (with the model file's digest) and the bundle's URI."""
+    store = open_store(settings)
+    stored = bundle.write_bundle(store, bundle.serialize_model(model), manifest)
+    uri = bundle.bundle_uri(store, manifest.bundle_id)
     get_run_logger().info("bundle written to %s", uri)
-    return uri
+    return stored, uri
 
 
 PROMOTION_LIMIT = "tickets-promotion"
@@ -138,7 +140,7 @@ PROMOTION_LIMIT = "tickets-promotion"
 
 @task(cache_policy=NONE)
 def promote(
-    settings: Settings, manifest: dict[str, Any], model: Any, evaluation_set: pd.DataFrame
+    settings: Settings, manifest: Manifest, model: Any, evaluation_set: pd.DataFrame
 ) -> training.PromotionOutcome:
     """Promote under a Prefect global concurrency limit of one slot, so promotions queue."""
     with get_client(sync_client=True) as client:
@@ -152,22 +154,22 @@ def promote(
             settings.promotion_margin,
             settings.seed,
         )
-    version = manifest["mlflow"].get("model_version")
+    version = manifest.mlflow.model_version
     if outcome.promoted and version:
         registry.set_champion_alias(settings, version)
-    if manifest["mlflow"].get("run_id"):
-        registry.log_promotion(settings, manifest["mlflow"]["run_id"], outcome.as_dict())
+    if manifest.mlflow.run_id:
+        registry.log_promotion(settings, manifest.mlflow.run_id, outcome.as_dict())
     get_run_logger().info("promoted=%s: %s", outcome.promoted, outcome.reason)
     return outcome
 
 
 @task(cache_policy=NONE)
-def publish_leaderboard(results: list[StudyResult], summary: dict[str, Any]) -> None:
+def publish_leaderboard(results: list[StudyResult], summary: training.TrainingSummary) -> None:
     lines = [
-        f"# Training: {summary['champion_family']}",
-        f"test macro-F1 **{summary['test_macro_f1']:.4f}**, weighted F1 "
-        f"{summary['test_weighted_f1']:.4f}, accuracy {summary['test_accuracy']:.4f}; "
-        f"promoted: {summary['promoted']} ({summary['promotion_reason']})",
+        f"# Training: {summary.champion_family}",
+        f"test macro-F1 **{summary.test_macro_f1:.4f}**, weighted F1 "
+        f"{summary.test_weighted_f1:.4f}, accuracy {summary.test_accuracy:.4f}; "
+        f"promoted: {summary.promoted} ({summary.promotion_reason})",
         "",
         markdown_table(leaderboard_rows(results)),
     ]

@@ -85,6 +85,7 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
     """Fit a small logistic-regression pipeline on ``frame`` and make it the champion."""
     from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
     from core.families import build_pipeline, default_params
+    from core.manifest import Manifest, MlflowRef
     from core.store import open_store
 
     model = build_pipeline(
@@ -92,13 +93,13 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
     )
     model.fit(frame[["short_description", "close_notes"]], frame["label"].to_numpy(dtype=object))
     store = open_store(settings)
-    manifest = {
-        "bundle_id": bundle_id,
-        "family": "logistic_regression",
-        "metrics": {"test_macro_f1": 0.8},
-        "mlflow": {"model_version": version} if version else {},
-    }
-    write_bundle(store, bundle_id, serialize_model(model), manifest)
+    manifest = Manifest(
+        bundle_id=bundle_id,
+        family="logistic_regression",
+        metrics={"test_macro_f1": 0.8},
+        mlflow=MlflowRef(model_version=version or None),
+    )
+    manifest = write_bundle(store, serialize_model(model), manifest)
     assert swap_champion(store, manifest, read_champion(store)[1])
 
 

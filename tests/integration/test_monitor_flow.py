@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.bundle import champion_bundle_id, load_bundle, model_version
+from core.bundle import champion_bundle_id, load_bundle
 from core.predictions import PredictionLog, PredictionRecord
 from core.settings import Settings
 from core.simulate import generate_tickets
@@ -27,7 +27,7 @@ def _serve_traffic(settings: Settings, tickets: pd.DataFrame) -> str:
     """What the service does for each request: predict with the champion and log, with feedback."""
     store = open_store(settings)
     model, manifest = load_bundle(store, champion_bundle_id(store) or "")
-    version = model_version(manifest)
+    version = manifest.model_version
     probabilities = np.asarray(model.predict_proba(tickets[TEXT]))
     log = PredictionLog(settings.predictions_path())
     log.record(
@@ -93,14 +93,15 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
     result = state.result()
     assert result["drift_detected"] and result["model_version"] == old_version
     assert "concept_macro_f1_drop" in result["fired"]
-    assert result["retrained"] and result["promoted"], result["training"]["promotion_reason"]
-    promotion = result["training"]["promotion"]
-    assert promotion["gain"] >= settings.promotion_margin and promotion["gain_ci"][0] > 0
-    assert result["training"]["production"]["new_classes"] == ["fraude_suplantacion"]
+    assert result["retrained"] and result["promoted"], result["training"].promotion_reason
+    promotion = result["training"].promotion
+    assert promotion.gain is not None and promotion.gain >= settings.promotion_margin
+    assert promotion.gain_ci is not None and promotion.gain_ci[0] > 0
+    assert result["training"].production["new_classes"] == ["fraude_suplantacion"]
     store = open_store(settings)
-    assert champion_bundle_id(store) == result["training"]["bundle_id"] != first["bundle_id"]
-    _, manifest = load_bundle(store, result["training"]["bundle_id"])
-    assert "fraude_suplantacion" in manifest["labels"]
+    assert champion_bundle_id(store) == result["training"].bundle_id != first.bundle_id
+    _, manifest = load_bundle(store, result["training"].bundle_id)
+    assert "fraude_suplantacion" in manifest.labels
 
     assert "drift-report" in _artifact_keys(str(state.state_details.flow_run_id))
     deadline = time.monotonic() + 30
@@ -112,7 +113,7 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
     client = mlflow.MlflowClient(settings.tracking_uri())
     drift_run = client.get_run(result["mlflow_run_id"])
     assert drift_run.data.metrics["drift_detected"] == 1.0
-    training_run = client.get_run(result["training"]["mlflow_run_id"])
+    training_run = client.get_run(result["training"].mlflow_run_id)
     assert training_run.data.tags["promoted"] == "true"
     assert training_run.data.metrics["promotion_gain_ci_low"] > 0
 

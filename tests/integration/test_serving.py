@@ -13,6 +13,7 @@ import pytest
 
 from core.bundle import bundle_key, read_champion, serialize_model, swap_champion, write_bundle
 from core.families import build_pipeline, default_params
+from core.manifest import Manifest, MlflowRef
 from core.predictions import PredictionLog
 from core.settings import Settings
 from core.simulate import generate_tickets
@@ -28,24 +29,22 @@ ADMIN_KEY = "admin-s3cret"
 
 def _publish(
     settings: Settings, frame: pd.DataFrame, bundle_id: str, version: str, c: float
-) -> dict:
+) -> Manifest:
     params = {**default_params("linear_svm"), "C": c}
     model = build_pipeline("linear_svm", params, "spanish", seed=0)
     model.fit(frame[TEXT], frame["label"].to_numpy(dtype=object))
     probabilities = model.predict_proba(frame[TEXT])
-    manifest = {
-        "bundle_id": bundle_id,
-        "family": "linear_svm",
-        "metrics": {"test_macro_f1": 0.8},
-        "mlflow": {"model_version": version},
-        "reference_profile": reference_profile(model, frame, frame, probabilities, settings),
-    }
-    store = open_store(settings)
-    write_bundle(store, bundle_id, serialize_model(model), manifest)
-    return manifest
+    manifest = Manifest(
+        bundle_id=bundle_id,
+        family="linear_svm",
+        metrics={"test_macro_f1": 0.8},
+        mlflow=MlflowRef(model_version=version),
+        reference_profile=reference_profile(model, frame, frame, probabilities, settings),
+    )
+    return write_bundle(open_store(settings), serialize_model(model), manifest)
 
 
-def _promote(settings: Settings, manifest: dict) -> None:
+def _promote(settings: Settings, manifest: Manifest) -> None:
     store = open_store(settings)
     _, token = read_champion(store)
     assert swap_champion(store, manifest, token)

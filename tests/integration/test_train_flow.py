@@ -57,30 +57,30 @@ def test_train_flow_end_to_end_on_s3(
     )
     state = train(settings=settings, data_path=f"s3://{BUCKET}/data/train.csv", return_state=True)
     summary = state.result()
-    assert summary["promoted"] and summary["promotion_reason"] == "no champion yet"
-    assert {row["family"] for row in summary["leaderboard"]} == {"logistic_regression", "lightgbm"}
-    assert all(row["trials"] >= 1 for row in summary["leaderboard"])
-    assert summary["test_macro_f1"] > 0.6
-    assert summary["bundle_uri"] == f"s3://{BUCKET}/models/bundles/{summary['bundle_id']}"
+    assert summary.promoted and summary.promotion_reason == "no champion yet"
+    assert {row.family for row in summary.leaderboard} == {"logistic_regression", "lightgbm"}
+    assert all(row.trials >= 1 for row in summary.leaderboard)
+    assert summary.test_macro_f1 > 0.6
+    assert summary.bundle_uri == f"s3://{BUCKET}/models/bundles/{summary.bundle_id}"
 
     store = open_store(settings)
-    model, manifest = load_bundle(store, summary["bundle_id"])
-    assert manifest["metrics"]["test_macro_f1"] == pytest.approx(summary["test_macro_f1"])
-    assert sorted(manifest["labels"]) == sorted(demo_frame["label"].unique())
-    assert manifest["reference_profile"]["vocabulary"]["token_shares"]
-    assert champion_bundle_id(store) == summary["bundle_id"]
+    model, manifest = load_bundle(store, summary.bundle_id)
+    assert manifest.test_macro_f1 == pytest.approx(summary.test_macro_f1)
+    assert sorted(manifest.labels) == sorted(demo_frame["label"].unique())
+    assert (manifest.reference_profile or {})["vocabulary"]["token_shares"]
+    assert champion_bundle_id(store) == summary.bundle_id
     assert len(model.predict(demo_frame[["short_description", "close_notes"]].head(5))) == 5
 
     client = mlflow.MlflowClient(settings.tracking_uri())
-    run = client.get_run(summary["mlflow_run_id"])
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(summary["test_macro_f1"])
+    run = client.get_run(str(summary.mlflow_run_id))
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(summary.test_macro_f1)
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
     assert {child.data.tags["family"] for child in children} == {"logistic_regression", "lightgbm"}
     assert all("cv_macro_f1" in child.data.metrics for child in children)
     champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
-    assert str(champion.version) == summary["model_version"]
+    assert str(champion.version) == summary.model_version
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "leaderboard.md", "classification_report.json"} <= artifacts
 
@@ -88,9 +88,9 @@ def test_train_flow_end_to_end_on_s3(
     assert leaderboard and "logistic_regression" in leaderboard[0].data
 
     again = train(settings=settings, data_path=f"s3://{BUCKET}/data/train.csv")
-    assert not again["promoted"] and "below the margin" in again["promotion_reason"]
-    assert champion_bundle_id(store) == summary["bundle_id"]
+    assert not again.promoted and "below the margin" in again.promotion_reason
+    assert champion_bundle_id(store) == summary.bundle_id
     assert (
         str(client.get_model_version_by_alias(settings.registered_model_name, "champion").version)
-        == summary["model_version"]
+        == summary.model_version
     )

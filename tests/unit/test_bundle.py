@@ -11,6 +11,7 @@ from sklearn.preprocessing import FunctionTransformer
 from core.bundle import (
     BundleError,
     bundle_key,
+    bundle_uri,
     champion_bundle_id,
     load_bundle,
     read_champion,
@@ -19,6 +20,7 @@ from core.bundle import (
     write_bundle,
 )
 from core.families import build_pipeline, default_params
+from core.manifest import Manifest
 from core.store import LocalStore
 
 TEXT = ["short_description", "close_notes"]
@@ -30,28 +32,23 @@ def fitted(demo_frame: pd.DataFrame):
     return model.fit(demo_frame[TEXT], demo_frame["label"].to_numpy(dtype=object))
 
 
-def _manifest(bundle_id: str, score: float = 0.8) -> dict:
-    return {
-        "bundle_id": bundle_id,
-        "family": "linear_svm",
-        "metrics": {"test_macro_f1": score},
-        "mlflow": {},
-    }
+def _manifest(bundle_id: str, score: float = 0.8) -> Manifest:
+    return Manifest(bundle_id=bundle_id, family="linear_svm", metrics={"test_macro_f1": score})
 
 
 def test_a_written_bundle_loads_after_verification(tmp_path: Path, fitted, demo_frame) -> None:
     store = LocalStore(tmp_path)
-    uri = write_bundle(store, "b1", serialize_model(fitted), _manifest("b1"))
-    assert uri.endswith("bundles/b1")
+    stored = write_bundle(store, serialize_model(fitted), _manifest("b1"))
+    assert bundle_uri(store, "b1").endswith("bundles/b1")
     model, manifest = load_bundle(store, "b1")
-    assert manifest["files"]["model.skops"]["size"] > 0
-    assert "scikit-learn" in manifest["libraries"]
+    assert manifest == stored and manifest.files["model.skops"].size > 0
+    assert "scikit-learn" in manifest.libraries
     assert (model.predict(demo_frame[TEXT]) == fitted.predict(demo_frame[TEXT])).all()
 
 
 def test_an_altered_model_file_is_refused(tmp_path: Path, fitted) -> None:
     store = LocalStore(tmp_path)
-    write_bundle(store, "b1", serialize_model(fitted), _manifest("b1"))
+    write_bundle(store, serialize_model(fitted), _manifest("b1"))
     path = tmp_path / bundle_key("b1", "model.skops")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -62,9 +59,7 @@ def test_an_altered_model_file_is_refused(tmp_path: Path, fitted) -> None:
 
 def test_types_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    write_bundle(
-        store, "evil", serialize_model(FunctionTransformer(func=os.getcwd)), _manifest("evil")
-    )
+    write_bundle(store, serialize_model(FunctionTransformer(func=os.getcwd)), _manifest("evil"))
     with pytest.raises(BundleError, match="outside the allow-list"):
         load_bundle(store, "evil")
 

@@ -29,7 +29,7 @@ def test_a_golden_bundle_still_loads_and_predicts_the_same(bundle_id: str) -> No
     model, manifest = load_bundle(LocalStore(GOLDEN), bundle_id)
     expected = EXPECTED["bundles"][bundle_id]
     tickets = pd.DataFrame(EXPECTED["tickets"])
-    assert [str(label) for label in model.classes_] == expected["classes"] == manifest["labels"]
+    assert [str(label) for label in model.classes_] == expected["classes"] == manifest.labels
     wanted = np.asarray(expected["probabilities"])
     np.testing.assert_allclose(model.predict_proba(tickets), wanted, atol=1e-6)
     rows = tickets.to_numpy(dtype=object)

@@ -12,6 +12,7 @@ import pytest
 
 from core.bundle import champion_bundle_id, serialize_model, write_bundle
 from core.families import build_pipeline, default_params
+from core.manifest import Manifest
 from core.simulate import generate_tickets
 from core.store import LocalStore
 from core.training import PromotionOutcome, promote_if_better
@@ -36,10 +37,9 @@ def evaluation_set() -> pd.DataFrame:
     return generate_tickets(1000, "baseline", seed=22)
 
 
-def _publish(store: LocalStore, bundle_id: str, model: Any) -> dict[str, Any]:
-    manifest = {"bundle_id": bundle_id, "family": "linear_svm", "metrics": {}, "mlflow": {}}
-    write_bundle(store, bundle_id, serialize_model(model), manifest)
-    return manifest
+def _publish(store: LocalStore, bundle_id: str, model: Any) -> Manifest:
+    manifest = Manifest(bundle_id=bundle_id, family="linear_svm")
+    return write_bundle(store, serialize_model(model), manifest)
 
 
 def _promote(store: LocalStore, name: str, model: Any, rows: pd.DataFrame) -> PromotionOutcome:
@@ -62,7 +62,12 @@ def test_first_is_promoted_an_equal_one_is_not_a_better_one_is_and_again_is_a_no
     assert better.evaluation_rows == len(evaluation_set)
     assert champion_bundle_id(store) == "strong"
     again = promote_if_better(
-        store, {"bundle_id": "strong"}, models["strong"], evaluation_set, MARGIN, seed=0
+        store,
+        Manifest(bundle_id="strong", family="linear_svm"),
+        models["strong"],
+        evaluation_set,
+        MARGIN,
+        seed=0,
     )
     assert again.promoted and again.reason == "already champion"
     assert champion_bundle_id(store) == "strong"

