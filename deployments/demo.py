@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import events
 from core.simulate import generate_tickets
 from core.webhooks import sign
 from deployments.stack import LocalStack, StackError, http_json, new_webhook_secret, wait_until
@@ -69,7 +70,7 @@ def runs_of(stack: LocalStack, deployment: str) -> list[dict[str, Any]]:
 
 
 def drift_events_since(stack: LocalStack, since: str) -> list[dict[str, Any]]:
-    body = {"filter": {"event": {"name": ["tickets.drift.detected"]}, "occurred": {"since": since}}}
+    body = {"filter": {"event": {"name": [events.DRIFT_DETECTED]}, "occurred": {"since": since}}}
     return list(http_json("POST", f"{stack.prefect_api}/events/filter", body)["events"])
 
 

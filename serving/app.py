@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import anyio
 import numpy as np
 from litestar import Litestar, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
@@ -25,7 +23,7 @@ from core.store import open_store
 from serving import monitoring, webhooks
 from serving.batcher import MicroBatcher
 from serving.errors import bad_request
-from serving.model_holder import ModelHolder, ServedModel
+from serving.model_holder import ModelHolder
 from serving.schemas import (
     BatchPrediction,
     Feedback,
@@ -35,16 +33,8 @@ from serving.schemas import (
     Ticket,
     TicketBatch,
 )
-
-_INVISIBLE = re.compile(r"[\s\u200b-\u200f\u2060\ufeff\u00ad]+")
-
-
-def _check_text(value: str | None, field: str, limit: int) -> str:
-    if value is None:
-        return ""
-    if len(value) > limit:
-        raise bad_request(f"{field} is longer than {limit} characters")
-    return value
+from serving.state import RETRY_AFTER_S, ServiceState, require_model
+from serving.validation import require_text
 
 
 def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> list[tuple[str, str]]:
@@ -52,20 +42,11 @@ def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> lis
     rows = []
     for index, ticket in enumerate(tickets):
         where = f"{prefix}[{index}]." if prefix else ""
-        short = _check_text(ticket.short_description, f"{where}short_description", limit)
-        if not _INVISIBLE.sub("", short):
-            raise bad_request(f"{where}short_description is empty")
-        notes = _check_text(ticket.close_notes, f"{where}close_notes", limit)
-        _check_text(ticket.true_label, f"{where}true_label", limit)
+        short = require_text(ticket.short_description, f"{where}short_description", limit)
+        notes = require_text(ticket.close_notes, f"{where}close_notes", limit, required=False)
+        require_text(ticket.true_label, f"{where}true_label", limit, required=False)
         rows.append((short, notes))
     return rows
-
-
-def _served(state: State) -> ServedModel:
-    served: ServedModel | None = state.holder.current
-    if served is None:
-        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail="no model loaded yet")
-    return served
 
 
 Scored = tuple[str, list[LabelScore]]
@@ -73,9 +54,7 @@ Scored = tuple[str, list[LabelScore]]
 
 def classify_rows(holder: ModelHolder, top_k: int, rows: list[tuple[str, str]]) -> list[Scored]:
     """One model call for many tickets: (model version, top labels) per row, in order."""
-    served = holder.current
-    if served is None:
-        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail="no model loaded yet")
+    served = require_model(holder)
     probabilities = served.predict_proba(rows)
     best = np.argsort(-probabilities, axis=1)[:, :top_k]
     labels = served.classes
@@ -99,12 +78,12 @@ def _record(ticket: Ticket, prediction: Prediction) -> PredictionRecord:
 
 
 async def _predict(
-    state: State, tickets: list[Ticket], rows: list[tuple[str, str]]
+    state: ServiceState, tickets: list[Ticket], rows: list[tuple[str, str]]
 ) -> list[Prediction]:
     """Classify through the model's micro-batcher, then log through the log's group commit;
     the answer leaves only after its log row is durable."""
-    _served(state)
-    scored: list[Scored] = await state.model_batcher.submit(rows)
+    state.served_model()
+    scored = await state.model_batcher.submit(rows)
     predictions = [
         Prediction(top[0].label, top[0].score, top, version, str(uuid.uuid4()))
         for version, top in scored
@@ -119,14 +98,14 @@ async def _predict(
 
 
 @post("/predict", status_code=200, summary="Classify one ticket")
-async def predict(data: Ticket, state: State) -> Prediction:
+async def predict(data: Ticket, state: ServiceState) -> Prediction:
     rows = validate_tickets([data], state.settings.max_text_chars)
     return (await _predict(state, [data], rows))[0]
 
 
 @post("/predict/batch", status_code=200, summary="Classify up to max_batch tickets, in order")
-async def predict_batch(data: TicketBatch, state: State) -> BatchPrediction:
-    settings: Settings = state.settings
+async def predict_batch(data: TicketBatch, state: ServiceState) -> BatchPrediction:
+    settings = state.settings
     if not data.tickets:
         raise bad_request("tickets is empty")
     if len(data.tickets) > settings.max_batch:
@@ -139,13 +118,12 @@ async def predict_batch(data: TicketBatch, state: State) -> BatchPrediction:
 
 
 @post("/feedback", status_code=200, summary="Record true labels by request id")
-async def feedback(data: Feedback | list[Feedback], state: State) -> FeedbackResult:
+async def feedback(data: Feedback | list[Feedback], state: ServiceState) -> FeedbackResult:
     items = data if isinstance(data, list) else [data]
     if not items:
         raise bad_request("feedback list is empty")
     for index, item in enumerate(items):
-        if not _INVISIBLE.sub("", item.true_label):
-            raise bad_request(f"[{index}].true_label is empty")
+        require_text(item.true_label, f"[{index}].true_label", state.settings.max_text_chars)
     pairs = [(item.request_id, item.true_label) for item in items]
     unknown = await anyio.to_thread.run_sync(state.log.add_feedback, pairs)
     if len(unknown) == len(items):
@@ -153,8 +131,8 @@ async def feedback(data: Feedback | list[Feedback], state: State) -> FeedbackRes
     return FeedbackResult(len(items) - len(unknown), unknown)
 
 
-def _health(state: State) -> dict[str, Any]:
-    served: ServedModel | None = state.holder.current
+def _health(state: ServiceState) -> dict[str, Any]:
+    served = state.holder.current
     return {
         "status": "ok",
         "worker_pid": os.getpid(),
@@ -164,15 +142,18 @@ def _health(state: State) -> dict[str, Any]:
 
 
 @get(["/", "/health"], summary="Liveness and the served model")
-async def health(state: State) -> dict[str, Any]:
+async def health(state: ServiceState) -> dict[str, Any]:
     return _health(state)
 
 
 @get("/ready", summary="503 until a verified model is loaded")
-async def ready(state: State) -> Response[dict[str, Any]]:
+async def ready(state: ServiceState) -> Response[dict[str, Any]]:
     body = _health(state)
-    status = 200 if body["model"] else HTTP_503_SERVICE_UNAVAILABLE
-    return Response(body, status_code=status)
+    if body["model"]:
+        return Response(body, status_code=200)
+    return Response(
+        body, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 def _invalid_utf8(request: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
@@ -231,7 +212,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
             webhooks.retrain_webhook,
             webhooks.tickets_webhook,
         ],
-        state=State(state),
+        state=ServiceState(state),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={UnicodeDecodeError: _invalid_utf8},

@@ -7,22 +7,21 @@ from typing import Any
 
 import anyio
 from litestar import get, post
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
 from core.drift import NoReferenceProfile, report_for_model
 from core.errors import InputError
 from core.evaluation import production_metrics
-from core.predictions import PredictionLog, window_start
-from core.settings import Settings
+from core.predictions import window_start
 from serving.errors import bad_request
 from serving.security import admin_guard
+from serving.state import ServiceState
 
 
 @get("/monitoring/metrics", summary="Aggregates of the prediction log over a window")
 async def metrics(
-    state: State,
+    state: ServiceState,
     window: str = Parameter(
         default="24h", description="Duration back from now: 30m, 24h, 7d (at most 366d)."
     ),
@@ -31,7 +30,7 @@ async def metrics(
         since = window_start(window)
     except InputError as exc:
         raise bad_request(f"window: {exc}") from exc
-    log: PredictionLog = state.log
+    log = state.log
     frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
     return {"window": window, "since": since, **production_metrics(frame)}
 
@@ -52,13 +51,13 @@ def _parse_day(day: str | None) -> date:
     summary="Persist one UTC day's aggregate (today by default); admin",
 )
 async def save_metrics(
-    state: State,
+    state: ServiceState,
     day: str | None = Parameter(default=None, description="UTC day, YYYY-MM-DD; default today."),
 ) -> dict[str, Any]:
     chosen = _parse_day(day)
     start = datetime(chosen.year, chosen.month, chosen.day, tzinfo=UTC)
     since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
-    log: PredictionLog = state.log
+    log = state.log
     frame = await anyio.to_thread.run_sync(lambda: log.window(since=since, until=until))
     aggregate = production_metrics(frame)
     saved_at = await anyio.to_thread.run_sync(log.save_daily, chosen.isoformat(), aggregate)
@@ -66,28 +65,26 @@ async def save_metrics(
 
 
 @get("/monitoring/saved-metrics", summary="Daily aggregates saved so far, by day")
-async def saved_metrics(state: State) -> dict[str, Any]:
-    log: PredictionLog = state.log
+async def saved_metrics(state: ServiceState) -> dict[str, Any]:
+    log = state.log
     return await anyio.to_thread.run_sync(log.daily)
 
 
 @get("/monitoring/drift", summary="Drift report of the served model over a window")
 async def drift(
-    state: State,
+    state: ServiceState,
     window: str | None = Parameter(
         default=None, description="Duration back from now (default: the monitor's window)."
     ),
 ) -> dict[str, Any]:
-    settings: Settings = state.settings
+    settings = state.settings
     chosen = window or settings.monitor_window
     try:
         since = window_start(chosen)
     except InputError as exc:
         raise bad_request(f"window: {exc}") from exc
-    served = state.holder.current
-    if served is None:
-        raise HTTPException(status_code=503, detail="no model loaded yet")
-    log: PredictionLog = state.log
+    served = state.served_model()
+    log = state.log
     frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
     try:
         report = await anyio.to_thread.run_sync(report_for_model, frame, served.manifest, settings)

@@ -14,15 +14,16 @@ from typing import Any
 import anyio
 import msgspec
 from litestar import Request, Response, post
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 
+from core import events
 from core.predictions import PredictionLog
 from core.settings import Settings
 from core.webhooks import WebhookError, verify
 from serving.schemas import Feedback
+from serving.state import ServiceState, unavailable
+from serving.validation import require_text
 
-RETRAIN_EVENT = "tickets.retrain.requested"
 HEADERS_DOC = "Standard Webhooks headers webhook-id, webhook-timestamp, webhook-signature."
 
 
@@ -57,7 +58,7 @@ def post_event(api_url: str, event: dict[str, Any]) -> None:
 
 async def _verified(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, bytes]:
     if not settings.webhook_secrets:
-        raise HTTPException(status_code=503, detail="webhooks are not configured (no secret)")
+        raise unavailable("webhooks are not configured (no secret)")
     body = await request.body()
     secrets = [secret.get_secret_value() for secret in settings.webhook_secrets]
     try:
@@ -88,26 +89,22 @@ async def _claim(log: PredictionLog, webhook_id: str) -> None:
     description=HEADERS_DOC,
 )
 async def retrain_webhook(
-    request: Request[Any, Any, Any], state: State
+    request: Request[Any, Any, Any], state: ServiceState
 ) -> Response[dict[str, Any]]:
-    settings: Settings = state.settings
+    settings = state.settings
     webhook_id, body = await _verified(request, settings)
     wanted: RetrainRequest = _decode(body, RetrainRequest)
-    if not wanted.reason.strip():
-        raise HTTPException(status_code=400, detail="reason is empty")
+    require_text(wanted.reason, "reason", settings.max_text_chars)
     if not settings.prefect_api_url:
-        raise HTTPException(status_code=503, detail="no Prefect API configured for events")
-    log: PredictionLog = state.log
+        raise unavailable("no Prefect API configured for events")
+    log = state.log
     await _claim(log, webhook_id)
     event_id = str(uuid.uuid4())
     event = {
         "id": event_id,
         "occurred": datetime.now(UTC).isoformat(),
-        "event": RETRAIN_EVENT,
-        "resource": {
-            "prefect.resource.id": f"tickets.webhook.{webhook_id}",
-            "tickets.retrain": "pending",
-        },
+        "event": events.RETRAIN_REQUESTED,
+        "resource": events.webhook_resource(webhook_id, events.RETRAIN_PENDING),
         "payload": {
             "reason": wanted.reason,
             "requested_by": wanted.requested_by,
@@ -118,7 +115,7 @@ async def retrain_webhook(
         await anyio.to_thread.run_sync(post_event, settings.prefect_api_url, event)
     except EventUnavailable as exc:
         await anyio.to_thread.run_sync(log.release_webhook, webhook_id)
-        raise HTTPException(status_code=503, detail=f"{exc}; retry later") from exc
+        raise unavailable(f"{exc}; retry later") from exc
     return Response({"event_id": event_id, "webhook_id": webhook_id}, status_code=202)
 
 
@@ -128,14 +125,13 @@ async def retrain_webhook(
     summary="Signed closed tickets, stored as feedback",
     description=HEADERS_DOC,
 )
-async def tickets_webhook(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    settings: Settings = state.settings
+async def tickets_webhook(request: Request[Any, Any, Any], state: ServiceState) -> dict[str, Any]:
+    settings = state.settings
     webhook_id, body = await _verified(request, settings)
     closed: ClosedTickets = _decode(body, ClosedTickets)
     for index, ticket in enumerate(closed.tickets):
-        if not ticket.true_label.strip():
-            raise HTTPException(status_code=400, detail=f"tickets[{index}].true_label is empty")
-    log: PredictionLog = state.log
+        require_text(ticket.true_label, f"tickets[{index}].true_label", settings.max_text_chars)
+    log = state.log
     await _claim(log, webhook_id)
     pairs = [(ticket.request_id, ticket.true_label) for ticket in closed.tickets]
     try:

@@ -7,15 +7,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
 
-from core import registry
+from core import events, registry
 from core.bundle import read_champion, read_manifest
 from core.drift import DriftReport, report_for_model
 from core.manifest import Manifest
 from core.predictions import open_prediction_log, window_start
 from core.settings import Settings
 from core.store import open_store
-
-DRIFT_EVENT = "tickets.drift.detected"
 
 
 @task(cache_policy=NONE)
@@ -58,14 +56,11 @@ def emit_drift_event(
     report: DriftReport, version: str, window: str, retrain_in_flow: bool
 ) -> str | None:
     """The event the retrain deployment's trigger waits for; when this flow retrains itself the
-    resource says so (``tickets.retrain: in-flow``) and the trigger does not match."""
+    resource says so (``events.RETRAIN_IN_FLOW``) and the trigger does not match."""
+    retrain = events.RETRAIN_IN_FLOW if retrain_in_flow else events.RETRAIN_PENDING
     event = emit_event(
-        event=DRIFT_EVENT,
-        resource={
-            "prefect.resource.id": f"tickets.model.{version}",
-            "tickets.retrain": "in-flow" if retrain_in_flow else "pending",
-            "model_version": version,
-        },
+        event=events.DRIFT_DETECTED,
+        resource=events.model_resource(version, retrain),
         payload={
             "window": window,
             "drift_score": report.drift_score,
@@ -73,5 +68,7 @@ def emit_drift_event(
             "reasons": report.reasons,
         },
     )
-    get_run_logger().info("emitted %s (%s)", DRIFT_EVENT, event.id if event else "not sent")
+    get_run_logger().info(
+        "emitted %s (%s)", events.DRIFT_DETECTED, event.id if event else "not sent"
+    )
     return str(event.id) if event else None

@@ -1,0 +1,35 @@
+"""The project's Prefect events and the resource labels their triggers match on, in one place.
+
+prefect.yaml's triggers name the same strings; tests/unit/test_events.py keeps the two in step.
+Serving posts events over HTTP and the flows emit them with Prefect, so this module imports
+neither.
+"""
+
+from __future__ import annotations
+
+DRIFT_DETECTED = "tickets.drift.detected"
+RETRAIN_REQUESTED = "tickets.retrain.requested"
+
+#: Resource label that says who retrains after an event: the retrain deployment's trigger matches
+#: ``pending``; a monitor run that retrains in its own flow says ``in-flow`` so nothing else does.
+RETRAIN_LABEL = "tickets.retrain"
+RETRAIN_PENDING = "pending"
+RETRAIN_IN_FLOW = "in-flow"
+
+#: Events that ask the retrain deployment for a run (when their resource is ``pending``).
+RETRAIN_TRIGGERS = (RETRAIN_REQUESTED, DRIFT_DETECTED)
+ALL_EVENTS = frozenset({DRIFT_DETECTED, RETRAIN_REQUESTED})
+
+
+def model_resource(model_version: str, retrain: str) -> dict[str, str]:
+    """The resource of an event about a served model."""
+    return {
+        "prefect.resource.id": f"tickets.model.{model_version}",
+        RETRAIN_LABEL: retrain,
+        "model_version": model_version,
+    }
+
+
+def webhook_resource(webhook_id: str, retrain: str) -> dict[str, str]:
+    """The resource of an event that arrived through a signed webhook."""
+    return {"prefect.resource.id": f"tickets.webhook.{webhook_id}", RETRAIN_LABEL: retrain}
