@@ -1,12 +1,15 @@
-# Everything goes through `make install`, which builds .venv from the committed lock file.
+# Everything goes through `make install`, which builds .venv from a committed lock file:
+# requirements-dev.lock (the default: runtime plus test and lint tools) or, for the image,
+# requirements.lock (`make install LOCK=requirements.lock`: what the service and workers need).
 PYTHON ?= python3
+LOCK ?= requirements-dev.lock
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration lock clean benchmark-quality \
+.PHONY: install run test lint format typecheck unit integration lock clean benchmark-quality \
 	benchmark-serving benchmark-drift deploy stack demo
 
 install: $(STAMP)
@@ -14,19 +17,20 @@ install: $(STAMP)
 # --compile-bytecode writes every package's .pyc once, here: where PYTHONDONTWRITEBYTECODE is set
 # (as on this team's machines), Python would otherwise compile Prefect, scikit-learn, MLflow...
 # from source in every process it starts (importing them: 17 s -> 7 s).
-$(STAMP): requirements.lock pyproject.toml overrides.txt
+$(STAMP): $(LOCK) pyproject.toml overrides.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync --python $(BIN)/python --require-hashes --compile-bytecode requirements.lock
+	$(BIN)/uv pip sync --python $(BIN)/python --require-hashes --compile-bytecode $(LOCK)
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $@
 
 run: install
 	$(BIN)/tickets run
 
+# Line coverage of core/, serving/, tasks/ and flows/ is printed at the end (pyproject.toml).
 test: install lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -37,6 +41,11 @@ integration: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# What pre-commit runs too (.pre-commit-config.yaml).
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 typecheck: install
 	$(BIN)/mypy
@@ -61,8 +70,13 @@ benchmark-serving: install
 benchmark-drift: install
 	$(BIN)/python -m benchmarks.drift
 
+# Both locks, hash-pinned. The runtime lock starts from the dev lock's pins, so the two agree on
+# every package they share.
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet \
+		--override overrides.txt -o requirements-dev.lock
+	cp requirements-dev.lock requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
 		--override overrides.txt -o requirements.lock
 
 clean:

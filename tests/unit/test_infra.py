@@ -99,7 +99,44 @@ def test_kubernetes_settings_and_service_args_are_real() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
 
 
-@pytest.mark.parametrize("needle", ["make install", 'ENTRYPOINT ["tickets"]'])
-def test_the_image_is_built_by_make_install(needle: str) -> None:
+@pytest.mark.parametrize(
+    "needle", ["make install LOCK=requirements.lock", 'ENTRYPOINT ["tickets"]']
+)
+def test_the_image_is_built_by_make_install_from_the_runtime_lock(needle: str) -> None:
     assert needle in (INFRA / "Dockerfile").read_text()
     assert ".venv" in (ROOT / ".dockerignore").read_text().split()
+
+
+def _pins(lock: str) -> dict[str, str]:
+    """name -> version of a uv lock; every requirement must carry hashes."""
+    text = (ROOT / lock).read_text()
+    requirements = re.findall(
+        r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=\S+(?: \\)?\n)+)", text, re.M
+    )
+    lines = [line for line in text.splitlines() if re.match(r"^[A-Za-z0-9]", line)]
+    assert len(requirements) == len(lines), f"{lock}: every requirement is pinned with hashes"
+    return {name.lower(): version for name, version, _ in requirements}
+
+
+def test_the_runtime_lock_has_no_dev_tools_and_agrees_with_the_dev_lock() -> None:
+    runtime, dev = _pins("requirements.lock"), _pins("requirements-dev.lock")
+    assert {"pytest", "moto", "schemathesis", "mypy", "ruff", "hypothesis"} <= set(dev)
+    assert not {"pytest", "moto", "schemathesis", "mypy", "ruff", "hypothesis"} & set(runtime)
+    assert {"litestar", "prefect", "scikit-learn", "skops"} <= set(runtime)
+    assert {name: dev.get(name) for name in runtime} == runtime, "same pins in both locks"
+
+
+def test_ci_and_pre_commit_run_the_readme_commands() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any("make test" in step for step in steps)
+    python = [
+        step["with"]["python-version"]
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if "setup-python" in step.get("uses", "")
+    ]
+    assert python == ["3.11"]
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    entries = [hook["entry"] for repo in hooks["repos"] for hook in repo["hooks"]]
+    assert entries == [".venv/bin/ruff check --fix", ".venv/bin/ruff format"]
