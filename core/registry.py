@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import logging
+from importlib import metadata
 from typing import Any
 
 import pandas as pd
 
 from core.bundle import ALLOWED_TYPES
 from core.evaluation import Evaluation
-from core.manifest import MlflowRef
+from core.manifest import MlflowRef, library_versions
 from core.settings import Settings
 from core.tuning import StudyResult, leaderboard_rows, markdown_table
 
@@ -93,6 +94,7 @@ def log_training(
             skops_trusted_types=sorted(ALLOWED_TYPES),
             registered_model_name=settings.registered_model_name,
             input_example=input_example,
+            pip_requirements=pip_requirements(),
         )
     version = getattr(info, "registered_model_version", None)
     return MlflowRef(
@@ -101,6 +103,15 @@ def log_training(
         model_version=str(version) if version else None,
         model_uri=info.model_uri,
     )
+
+
+def pip_requirements() -> list[str]:
+    """What a logged model needs, pinned to what trained it. Given explicitly because MLflow's
+    inference loads the model in a subprocess to watch its imports: about 4 s per training, and
+    it also picked up whatever the caller had imported (pytest, in the tests)."""
+    pinned = {name: version for name, version in library_versions().items() if name != "python"}
+    pinned["pandas"] = metadata.version("pandas")
+    return [f"{name}=={version}" for name, version in sorted(pinned.items())]
 
 
 def _png_image(png: bytes) -> Any:

@@ -70,6 +70,7 @@ def _artifact_keys(flow_run_id: str) -> set[str]:
     return asyncio.run(read())
 
 
+@pytest.mark.slow
 def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_model(
     tmp_path: Path, prefect_api: str
 ) -> None:

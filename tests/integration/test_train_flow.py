@@ -38,6 +38,7 @@ def _leaderboard_artifacts(flow_run_id: str) -> list:
     return asyncio.run(read())
 
 
+@pytest.mark.slow
 def test_train_flow_end_to_end_on_s3(
     tmp_path: Path, demo_frame: pd.DataFrame, s3_endpoint: str, prefect_api: str
 ) -> None:
@@ -81,6 +82,11 @@ def test_train_flow_end_to_end_on_s3(
     assert all("cv_macro_f1" in child.data.metrics for child in children)
     champion = client.get_model_version_by_alias(settings.registered_model_name, "champion")
     assert str(champion.version) == summary.model_version
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    requirements_file = mlflow.pyfunc.get_model_dependencies(str(manifest.mlflow.model_uri))
+    requirements = Path(requirements_file).read_text().split()
+    assert {"scikit-learn", "skops", "tickets"} <= {line.split("==")[0] for line in requirements}
+    assert not any(line.startswith("pytest") for line in requirements)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "leaderboard.md", "classification_report.json"} <= artifacts
 

@@ -18,14 +18,54 @@ def _table(path: Path, text: str) -> Path:
     return path
 
 
-def test_bad_data_prints_one_line_and_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+BAD_FILES = {
+    "empty.csv": (b"", "the file is empty"),
+    "missing.csv": (b"titulo,label\nhola,a\n", "missing column(s)"),
+    "blank.csv": (
+        b"short_description,close_notes,label\nclave,,a\n  ,,b\n",
+        "empty text in row(s) 2",
+    ),
+    "oneclass.csv": (
+        b"short_description,close_notes,label\n" + b"".join(b"t%d,,a\n" % i for i in range(9)),
+        "only one class",
+    ),
+    "tiny.csv": (
+        b"short_description,close_notes,label\n"
+        + b"".join(b"t%d,,%s\n" % (i, b"a" if i < 8 else b"b") for i in range(10)),
+        "fewer than 5 rows",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_data_prints_one_line_naming_the_file_and_exits_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
 ) -> None:
     monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
-    data = _table(tmp_path / "t.csv", "titulo,label\nhola,a\n")
-    assert cli.main(["train", "--data", str(data)]) == cli.EXIT_USAGE
+    content, message = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert cli.main(["train", "--data", str(path)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "missing column(s)" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0]
+    assert message in err[0]
+
+
+def test_unseen_test_labels_and_a_missing_file(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    demo_csv: Path,
+) -> None:
+    monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
+    test = _table(tmp_path / "test.csv", "short_description,close_notes,label\nx,,nueva\n")
+    assert cli.main(["train", "--data", str(demo_csv), "--test-data", str(test)]) == 2
+    assert "never appear in the training data" in capsys.readouterr().err
+    assert cli.main(["train", "--data", str(tmp_path / "absent.csv")]) == 2
+    assert "absent.csv" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
