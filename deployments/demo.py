@@ -183,9 +183,14 @@ def webhook_story(stack: LocalStack, secret: str) -> dict[str, Any]:
     raw = json.dumps(body).encode()
     unsigned = post_raw(f"{stack.service_url}/webhooks/retrain", raw, {})
     replayed = send_signed(stack, secret, "/webhooks/retrain", body, "demo-retrain-1")
-    requested = events_since(stack, events.RETRAIN_REQUESTED, since)
     time.sleep(2)  # the trigger acted on the signed request's event within a second or two
     extra = [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in known]
+    # The server stores events in batches, a moment after triggers have seen them.
+    requested = wait_until(
+        "the stored retrain event",
+        lambda: events_since(stack, events.RETRAIN_REQUESTED, since),
+        30,
+    )
     say(f"webhook: signed 202 -> run {started[0]['id']}; unsigned {unsigned}, replayed {replayed}")
     return {
         "webhook_flow_run_id": started[0]["id"],
