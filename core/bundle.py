@@ -11,9 +11,9 @@ from typing import Any
 
 import skops.io as sio
 
-from core.errors import BundleError
+from core.errors import BundleError, StoreError, TransientStoreError
 from core.manifest import ChampionPointer, FileEntry, Manifest
-from core.store import CHAMPION_KEY, ArtifactStore, StoreError
+from core.store import CHAMPION_KEY, ArtifactStore
 
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
@@ -94,23 +94,39 @@ def bundle_uri(store: ArtifactStore, bundle_id: str) -> str:
     return store.uri(f"{BUNDLES_PREFIX}/{bundle_id}")
 
 
-def read_manifest(store: ArtifactStore, bundle_id: str) -> Manifest:
+def read_manifest(
+    store: ArtifactStore, bundle_id: str, manifest_sha256: str | None = None
+) -> Manifest:
+    """A bundle's manifest; with ``manifest_sha256`` (from the champion pointer) the stored
+    file must have that digest. A store that cannot be reached stays a StoreError (it may come
+    back); a manifest that is missing, altered or invalid is a BundleError."""
     key = bundle_key(bundle_id, MANIFEST_FILE)
     try:
         data = store.get(key)
+    except TransientStoreError:
+        raise
     except StoreError as exc:
         raise BundleError(f"bundle {bundle_id}: unreadable manifest ({exc})") from exc
+    if manifest_sha256 is not None and hashlib.sha256(data).hexdigest() != manifest_sha256:
+        raise BundleError(
+            f"bundle {bundle_id}: {MANIFEST_FILE} does not match the digest in the champion pointer"
+        )
     return Manifest.from_json(data, store.uri(key))
 
 
-def load_bundle(store: ArtifactStore, bundle_id: str) -> tuple[Any, Manifest]:
-    """The model and its manifest, after checking the model file's size and sha256."""
-    manifest = read_manifest(store, bundle_id)
+def load_bundle(
+    store: ArtifactStore, bundle_id: str, manifest_sha256: str | None = None
+) -> tuple[Any, Manifest]:
+    """The model and its manifest, after checking the manifest against the pointer's digest
+    (when given) and the model file's size and sha256 against the manifest."""
+    manifest = read_manifest(store, bundle_id, manifest_sha256)
     entry = manifest.files.get(MODEL_FILE)
     if entry is None:
         raise BundleError(f"bundle {bundle_id}: manifest lists no {MODEL_FILE}")
     try:
         model_bytes = store.get(bundle_key(bundle_id, MODEL_FILE))
+    except TransientStoreError:
+        raise
     except StoreError as exc:
         raise BundleError(f"bundle {bundle_id}: {exc}") from exc
     if file_entry(model_bytes) != entry:
@@ -138,18 +154,22 @@ def champion_bundle_id(store: ArtifactStore) -> str | None:
     return pointer.bundle_id if pointer else None
 
 
-def champion_pointer(manifest: Manifest) -> ChampionPointer:
-    """A pointer to this bundle; its digest is that of the manifest file as stored."""
+def champion_pointer(store: ArtifactStore, bundle_id: str) -> ChampionPointer:
+    """A pointer to a stored bundle, carrying the digest of its manifest file as it is in the
+    store (read back, so the digest is of the bytes every reader will check)."""
+    data = store.get(bundle_key(bundle_id, MANIFEST_FILE))
+    manifest = Manifest.from_json(data, store.uri(bundle_key(bundle_id, MANIFEST_FILE)))
     return ChampionPointer(
-        bundle_id=manifest.bundle_id,
+        bundle_id=bundle_id,
         family=manifest.family,
         model_version=manifest.mlflow.model_version,
         test_macro_f1=manifest.test_macro_f1,
-        manifest_sha256=hashlib.sha256(manifest.to_json()).hexdigest(),
+        manifest_file_sha256=hashlib.sha256(data).hexdigest(),
         promoted_at=datetime.now(UTC).isoformat(),
     )
 
 
 def swap_champion(store: ArtifactStore, manifest: Manifest, expected_token: str | None) -> bool:
-    """Point the champion at this bundle unless someone else moved the pointer meanwhile."""
-    return store.compare_and_put(CHAMPION_KEY, champion_pointer(manifest).to_json(), expected_token)
+    """Point the champion at this (stored) bundle unless someone moved the pointer meanwhile."""
+    pointer = champion_pointer(store, manifest.bundle_id)
+    return store.compare_and_put(CHAMPION_KEY, pointer.to_json(), expected_token)

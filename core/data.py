@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from core.errors import DataError
+from core.errors import DataError, StoreError
 from core.settings import Settings
-from core.store import StoreError, read_location
+from core.store import read_location
 
 SHORT = "short_description"
 NOTES = "close_notes"

@@ -26,6 +26,7 @@ from core.data import LABEL, NOTES, SHORT
 from core.errors import BundleError
 from core.evaluation import macro_f1_replicates
 from core.manifest import Manifest
+from core.predictions import PredictionLog
 from core.settings import Settings
 from core.text import as_documents, normalize
 
@@ -397,6 +398,17 @@ def drift_report(
 
 class NoReferenceProfile(BundleError):
     """The model's manifest carries no reference profile to compare against."""
+
+
+def model_window(
+    log: PredictionLog, since: str, manifest: Manifest, settings: Settings
+) -> pd.DataFrame:
+    """The rows a drift report of this model reads, the same for the monitor flow and the
+    service: its predictions since ``since``, a seeded sample of at most
+    ``monitoring_max_rows`` of them when there are more."""
+    return log.sample(
+        since, settings.monitoring_max_rows, settings.seed, model_version=manifest.model_version
+    )
 
 
 def report_for_model(window: pd.DataFrame, manifest: Manifest, settings: Settings) -> DriftReport:

@@ -29,9 +29,19 @@ class StoreError(TicketsError):
     """The artifact store could not be read or written."""
 
 
+class TransientStoreError(StoreError):
+    """The store did not answer in time, refused the connection, throttled or failed (5xx):
+    trying again later may work."""
+
+
 class BundleError(TicketsError):
     """A model bundle or the champion pointer is missing, altered, or not what it claims."""
 
 
 class TrainingError(TicketsError):
     """Training could not produce a model (no family completed a trial)."""
+
+
+class LogUnavailableError(TicketsError):
+    """The prediction log cannot take or give rows right now (a restart, a lost connection, a
+    lock held too long): the service answers 503 with Retry-After, a caller may retry."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from core.predictions import WindowAggregates
 
 
 @dataclass(frozen=True)
@@ -149,29 +151,52 @@ def decide_promotion(
     )
 
 
-def production_metrics(window: pd.DataFrame, low_confidence: float = 0.5) -> dict[str, Any]:
-    """Aggregates of a prediction-log window; accuracy and macro-F1 over rows with feedback."""
-    labelled = window[window["true_label"].notna()]
-    confidence = window["confidence"].astype(float)
-    metrics: dict[str, Any] = {
-        "count": len(window),
-        "first_at": str(window["created_at"].min()) if len(window) else None,
-        "last_at": str(window["created_at"].max()) if len(window) else None,
-        "label_distribution": _counts(window["prediction"]),
-        "model_versions": _counts(window["model_version"]),
-        "mean_confidence": float(confidence.mean()) if len(window) else None,
-        "low_confidence_share": float((confidence < low_confidence).mean())
-        if len(window)
+def window_metrics(
+    aggregates: WindowAggregates, served_labels: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Metrics of a prediction-log window from the database's aggregates: traffic, label mix,
+    confidence, and accuracy and macro-F1 over the rows with feedback (macro over the true
+    labels, as ``evaluate`` computes it). Labels outside ``served_labels`` are counted: new
+    categories arrive as feedback before any model knows them."""
+    count = sum(n for *_, n, _, _ in aggregates.groups)
+    labels: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    for version, prediction, n, _, _ in aggregates.groups:
+        labels[prediction] += n
+        versions[version] += n
+    confidence_sum = sum(total for *_, total, _ in aggregates.groups)
+    low = sum(under for *_, under in aggregates.groups)
+    feedback = Counter({(truth, predicted): n for truth, predicted, n in aggregates.confusion})
+    labelled = sum(feedback.values())
+    known = set(served_labels) if served_labels is not None else None
+    outside = sum(n for (truth, _), n in feedback.items() if truth not in known) if known else None
+    return {
+        "count": count,
+        "first_at": aggregates.first_at,
+        "last_at": aggregates.last_at,
+        "label_distribution": dict(sorted(labels.items())),
+        "model_versions": dict(sorted(versions.items())),
+        "mean_confidence": confidence_sum / count if count else None,
+        "low_confidence_share": low / count if count else None,
+        "feedback_count": labelled,
+        "feedback_labels_outside_model": outside,
+        "accuracy": sum(n for (t, p), n in feedback.items() if t == p) / labelled
+        if labelled
         else None,
-        "feedback_count": len(labelled),
-        "accuracy": None,
-        "macro_f1": None,
+        "macro_f1": macro_f1_from_counts(feedback) if labelled else None,
     }
-    if len(labelled):
-        scores = evaluate(labelled["true_label"], labelled["prediction"])
-        metrics.update(accuracy=scores.accuracy, macro_f1=scores.macro_f1)
-    return metrics
 
 
-def _counts(column: pd.Series) -> dict[str, int]:
-    return {str(key): int(value) for key, value in column.value_counts().sort_index().items()}
+def macro_f1_from_counts(confusion: Counter[tuple[str, str]]) -> float:
+    """Macro-F1 over the true labels from (true, predicted) counts; equals ``evaluate``'s."""
+    true_totals: Counter[str] = Counter()
+    predicted_totals: Counter[str] = Counter()
+    for (truth, predicted), n in confusion.items():
+        true_totals[truth] += n
+        predicted_totals[predicted] += n
+    scores = []
+    for label, support in true_totals.items():
+        hits = confusion.get((label, label), 0)
+        denominator = support + predicted_totals[label]
+        scores.append(2 * hits / denominator if denominator else 0.0)
+    return float(np.mean(scores))

@@ -119,7 +119,10 @@ class ChampionPointer(BaseModel):
     family: str | None = None
     model_version: str | None = None
     test_macro_f1: float | None = None
-    manifest_sha256: str | None = None
+    #: sha256 of the bundle's manifest file as stored; readers verify it before loading.
+    #: (Pointers written before it existed carry ``manifest_sha256``, a digest of the manifest
+    #: before it was stored, which never matched the file and is not checked.)
+    manifest_file_sha256: str | None = None
     promoted_at: str | None = None
 
     def to_json(self) -> bytes:

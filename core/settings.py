@@ -21,6 +21,27 @@ FAMILIES: tuple[str, ...] = (
 )
 
 
+MIN_API_KEY_CHARS = 16
+#: Values that templates ship with; a key equal to one of them (or containing "change-me")
+#: would let anyone who read the template in.
+PLACEHOLDER_KEYS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "password", "admin", "apikey", "api-key"}
+)
+
+
+def check_api_key(key: str) -> None:
+    """Refuse keys a guesser would try first: short ones and template placeholders."""
+    folded = key.strip().lower()
+    if folded in PLACEHOLDER_KEYS or "change-me" in folded or "changeme" in folded:
+        raise ValueError("an API key must not be a placeholder such as CHANGE-ME")
+    if len(key.strip()) < MIN_API_KEY_CHARS:
+        raise ValueError(
+            f"an API key needs at least {MIN_API_KEY_CHARS} characters "
+            f"(this one has {len(key.strip())}); generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+        )
+
+
 def decode_webhook_secret(secret: str) -> bytes | None:
     """The key bytes of a Standard Webhooks secret ``whsec_<base64>``; None when malformed."""
     if not secret.startswith("whsec_"):
@@ -35,7 +56,9 @@ def decode_webhook_secret(secret: str) -> bytes | None:
 class Settings(BaseSettings):
     """Everything configurable. Tests build ``Settings(...)`` directly."""
 
-    model_config = SettingsConfigDict(env_prefix="TICKETS_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETS_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     home: Path = Field(Path(".tickets"), description="Working folder for embedded stores.")
     store_url: str | None = Field(
@@ -74,7 +97,13 @@ class Settings(BaseSettings):
         2.0, ge=0, le=100, description="Longest wait for company before a model call."
     )
     admin_api_key: SecretStr | None = Field(
-        None, description="When set, admin endpoints need it in the X-API-Key header."
+        None,
+        description="When set, admin endpoints need it in the X-API-Key header (16+ characters).",
+    )
+    label_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description="Keys (comma-separated, 16+ characters each) that may send true labels in "
+        "X-API-Key; without one, /feedback and true_label answer 403.",
     )
     drift_p_value: float = Field(0.05, gt=0, lt=1, description="Family-wise significance level.")
     drift_score_threshold: float = Field(
@@ -110,17 +139,82 @@ class Settings(BaseSettings):
         "key rotation. Webhooks answer 503 until one is set.",
     )
     webhook_tolerance_s: int = Field(300, ge=1, description="Accepted clock skew of webhooks.")
+    webhook_lease_s: int = Field(
+        300, ge=5, description="A webhook id claimed this long without finishing may be retried."
+    )
     prefect_api_url: str | None = Field(
         None, description="Prefect API the service sends events to, e.g. http://127.0.0.1:4200/api."
     )
+    prefect_api_key: SecretStr | None = Field(
+        None, description="Bearer key for the Prefect API (Prefect Cloud or a secured server)."
+    )
+    prefect_api_auth_string: SecretStr | None = Field(
+        None, description="user:password for a Prefect server with basic authentication."
+    )
+    model_watch_max_backoff_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait between champion checks after failures (backoff doubles up to "
+        "this); keep it within 3 x model_poll_s so recovery is seen within three polls.",
+    )
+    ready_cache_s: float = Field(
+        1.5, ge=0, description="How long /ready trusts its last check that the log takes writes."
+    )
+    monitoring_max_window: str = Field(
+        "31d", description="Longest window the monitoring endpoints accept."
+    )
+    monitoring_max_rows: int = Field(
+        20_000,
+        ge=100,
+        description="Most prediction rows a drift report reads: larger windows are sampled "
+        "(seeded, spread evenly over the window).",
+    )
+    s3_connect_timeout_s: float = Field(3.0, gt=0, description="S3 connect timeout.")
+    s3_read_timeout_s: float = Field(10.0, gt=0, description="S3 read timeout.")
+    s3_max_attempts: int = Field(3, ge=1, description="S3 attempts per call (standard retries).")
     monitor_window: str = Field("24h", description="Prediction-log window the monitor reads.")
 
-    @field_validator("text_columns", "families", "webhook_secrets", mode="before")
+    @field_validator("text_columns", "families", "webhook_secrets", "label_api_keys", mode="before")
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         """Lists come from the environment as comma-separated strings."""
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator(
+        "admin_api_key",
+        "prefect_api_key",
+        "prefect_api_auth_string",
+        "prediction_log_url",
+        "prefect_api_url",
+        "store_url",
+        "s3_endpoint_url",
+        "mlflow_tracking_uri",
+        "data_path",
+        mode="before",
+    )
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        """Compose and Kubernetes pass unset variables as ""; that means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _check_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_api_key(value.get_secret_value())
+        return value
+
+    @field_validator("label_api_keys")
+    @classmethod
+    def _check_label_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in value:
+            check_api_key(key.get_secret_value())
         return value
 
     @field_validator("webhook_secrets")

@@ -7,20 +7,23 @@ racing promotions cannot both win and a reader never sees half a pointer.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from core.errors import StoreError
+from core.errors import StoreError, TransientStoreError
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,6 +50,14 @@ class ArtifactStore(Protocol):
 
     def compare_and_put(self, key: str, data: bytes, expected: str | None) -> bool:
         """Write only if the object's version is still ``expected`` (None: must not exist)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object; removing one that is absent is not an error."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix``, sorted."""
         ...
 
     def uri(self, key: str) -> str: ...
@@ -106,6 +117,19 @@ class LocalStore:
             self.put(key, data)
             return True
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        root = self.root.resolve()
+        base = self._path(prefix) if prefix else root
+        if not base.exists():
+            return []
+        files = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
+        return sorted(
+            str(path.relative_to(root)) for path in files if not path.name.startswith(".")
+        )
+
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
 
@@ -126,7 +150,8 @@ class S3Store:
         return f"{self.prefix.strip('/')}/{key}" if self.prefix.strip("/") else key
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._errors("write", key):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def get(self, key: str) -> bytes:
         data, _ = self.read_versioned(key)
@@ -135,35 +160,59 @@ class S3Store:
         return data
 
     def exists(self, key: str) -> bool:
-        try:
+        with self._errors("read", key, absent_ok=True):
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if _status(exc) == 404:
-                return False
-            raise StoreError(f"cannot read {self.uri(key)}: {exc}") from exc
-        return True
+            return True
+        return False
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        try:
+        with self._errors("read", key, absent_ok=True):
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if _status(exc) == 404:
-                return None, None
-            raise StoreError(f"cannot read {self.uri(key)}: {exc}") from exc
-        return response["Body"].read(), response["ETag"]
+            return response["Body"].read(), response["ETag"]
+        return None, None
 
     def compare_and_put(self, key: str, data: bytes, expected: str | None) -> bool:
         bucket, full_key = self.bucket, self._key(key)
-        try:
+        with self._errors("write", key, conflict_ok=True):
             if expected:
                 self.client.put_object(Bucket=bucket, Key=full_key, Body=data, IfMatch=expected)
             else:
                 self.client.put_object(Bucket=bucket, Key=full_key, Body=data, IfNoneMatch="*")
+            return True
+        return False
+
+    def delete(self, key: str) -> None:
+        with self._errors("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        base = self._key("")
+        with self._errors("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
+            for page in pages:
+                keys += [item["Key"].removeprefix(base) for item in page.get("Contents", [])]
+        return sorted(keys)
+
+    @contextlib.contextmanager
+    def _errors(
+        self, action: str, key: str, absent_ok: bool = False, conflict_ok: bool = False
+    ) -> Iterator[None]:
+        """botocore's failures as StoreError (TransientStoreError for timeouts, connection
+        failures, throttling and 5xx). A 404 (with ``absent_ok``) or a failed precondition (with
+        ``conflict_ok``) leaves the block quietly, so the caller's fallback runs."""
+        try:
+            yield
         except ClientError as exc:
-            if _status(exc) in (409, 412):
-                return False
-            raise StoreError(f"cannot write {self.uri(key)}: {exc}") from exc
-        return True
+            status = _status(exc)
+            if (absent_ok and status == 404) or (conflict_ok and status in (409, 412)):
+                return
+            kind = TransientStoreError if status >= 500 or status == 429 else StoreError
+            raise kind(f"cannot {action} {self.uri(key)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TransientStoreError(f"cannot {action} {self.uri(key)}: {exc}") from exc
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -174,8 +223,15 @@ def _status(exc: ClientError) -> int:
 
 
 def s3_client(settings: Settings) -> S3Client:
-    """A boto3 S3 client honouring the configured endpoint (MinIO, moto) and AWS variables."""
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url)
+    """A boto3 S3 client honouring the configured endpoint (MinIO, moto) and AWS variables, with
+    connect and read timeouts and bounded standard retries (botocore's defaults wait a minute
+    per read and retry legacy-style), so a hung store costs seconds, not the caller's loop."""
+    config = Config(
+        connect_timeout=settings.s3_connect_timeout_s,
+        read_timeout=settings.s3_read_timeout_s,
+        retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
+    )
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

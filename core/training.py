@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from core.bundle import BundleError, load_bundle, new_bundle_id, read_champion, swap_champion
+from core.bundle import load_bundle, new_bundle_id, read_champion, swap_champion
 from core.data import LABEL, NOTES, SHORT
 from core.drift import build_reference_profile
+from core.errors import BundleError
 from core.evaluation import Evaluation, decide_promotion, evaluate
 from core.families import build_pipeline
 from core.manifest import ChampionPointer, Manifest, MlflowRef

@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
 
 from core.errors import InputError
 from core.settings import decode_webhook_secret
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class WebhookError(InputError):
@@ -50,8 +53,8 @@ def verify(
         raise WebhookError("missing webhook-id, webhook-timestamp or webhook-signature header")
     if len(webhook_id) > 256:
         raise WebhookError("webhook-id is longer than 256 characters")
-    if not stamp.isdigit():
-        raise WebhookError("webhook-timestamp is not a Unix time in seconds")
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise WebhookError("webhook-timestamp is not a Unix time in seconds (1-12 ASCII digits)")
     skew = abs((time.time() if now is None else now) - int(stamp))
     if skew > tolerance_s:
         raise WebhookError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
+from core.errors import LogUnavailableError
 from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
 from core.store import open_store
@@ -33,20 +35,26 @@ from serving.schemas import (
     Ticket,
     TicketBatch,
 )
-from serving.state import RETRY_AFTER_S, ServiceState, require_model
-from serving.validation import require_text
+from serving.security import is_admin, label_guard, require_label_key
+from serving.state import RETRY_AFTER_S, LogProbe, ServiceState, require_model
+from serving.validation import require_label, require_text
+
+logger = logging.getLogger("tickets.serving")
 
 
-def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> list[tuple[str, str]]:
-    """The tickets' (short description, close notes), or a 400 naming the first bad field."""
-    rows = []
+def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> list[Ticket]:
+    """The tickets as they will be classified and logged (labels normalised), or a 400 naming
+    the first bad field."""
+    valid = []
     for index, ticket in enumerate(tickets):
         where = f"{prefix}[{index}]." if prefix else ""
         short = require_text(ticket.short_description, f"{where}short_description", limit)
         notes = require_text(ticket.close_notes, f"{where}close_notes", limit, required=False)
-        require_text(ticket.true_label, f"{where}true_label", limit, required=False)
-        rows.append((short, notes))
-    return rows
+        label = None
+        if ticket.true_label is not None:
+            label = require_label(ticket.true_label, f"{where}true_label")
+        valid.append(Ticket(short, notes, label))
+    return valid
 
 
 Scored = tuple[str, list[LabelScore]]
@@ -77,34 +85,40 @@ def _record(ticket: Ticket, prediction: Prediction) -> PredictionRecord:
     )
 
 
-async def _predict(
-    state: ServiceState, tickets: list[Ticket], rows: list[tuple[str, str]]
-) -> list[Prediction]:
+async def _predict(state: ServiceState, tickets: list[Ticket]) -> list[Prediction]:
     """Classify through the model's micro-batcher, then log through the log's group commit;
     the answer leaves only after its log row is durable."""
     state.served_model()
+    rows = [(ticket.short_description, ticket.close_notes or "") for ticket in tickets]
     scored = await state.model_batcher.submit(rows)
     predictions = [
         Prediction(top[0].label, top[0].score, top, version, str(uuid.uuid4()))
         for version, top in scored
     ]
-    await state.log_batcher.submit(
-        [
-            _record(ticket, prediction)
-            for ticket, prediction in zip(tickets, predictions, strict=True)
-        ]
-    )
+    records = [_record(t, p) for t, p in zip(tickets, predictions, strict=True)]
+    await state.log_batcher.submit(records)
     return predictions
 
 
+def _check_labels(
+    request: Request[Any, Any, Any], state: ServiceState, tickets: list[Ticket]
+) -> None:
+    if any(ticket.true_label is not None for ticket in tickets):
+        require_label_key(request.headers, state.settings)
+
+
 @post("/predict", status_code=200, summary="Classify one ticket")
-async def predict(data: Ticket, state: ServiceState) -> Prediction:
-    rows = validate_tickets([data], state.settings.max_text_chars)
-    return (await _predict(state, [data], rows))[0]
+async def predict(data: Ticket, state: ServiceState, request: Request[Any, Any, Any]) -> Prediction:
+    """``true_label`` needs a label key in ``X-API-Key`` (TICKETS_LABEL_API_KEYS)."""
+    tickets = validate_tickets([data], state.settings.max_text_chars)
+    _check_labels(request, state, tickets)
+    return (await _predict(state, tickets))[0]
 
 
 @post("/predict/batch", status_code=200, summary="Classify up to max_batch tickets, in order")
-async def predict_batch(data: TicketBatch, state: ServiceState) -> BatchPrediction:
+async def predict_batch(
+    data: TicketBatch, state: ServiceState, request: Request[Any, Any, Any]
+) -> BatchPrediction:
     settings = state.settings
     if not data.tickets:
         raise bad_request("tickets is empty")
@@ -112,65 +126,105 @@ async def predict_batch(data: TicketBatch, state: ServiceState) -> BatchPredicti
         raise bad_request(
             f"tickets has {len(data.tickets)} items; the maximum is {settings.max_batch}"
         )
-    rows = validate_tickets(data.tickets, settings.max_text_chars, "tickets")
-    predictions = await _predict(state, data.tickets, rows)
+    tickets = validate_tickets(data.tickets, settings.max_text_chars, "tickets")
+    _check_labels(request, state, tickets)
+    predictions = await _predict(state, tickets)
     return BatchPrediction(predictions, predictions[0].model_version)
 
 
-@post("/feedback", status_code=200, summary="Record true labels by request id")
+@post(
+    "/feedback",
+    status_code=200,
+    guards=[label_guard],
+    summary="Record true labels by request id (needs a label key in X-API-Key)",
+)
 async def feedback(data: Feedback | list[Feedback], state: ServiceState) -> FeedbackResult:
     items = data if isinstance(data, list) else [data]
     if not items:
         raise bad_request("feedback list is empty")
-    for index, item in enumerate(items):
-        require_text(item.true_label, f"[{index}].true_label", state.settings.max_text_chars)
-    pairs = [(item.request_id, item.true_label) for item in items]
+    limit = state.settings.max_text_chars
+    pairs = [
+        (
+            require_text(item.request_id, f"[{index}].request_id", limit),
+            require_label(item.true_label, f"[{index}].true_label"),
+        )
+        for index, item in enumerate(items)
+    ]
     unknown = await anyio.to_thread.run_sync(state.log.add_feedback, pairs)
     if len(unknown) == len(items):
         raise HTTPException(status_code=404, detail=f"unknown request_id(s): {unknown[:10]}")
     return FeedbackResult(len(items) - len(unknown), unknown)
 
 
-def _health(state: ServiceState) -> dict[str, Any]:
+async def _health(state: ServiceState, admin: bool) -> dict[str, Any]:
+    """What anyone may see: status, versions and kinds of errors; with the admin key also the
+    error texts (they can hold store URIs and paths)."""
     served = state.holder.current
-    return {
+    watch = state.holder.status
+    log_error = await anyio.to_thread.run_sync(state.log_probe.error_kind)
+    body: dict[str, Any] = {
         "status": "ok",
         "worker_pid": os.getpid(),
         "model": served.describe() if served else None,
-        "last_failed_load": state.holder.last_failure,
+        "model_watch": watch.public(),
+        "prediction_log": {"writable": log_error is None, "error_kind": log_error},
     }
+    if admin:
+        body["model_watch"] |= {
+            "last_error": watch.last_error,
+            "failed_bundle_id": watch.failed_bundle_id,
+            "store": state.settings.artifact_store_url(),
+        }
+    return body
 
 
-@get(["/", "/health"], summary="Liveness and the served model")
-async def health(state: ServiceState) -> dict[str, Any]:
-    return _health(state)
+@get(["/", "/health"], summary="Liveness, the served model and the health of its watch")
+async def health(state: ServiceState, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return await _health(state, is_admin(request.headers, state.settings))
 
 
-@get("/ready", summary="503 until a verified model is loaded")
-async def ready(state: ServiceState) -> Response[dict[str, Any]]:
-    body = _health(state)
-    if body["model"]:
+@get("/ready", summary="200 when a verified model is loaded and the log takes writes, else 503")
+async def ready(state: ServiceState, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    body = await _health(state, is_admin(request.headers, state.settings))
+    if body["model"] and body["prediction_log"]["writable"]:
         return Response(body, status_code=200)
     return Response(
         body, status_code=HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_S)}
     )
 
 
-def _invalid_utf8(request: Request, exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+def _invalid_utf8(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
     return Response(
         {"status_code": 400, "detail": "request body is not valid UTF-8"}, status_code=400
     )
 
 
-async def _watch(holder: ModelHolder, interval: float) -> None:
+def _log_unavailable(request: Request[Any, Any, Any], exc: LogUnavailableError) -> Response[Any]:
+    logger.warning("prediction log unavailable: %s", exc)
+    return Response(
+        {"status_code": 503, "detail": "the prediction log is unavailable; retry later"},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def watch_champion(holder: ModelHolder) -> None:
+    """Check the champion pointer forever. ``refresh`` counts its own failures and never raises;
+    the guard below is for anything else, so that this loop cannot end while the service runs."""
     while True:
-        await asyncio.sleep(interval)
-        await anyio.to_thread.run_sync(holder.refresh)
+        await asyncio.sleep(holder.next_delay())
+        try:
+            await anyio.to_thread.run_sync(holder.refresh)
+        except Exception:
+            logger.exception("the champion watch failed; it goes on")
 
 
 def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litestar:
-    """The service for ``settings``; the champion is loaded at start-up and watched after."""
-    model_holder = holder or ModelHolder(open_store(settings))
+    """The service for ``settings``; the champion is loaded at start-up and watched after. An
+    unreachable store or a bad pointer at start-up leaves the service up but not ready."""
+    model_holder = holder or ModelHolder(
+        open_store(settings), settings.model_poll_s, settings.model_watch_max_backoff_s
+    )
     log = open_prediction_log(settings)
     model_batcher = MicroBatcher(
         functools.partial(classify_rows, model_holder, settings.top_k),
@@ -182,7 +236,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(model_holder.refresh)
-        watcher = asyncio.create_task(_watch(model_holder, settings.model_poll_s))
+        watcher = asyncio.create_task(watch_champion(model_holder))
         try:
             yield
         finally:
@@ -195,6 +249,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         "settings": settings,
         "holder": model_holder,
         "log": log,
+        "log_probe": LogProbe(log, settings.ready_cache_s),
         "model_batcher": model_batcher,
         "log_batcher": log_batcher,
     }
@@ -215,7 +270,10 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         state=ServiceState(state),
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
-        exception_handlers={UnicodeDecodeError: _invalid_utf8},
+        exception_handlers={
+            UnicodeDecodeError: _invalid_utf8,
+            LogUnavailableError: _log_unavailable,
+        },
         openapi_config=OpenAPIConfig(
             title="Ticket classifier",
             version="1",
@@ -224,10 +282,12 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
     )
 
 
-def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[None]]:
-    def write(records: list[PredictionRecord]) -> list[None]:
-        log.record(records)
-        return [None] * len(records)
+def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[Exception | None]]:
+    """The log's group commit: one transaction for the batch; a row the database refuses fails
+    only its own request."""
+
+    def write(records: list[PredictionRecord]) -> list[Exception | None]:
+        return log.record_each(records)
 
     return write
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import anyio
 
@@ -20,11 +20,15 @@ Result = TypeVar("Result")
 
 
 class MicroBatcher(Generic[Item, Result]):
-    """``await submit(items)`` returns ``process(items)``, computed together with other callers."""
+    """``await submit(items)`` returns ``process(items)``, computed together with other callers.
+
+    ``process`` may return an exception in place of an item's result: only the caller that
+    submitted that item sees it raised, the others of the batch get their results. An exception
+    raised by ``process`` itself fails the whole batch."""
 
     def __init__(
         self,
-        process: Callable[[list[Item]], list[Result]],
+        process: Callable[[list[Item]], Sequence[Result | Exception]],
         max_items: int,
         max_wait_s: float,
     ) -> None:
@@ -88,6 +92,12 @@ class MicroBatcher(Generic[Item, Result]):
                 continue
             start = 0
             for items, future in pending:
-                if not future.done():
-                    future.set_result(results[start : start + len(items)])
+                mine = results[start : start + len(items)]
                 start += len(items)
+                if future.done():
+                    continue
+                failed = next((r for r in mine if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    future.set_exception(failed)
+                else:
+                    future.set_result(cast("list[Result]", list(mine)))

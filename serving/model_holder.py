@@ -4,16 +4,18 @@ swapped atomically; a bundle that fails is refused and the previous model keeps 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from core.bundle import BundleError, load_bundle, read_champion
+from core.bundle import load_bundle, read_champion
+from core.errors import BundleError
 from core.manifest import Manifest
 from core.models import lean_predict_proba
-from core.store import ArtifactStore, StoreError
+from core.store import ArtifactStore
 
 WARM_UP = [("no puedo ingresar al portal", "")]
 
@@ -48,39 +50,83 @@ class ServedModel:
         return lean_predict_proba(self.model, np.asarray(rows, dtype=object).reshape(-1, 2))
 
 
-class ModelHolder:
-    """Holds the current model; ``refresh`` loads a new champion if the pointer moved."""
+@dataclass
+class WatchStatus:
+    """How the champion watch is doing; /health shows it (the error text only to admins)."""
 
-    def __init__(self, store: ArtifactStore) -> None:
+    last_check: str | None = None
+    last_success: str | None = None
+    consecutive_failures: int = 0
+    failures_total: int = 0
+    last_error_kind: str | None = None
+    last_error: str | None = None
+    failed_bundle_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "last_check": self.last_check,
+            "last_success": self.last_success,
+            "consecutive_failures": self.consecutive_failures,
+            "failures_total": self.failures_total,
+            "last_error_kind": self.last_error_kind,
+        }
+
+
+class ModelHolder:
+    """Holds the current model; ``refresh`` loads a new champion when the pointer moves.
+
+    ``refresh`` never raises: whatever goes wrong (an unreachable or slow store, a pointer that
+    is not a pointer, a bundle that does not verify or load) is counted in ``status`` and the
+    served model stays as it was. After failures the watch backs off (doubling, capped), and a
+    bundle that failed to load is tried again on the same schedule, so a store hiccup at start-up
+    heals by itself.
+    """
+
+    def __init__(
+        self, store: ArtifactStore, poll_s: float = 10.0, max_backoff_s: float = 30.0
+    ) -> None:
         self.store = store
+        self.poll_s = poll_s
+        self.max_backoff_s = max(poll_s, max_backoff_s)
         self.current: ServedModel | None = None
-        self.last_failure: dict[str, str] | None = None
+        self.status = WatchStatus()
         self._refresh_lock = threading.Lock()
+        self._retry_bundle_at: float = 0.0
+
+    def next_delay(self) -> float:
+        """Seconds until the next check: the poll interval, doubled per consecutive failure."""
+        failures = self.status.consecutive_failures
+        if failures == 0:
+            return self.poll_s
+        return float(min(self.poll_s * 2 ** min(failures, 16), self.max_backoff_s))
 
     def refresh(self) -> bool:
         """Load the champion if it differs from the served one; True when a swap happened."""
         with self._refresh_lock:
+            self.status.last_check = _now()
+            bundle_id: str | None = None
             try:
                 pointer, _ = read_champion(self.store)
-            except (BundleError, StoreError) as exc:
-                self._fail(None, exc)
+                if pointer is None or (
+                    self.current is not None and self.current.bundle_id == pointer.bundle_id
+                ):
+                    self._succeeded()
+                    return False
+                bundle_id = pointer.bundle_id
+                if (
+                    self.status.failed_bundle_id == bundle_id
+                    and time.monotonic() < self._retry_bundle_at
+                ):
+                    return False  # still backing off from this bundle's last failure
+                self.current = self._load(bundle_id, pointer.manifest_file_sha256)
+            except Exception as exc:  # the watch must survive anything a check can raise
+                self._failed(exc, bundle_id)
                 return False
-            if pointer is None or (self.current and self.current.bundle_id == pointer.bundle_id):
-                return False
-            bundle_id = pointer.bundle_id
-            if self.last_failure and self.last_failure.get("bundle_id") == bundle_id:
-                return False
-            try:
-                candidate = self._load(bundle_id)
-            except Exception as exc:  # any failure to load keeps the old model serving
-                self._fail(bundle_id, exc)
-                return False
-            self.current = candidate
-            self.last_failure = None
+            self._succeeded()
             return True
 
-    def _load(self, bundle_id: str) -> ServedModel:
-        model, manifest = load_bundle(self.store, bundle_id)
+    def _load(self, bundle_id: str, manifest_sha256: str | None) -> ServedModel:
+        model, manifest = load_bundle(self.store, bundle_id, manifest_sha256)
         loaded_at = datetime.now(UTC).isoformat()
         served = ServedModel(bundle_id, model, manifest, np.asarray(model.classes_), loaded_at)
         probabilities = served.predict_proba(WARM_UP)
@@ -88,9 +134,20 @@ class ModelHolder:
             raise BundleError(f"bundle {bundle_id}: warm-up returned shape {probabilities.shape}")
         return served
 
-    def _fail(self, bundle_id: str | None, exc: Exception) -> None:
-        self.last_failure = {
-            "bundle_id": bundle_id or "",
-            "error": str(exc)[:500],
-            "at": datetime.now(UTC).isoformat(),
-        }
+    def _succeeded(self) -> None:
+        self.status.last_success = self.status.last_check
+        self.status.consecutive_failures = 0
+        self.status.failed_bundle_id = None
+
+    def _failed(self, exc: BaseException, bundle_id: str | None) -> None:
+        self.status.consecutive_failures += 1
+        self.status.failures_total += 1
+        self.status.last_error_kind = type(exc).__name__
+        self.status.last_error = str(exc)[:500]
+        if bundle_id is not None:
+            self.status.failed_bundle_id = bundle_id
+            self._retry_bundle_at = time.monotonic() + self.next_delay()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

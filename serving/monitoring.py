@@ -1,4 +1,9 @@
-"""Monitoring endpoints over the prediction log: live aggregates and saved daily aggregates."""
+"""Monitoring endpoints over the prediction log: live aggregates, saved daily aggregates and
+the served model's drift report. Bounded whatever the log holds: windows are capped
+(``monitoring_max_window``), aggregates are computed by the database, a drift report reads a
+seeded sample of at most ``monitoring_max_rows`` rows (the same sample the monitor flow reads),
+and all of it runs off the event loop on the log's read connection, never holding its write lock.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +15,39 @@ from litestar import get, post
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
-from core.drift import NoReferenceProfile, report_for_model
+from core.drift import NoReferenceProfile, model_window, report_for_model
 from core.errors import InputError
-from core.evaluation import production_metrics
+from core.evaluation import window_metrics
 from core.predictions import window_start
+from core.settings import Settings
 from serving.errors import bad_request
 from serving.security import admin_guard
 from serving.state import ServiceState
+
+
+def _since(window: str, settings: Settings) -> str:
+    try:
+        return window_start(window, longest=settings.monitoring_max_window)
+    except InputError as exc:
+        raise bad_request(f"window: {exc}") from exc
+
+
+def _served_labels(state: ServiceState) -> list[str] | None:
+    served = state.holder.current
+    return [str(label) for label in served.classes] if served is not None else None
 
 
 @get("/monitoring/metrics", summary="Aggregates of the prediction log over a window")
 async def metrics(
     state: ServiceState,
     window: str = Parameter(
-        default="24h", description="Duration back from now: 30m, 24h, 7d (at most 366d)."
+        default="24h",
+        description="Duration back from now: 30m, 24h, 7d (at most monitoring_max_window, 31d).",
     ),
 ) -> dict[str, Any]:
-    try:
-        since = window_start(window)
-    except InputError as exc:
-        raise bad_request(f"window: {exc}") from exc
-    log = state.log
-    frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
-    return {"window": window, "since": since, **production_metrics(frame)}
+    since = _since(window, state.settings)
+    aggregates = await anyio.to_thread.run_sync(state.log.aggregates, since)
+    return {"window": window, "since": since, **window_metrics(aggregates, _served_labels(state))}
 
 
 def _parse_day(day: str | None) -> date:
@@ -58,16 +73,15 @@ async def save_metrics(
     start = datetime(chosen.year, chosen.month, chosen.day, tzinfo=UTC)
     since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
     log = state.log
-    frame = await anyio.to_thread.run_sync(lambda: log.window(since=since, until=until))
-    aggregate = production_metrics(frame)
+    aggregates = await anyio.to_thread.run_sync(log.aggregates, since, until)
+    aggregate = window_metrics(aggregates, _served_labels(state))
     saved_at = await anyio.to_thread.run_sync(log.save_daily, chosen.isoformat(), aggregate)
     return {"day": chosen.isoformat(), "saved_at": saved_at, "metrics": aggregate}
 
 
 @get("/monitoring/saved-metrics", summary="Daily aggregates saved so far, by day")
 async def saved_metrics(state: ServiceState) -> dict[str, Any]:
-    log = state.log
-    return await anyio.to_thread.run_sync(log.daily)
+    return await anyio.to_thread.run_sync(state.log.daily)
 
 
 @get("/monitoring/drift", summary="Drift report of the served model over a window")
@@ -79,14 +93,12 @@ async def drift(
 ) -> dict[str, Any]:
     settings = state.settings
     chosen = window or settings.monitor_window
-    try:
-        since = window_start(chosen)
-    except InputError as exc:
-        raise bad_request(f"window: {exc}") from exc
+    since = _since(chosen, settings)
     served = state.served_model()
-    log = state.log
-    frame = await anyio.to_thread.run_sync(lambda: log.window(since=since))
     try:
+        frame = await anyio.to_thread.run_sync(
+            model_window, state.log, since, served.manifest, settings
+        )
         report = await anyio.to_thread.run_sync(report_for_model, frame, served.manifest, settings)
     except NoReferenceProfile as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc

@@ -1,15 +1,25 @@
 """Signed webhooks: a retrain request becomes the Prefect event ``tickets.retrain.requested``;
-closed tickets with their true category become feedback. Each webhook id is accepted once, across
-workers (the id is claimed in the shared log before the work and released if the work fails)."""
+closed tickets with their true category become feedback.
+
+Each webhook id is worked on once, across workers: it is claimed in the shared log before the
+work, marked done with it (in the same transaction, for feedback), and released if the work fails
+in any way, so the sender's retry is accepted. A delivery of an id already done answers 200 with
+``duplicate: true`` (senders retry non-2xx answers); one whose claim is still being worked on
+answers 409 with Retry-After, and a claim left unfinished (a crash) can be taken over once its
+lease (``webhook_lease_s``) runs out. The Prefect event's id is derived from the webhook id, so
+a retry after a post that Prefect took but whose answer was lost is the same event to Prefect.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -17,14 +27,17 @@ from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
 
 from core import events
-from core.predictions import PredictionLog
+from core.predictions import Claim, PredictionLog
 from core.settings import Settings
 from core.webhooks import WebhookError, verify
 from serving.schemas import Feedback
-from serving.state import ServiceState, unavailable
-from serving.validation import require_text
+from serving.state import RETRY_AFTER_S, ServiceState, unavailable
+from serving.validation import require_label, require_text
 
 HEADERS_DOC = "Standard Webhooks headers webhook-id, webhook-timestamp, webhook-signature."
+#: Namespace of the Prefect event ids derived from webhook ids (uuid5).
+EVENT_NAMESPACE = uuid.UUID("0b8a7c1e-3f4d-5a6b-9c8d-7e6f5a4b3c2d")
+T = TypeVar("T")
 
 
 class RetrainRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -40,12 +53,23 @@ class EventUnavailable(RuntimeError):
     """The Prefect API could not take the event."""
 
 
-def post_event(api_url: str, event: dict[str, Any]) -> None:
+def prefect_headers(settings: Settings) -> dict[str, str]:
+    """Credentials for the Prefect API: a bearer key, or basic auth for a secured server."""
+    headers = {"content-type": "application/json"}
+    if settings.prefect_api_key is not None:
+        headers["authorization"] = f"Bearer {settings.prefect_api_key.get_secret_value()}"
+    elif settings.prefect_api_auth_string is not None:
+        token = base64.b64encode(settings.prefect_api_auth_string.get_secret_value().encode())
+        headers["authorization"] = f"Basic {token.decode()}"
+    return headers
+
+
+def post_event(api_url: str, event: dict[str, Any], headers: dict[str, str]) -> None:
     """Send one event to the Prefect API's REST endpoint (no Prefect import in serving)."""
     request = urllib.request.Request(
         api_url.rstrip("/") + "/events",
         data=json.dumps([event]).encode(),
-        headers={"content-type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:
@@ -54,6 +78,10 @@ def post_event(api_url: str, event: dict[str, Any]) -> None:
                 raise EventUnavailable(f"Prefect API answered {response.status}")
     except (urllib.error.URLError, OSError) as exc:
         raise EventUnavailable(f"Prefect API unreachable: {exc}") from exc
+
+
+def event_id(webhook_id: str) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, webhook_id))
 
 
 async def _verified(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, bytes]:
@@ -77,9 +105,29 @@ def _decode(body: bytes, kind: type[Any]) -> Any:
         raise HTTPException(status_code=400, detail=f"body is not valid JSON: {exc}") from exc
 
 
-async def _claim(log: PredictionLog, webhook_id: str) -> None:
-    if not await anyio.to_thread.run_sync(log.claim_webhook, webhook_id):
-        raise HTTPException(status_code=409, detail=f"webhook-id {webhook_id} was already received")
+async def _once(
+    log: PredictionLog,
+    webhook_id: str,
+    lease_s: float,
+    work: Callable[[], Awaitable[T]],
+) -> T | Response[dict[str, Any]]:
+    """Run ``work`` for a webhook id that no one has done or is doing; release the claim if the
+    work fails in any way (cancellation included), so the sender's retry is accepted."""
+    claim = await anyio.to_thread.run_sync(log.claim_webhook, webhook_id, lease_s)
+    if claim is Claim.DUPLICATE:
+        return Response({"webhook_id": webhook_id, "duplicate": True}, status_code=200)
+    if claim is Claim.IN_PROGRESS:
+        raise HTTPException(
+            status_code=409,
+            detail=f"webhook-id {webhook_id} is being processed; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    try:
+        return await work()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(log.release_webhook, webhook_id)
+        raise
 
 
 @post(
@@ -94,29 +142,32 @@ async def retrain_webhook(
     settings = state.settings
     webhook_id, body = await _verified(request, settings)
     wanted: RetrainRequest = _decode(body, RetrainRequest)
-    require_text(wanted.reason, "reason", settings.max_text_chars)
-    if not settings.prefect_api_url:
+    reason = require_text(wanted.reason, "reason", 1000)
+    requested_by = require_text(wanted.requested_by, "requested_by", 200, required=False)
+    api_url = settings.prefect_api_url
+    if not api_url:
         raise unavailable("no Prefect API configured for events")
-    log = state.log
-    await _claim(log, webhook_id)
-    event_id = str(uuid.uuid4())
     event = {
-        "id": event_id,
+        "id": event_id(webhook_id),
         "occurred": datetime.now(UTC).isoformat(),
         "event": events.RETRAIN_REQUESTED,
         "resource": events.webhook_resource(webhook_id, events.RETRAIN_PENDING),
         "payload": {
-            "reason": wanted.reason,
-            "requested_by": wanted.requested_by,
+            "reason": reason,
+            "requested_by": requested_by or None,
             "webhook_id": webhook_id,
         },
     }
-    try:
-        await anyio.to_thread.run_sync(post_event, settings.prefect_api_url, event)
-    except EventUnavailable as exc:
-        await anyio.to_thread.run_sync(log.release_webhook, webhook_id)
-        raise unavailable(f"{exc}; retry later") from exc
-    return Response({"event_id": event_id, "webhook_id": webhook_id}, status_code=202)
+
+    async def send() -> Response[dict[str, Any]]:
+        try:
+            await anyio.to_thread.run_sync(post_event, api_url, event, prefect_headers(settings))
+        except EventUnavailable as exc:
+            raise unavailable(f"{exc}; retry later") from exc
+        await anyio.to_thread.run_sync(state.log.finish_webhook, webhook_id)
+        return Response({"event_id": event["id"], "webhook_id": webhook_id}, status_code=202)
+
+    return await _once(state.log, webhook_id, settings.webhook_lease_s, send)
 
 
 @post(
@@ -125,22 +176,29 @@ async def retrain_webhook(
     summary="Signed closed tickets, stored as feedback",
     description=HEADERS_DOC,
 )
-async def tickets_webhook(request: Request[Any, Any, Any], state: ServiceState) -> dict[str, Any]:
+async def tickets_webhook(
+    request: Request[Any, Any, Any], state: ServiceState
+) -> Response[dict[str, Any]]:
     settings = state.settings
     webhook_id, body = await _verified(request, settings)
     closed: ClosedTickets = _decode(body, ClosedTickets)
-    for index, ticket in enumerate(closed.tickets):
-        require_text(ticket.true_label, f"tickets[{index}].true_label", settings.max_text_chars)
-    log = state.log
-    await _claim(log, webhook_id)
-    pairs = [(ticket.request_id, ticket.true_label) for ticket in closed.tickets]
-    try:
-        unknown = await anyio.to_thread.run_sync(log.add_feedback, pairs)
-    except Exception:
-        await anyio.to_thread.run_sync(log.release_webhook, webhook_id)
-        raise
-    return {
-        "webhook_id": webhook_id,
-        "updated": len(pairs) - len(unknown),
-        "unknown_request_ids": unknown,
-    }
+    pairs = [
+        (
+            require_text(ticket.request_id, f"tickets[{index}].request_id", 200),
+            require_label(ticket.true_label, f"tickets[{index}].true_label"),
+        )
+        for index, ticket in enumerate(closed.tickets)
+    ]
+
+    async def store() -> Response[dict[str, Any]]:
+        unknown = await anyio.to_thread.run_sync(state.log.add_feedback, pairs, webhook_id)
+        return Response(
+            {
+                "webhook_id": webhook_id,
+                "updated": len(pairs) - len(unknown),
+                "unknown_request_ids": unknown,
+            },
+            status_code=200,
+        )
+
+    return await _once(state.log, webhook_id, settings.webhook_lease_s, store)

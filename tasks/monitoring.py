@@ -9,7 +9,7 @@ from prefect.events import emit_event
 
 from core import events, registry
 from core.bundle import read_champion, read_manifest
-from core.drift import DriftReport, report_for_model
+from core.drift import DriftReport, model_window, report_for_model
 from core.manifest import Manifest
 from core.predictions import open_prediction_log, window_start
 from core.settings import Settings
@@ -27,7 +27,8 @@ def check_drift(settings: Settings, window: str) -> tuple[DriftReport, Manifest]
     manifest = read_manifest(store, pointer.bundle_id)
     log = open_prediction_log(settings)
     try:
-        frame = log.window(since=window_start(window))
+        since = window_start(window, longest=settings.monitoring_max_window)
+        frame = model_window(log, since, manifest, settings)
     finally:
         log.close()
     report = report_for_model(frame, manifest, settings)

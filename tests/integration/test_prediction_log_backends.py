@@ -12,12 +12,13 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
+from core.predictions import Claim, PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings
 from serving.app import create_app
 from tests.integration.conftest import publish_model, running
 
 pytestmark = pytest.mark.integration
+LABEL_KEY = "label-key-for-the-test"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,9 +66,18 @@ def test_records_feedback_window_daily_and_webhook_ids(log: PredictionLog) -> No
     log.save_daily(f"{prefix}-day", {"count": 1})
     log.save_daily(f"{prefix}-day", {"count": 2})
     assert log.daily()[f"{prefix}-day"] == {"count": 2}
-    assert log.claim_webhook(f"{prefix}-hook") and not log.claim_webhook(f"{prefix}-hook")
-    log.release_webhook(f"{prefix}-hook")
-    assert log.claim_webhook(f"{prefix}-hook")
+    hook = f"{prefix}-hook"
+    assert log.claim_webhook(hook) is Claim.CLAIMED
+    assert log.claim_webhook(hook) is Claim.IN_PROGRESS
+    log.release_webhook(hook)
+    assert log.claim_webhook(hook) is Claim.CLAIMED
+    assert log.add_feedback([(ids[2], "acceso")], webhook_id=hook) == []
+    assert log.claim_webhook(hook) is Claim.DUPLICATE
+    aggregates = log.aggregates(since="2000-01-01")
+    assert sum(n for *_, n, _, _ in aggregates.groups) == log.count()
+    assert (("pagos", "acceso", 1) in aggregates.confusion) or log.count() > 5
+    sampled = log.sample(since="2000-01-01", max_rows=3, seed=1)
+    assert len(sampled) <= 3 and set(sampled.columns) >= {"short_description", "prediction"}
 
 
 def test_a_failed_batch_writes_nothing_and_concurrent_writers_lose_nothing(
@@ -95,14 +105,15 @@ def test_a_failed_batch_writes_nothing_and_concurrent_writers_lose_nothing(
 def test_the_service_logs_to_postgresql_when_a_url_is_given(
     tmp_path: Path, demo_frame: pd.DataFrame, postgres_url: str
 ) -> None:
-    settings = Settings(home=tmp_path, prediction_log_url=postgres_url)
+    settings = Settings(home=tmp_path, prediction_log_url=postgres_url, label_api_keys=(LABEL_KEY,))
     publish_model(settings, demo_frame)
     with running(create_app(settings)) as url:
         answer = httpx.post(f"{url}/predict", json={"short_description": "clave bloqueada"})
         assert answer.status_code == 200
         request_id = answer.json()["request_id"]
         feedback = {"request_id": request_id, "true_label": "acceso_contrasenas"}
-        assert httpx.post(f"{url}/feedback", json=feedback).json()["updated"] == 1
+        labelled = {"X-API-Key": LABEL_KEY}
+        assert httpx.post(f"{url}/feedback", json=feedback, headers=labelled).json()["updated"] == 1
     log = open_prediction_log(settings)
     stored = log.window().set_index("request_id")
     assert stored.loc[request_id, "true_label"] == "acceso_contrasenas"

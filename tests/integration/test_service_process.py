@@ -52,12 +52,21 @@ def test_two_workers_share_the_log_and_accept_a_webhook_id_once(
         body = json.dumps({"tickets": [{"request_id": request_id, "true_label": "certificados"}]})
         headers = sign([SECRET], body.encode(), "msg-once")
 
-        def deliver(_: int) -> int:
-            return httpx.post(f"{url}/webhooks/tickets", content=body, headers=headers).status_code
+        def deliver(_: int) -> tuple[int, dict]:
+            response = httpx.post(f"{url}/webhooks/tickets", content=body, headers=headers)
+            return response.status_code, response.json()
 
         with ThreadPoolExecutor(8) as pool:
-            statuses = sorted(pool.map(deliver, range(16)))
-        assert statuses.count(200) == 1 and statuses.count(409) == 15
+            deliveries = list(pool.map(deliver, range(16)))
+        # Exactly one delivery does the work; the others find it in progress (409, retry later)
+        # or done (200, duplicate).
+        worked = [answer for status, answer in deliveries if status == 200 and "updated" in answer]
+        assert len(worked) == 1 and worked[0]["updated"] == 1
+        others = [(status, answer.get("duplicate")) for status, answer in deliveries]
+        assert all(pair in ((200, None), (200, True), (409, None)) for pair in others)
+        log = PredictionLog(settings.predictions_path())
+        assert log.window().set_index("request_id").loc[request_id, "true_label"] == "certificados"
+        log.close()
 
 
 def test_schemathesis_finds_no_server_errors(tmp_path: Path, demo_frame: pd.DataFrame) -> None:

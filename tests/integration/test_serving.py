@@ -24,7 +24,9 @@ from tests.integration.conftest import BUCKET, running
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]
-ADMIN_KEY = "admin-s3cret"
+ADMIN_KEY = "admin-s3cret-of-16-chars"
+LABEL_KEY = "label-s3cret-of-16-chars"
+LABELLED = {"X-API-Key": LABEL_KEY}
 
 
 def _publish(
@@ -64,6 +66,7 @@ def service(
         max_text_chars=200,
         max_body_bytes=64 * 1024,
         admin_api_key=ADMIN_KEY,
+        label_api_keys=(LABEL_KEY,),
     )
     _promote(settings, _publish(settings, demo_frame, "v1", "1", 0.5))
     with running(create_app(settings)) as url:
@@ -101,7 +104,8 @@ def test_batch_keeps_order_and_feedback_is_logged(service) -> None:
             "true_label": "pagos_transferencias",
         },
     ]
-    response = httpx.post(f"{url}/predict/batch", json={"tickets": tickets})
+    assert httpx.post(f"{url}/predict/batch", json={"tickets": tickets}).status_code == 401
+    response = httpx.post(f"{url}/predict/batch", json={"tickets": tickets}, headers=LABELLED)
     assert response.status_code == 200
     predictions = response.json()["predictions"]
     assert [p["prediction"] for p in predictions] == [
@@ -116,15 +120,15 @@ def test_batch_keeps_order_and_feedback_is_logged(service) -> None:
             {"request_id": ids[0], "true_label": "certificados"},
             {"request_id": "nope", "true_label": "x"},
         ],
+        headers=LABELLED,
     )
     assert feedback.status_code == 200 and feedback.json() == {
         "updated": 1,
         "unknown_request_ids": ["nope"],
     }
-    assert (
-        httpx.post(f"{url}/feedback", json={"request_id": "nope", "true_label": "x"}).status_code
-        == 404
-    )
+    unknown = {"request_id": "nope", "true_label": "x"}
+    assert httpx.post(f"{url}/feedback", json=unknown, headers=LABELLED).status_code == 404
+    assert httpx.post(f"{url}/feedback", json=unknown).status_code == 401
     log = PredictionLog(settings.predictions_path()).window().set_index("request_id")
     assert log.loc[ids[0], "true_label"] == "certificados"
     assert log.loc[ids[2], "true_label"] == "pagos_transferencias"
@@ -225,16 +229,20 @@ def test_hot_swap_without_failed_requests_and_corrupt_bundle_refused(
     tampered[len(tampered) // 2] ^= 0xFF
     store.put(bundle_key("v3", "model.skops"), bytes(tampered))
     _promote(settings, manifest)
+    admin = {"X-API-Key": ADMIN_KEY}
     deadline = time.monotonic() + 30
     while (
-        httpx.get(f"{url}/health").json()["last_failed_load"] is None
+        httpx.get(f"{url}/health", headers=admin).json()["model_watch"]["failed_bundle_id"] is None
         and time.monotonic() < deadline
     ):
         time.sleep(0.1)
-    health = httpx.get(f"{url}/health").json()
-    assert health["last_failed_load"]["bundle_id"] == "v3"
-    assert "does not match its manifest" in health["last_failed_load"]["error"]
+    health = httpx.get(f"{url}/health", headers=admin).json()
+    assert health["model_watch"]["failed_bundle_id"] == "v3"
+    assert health["model_watch"]["last_error_kind"] == "BundleError"
+    assert "does not match its manifest" in health["model_watch"]["last_error"]
     assert health["model"]["model_version"] == "2"
+    public = httpx.get(f"{url}/health").json()["model_watch"]
+    assert public["last_error_kind"] == "BundleError" and "last_error" not in public
     assert (
         httpx.post(f"{url}/predict", json={"short_description": "clave bloqueada"}).json()[
             "model_version"
@@ -252,7 +260,9 @@ def test_monitoring_metrics_reflect_predictions_and_feedback(service) -> None:
         for p in httpx.post(f"{url}/predict/batch", json={"tickets": tickets}).json()["predictions"]
     ]
     httpx.post(
-        f"{url}/feedback", json=[{"request_id": i, "true_label": "acceso_contrasenas"} for i in ids]
+        f"{url}/feedback",
+        json=[{"request_id": i, "true_label": "acceso_contrasenas"} for i in ids],
+        headers=LABELLED,
     )
     after = httpx.get(f"{url}/monitoring/metrics", params={"window": "1h"}).json()
     assert after["count"] == before["count"] + 5

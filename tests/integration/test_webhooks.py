@@ -70,7 +70,9 @@ def test_a_signed_retrain_request_emits_the_event_once(services) -> None:
     event = _wait_for_event(api, response.json()["event_id"])
     assert event is not None and event["payload"]["reason"] == "new product launched"
     replay = _post(url, "/webhooks/retrain", {"reason": "new product launched"}, "msg_retrain_1")
-    assert replay.status_code == 409 and "already received" in replay.text
+    assert replay.status_code == 200 and replay.json()["duplicate"] is True
+    events = [e for e in _retrain_events(api) if e["payload"].get("webhook_id") == "msg_retrain_1"]
+    assert len(events) == 1
 
 
 def test_unsigned_badly_signed_and_stale_requests_start_nothing(services) -> None:
@@ -97,7 +99,8 @@ def test_an_unreachable_prefect_api_answers_503_and_the_retry_is_accepted(servic
     retried = _post(url, "/webhooks/retrain", body, "msg_retry")
     assert retried.status_code == 202, retried.text
     assert _wait_for_event(api, retried.json()["event_id"]) is not None
-    assert _post(cut_off_url, "/webhooks/retrain", body, "msg_retry").status_code == 409
+    again = _post(cut_off_url, "/webhooks/retrain", body, "msg_retry")
+    assert again.status_code == 200 and again.json()["duplicate"] is True
 
 
 def test_closed_tickets_become_feedback(services) -> None:
@@ -128,5 +131,9 @@ def test_closed_tickets_become_feedback(services) -> None:
     assert response.json()["unknown_request_ids"] == ["req-unknown"]
     stored = log.window().set_index("request_id")
     assert stored.loc["req-closed-1", "true_label"] == "errores_portal"
-    assert _post(url, "/webhooks/tickets", body, "msg_tickets_1").status_code == 409
+    replay = _post(url, "/webhooks/tickets", body, "msg_tickets_1")
+    assert replay.status_code == 200 and replay.json() == {
+        "webhook_id": "msg_tickets_1",
+        "duplicate": True,
+    }
     log.close()

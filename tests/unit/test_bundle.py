@@ -71,6 +71,8 @@ def test_a_missing_bundle_is_a_bundle_error(tmp_path: Path) -> None:
 
 def test_racing_promotions_leave_exactly_one_champion(tmp_path: Path, fitted) -> None:
     store = LocalStore(tmp_path)
+    for i in range(6):
+        write_bundle(store, b"model", _manifest(f"b{i}"))
     _, token = read_champion(store)
     results: list[bool] = []
     threads = [

@@ -14,28 +14,40 @@ def test_metrics_on_a_known_case() -> None:
     assert confusion_matrix_png(evaluation, "t").startswith(b"\x89PNG")
 
 
-def test_production_metrics_count_confidence_and_score_feedback_only() -> None:
-    import pandas as pd
+def test_window_metrics_count_confidence_and_score_feedback_only() -> None:
+    from core.evaluation import window_metrics
+    from core.predictions import WindowAggregates
 
-    from core.evaluation import production_metrics
-
-    window = pd.DataFrame(
-        {
-            "created_at": ["2026-11-26T10:00", "2026-11-26T11:00", "2026-11-26T12:00"],
-            "model_version": ["1", "1", "2"],
-            "prediction": ["a", "b", "a"],
-            "confidence": [0.9, 0.4, 0.7],
-            "true_label": ["a", None, "b"],
-        }
+    aggregates = WindowAggregates(
+        groups=[("1", "a", 1, 0.9, 0), ("1", "b", 1, 0.4, 1), ("2", "a", 1, 0.7, 0)],
+        confusion=[("a", "a", 1), ("b", "a", 1), ("nueva", "a", 2)],
+        first_at="2026-11-26T10:00",
+        last_at="2026-11-26T12:00",
     )
-    metrics = production_metrics(window)
+    metrics = window_metrics(aggregates, served_labels=["a", "b"])
     assert metrics["count"] == 3 and metrics["label_distribution"] == {"a": 2, "b": 1}
     assert metrics["model_versions"] == {"1": 2, "2": 1}
     assert metrics["mean_confidence"] == pytest.approx(2.0 / 3)
     assert metrics["low_confidence_share"] == pytest.approx(1 / 3)
-    assert metrics["feedback_count"] == 2 and metrics["accuracy"] == 0.5
-    empty = production_metrics(window.iloc[0:0])
+    assert metrics["feedback_count"] == 4 and metrics["accuracy"] == 0.25
+    assert metrics["feedback_labels_outside_model"] == 2
+    empty = window_metrics(WindowAggregates([], [], None, None))
     assert empty["count"] == 0 and empty["macro_f1"] is None and empty["mean_confidence"] is None
+
+
+def test_macro_f1_from_counts_equals_evaluate() -> None:
+    from collections import Counter
+
+    import numpy as np
+
+    from core.evaluation import macro_f1_from_counts
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        truth = rng.choice(list("abcd"), size=200).tolist()
+        predicted = rng.choice(list("abcde"), size=200).tolist()
+        counts = Counter(zip(truth, predicted, strict=True))
+        assert macro_f1_from_counts(counts) == pytest.approx(evaluate(truth, predicted).macro_f1)
 
 
 def test_promotion_needs_the_margin_and_a_gain_that_is_not_noise() -> None:

@@ -53,7 +53,7 @@ def test_the_pointer_digest_is_that_of_the_stored_manifest_file(tmp_path: Path) 
     pointer, _ = read_champion(store)
     assert isinstance(pointer, ChampionPointer) and pointer.bundle_id == "b1"
     on_disk = store.get(bundle_key("b1", MANIFEST_FILE))
-    assert pointer.manifest_sha256 == hashlib.sha256(on_disk).hexdigest()
+    assert pointer.manifest_file_sha256 == hashlib.sha256(on_disk).hexdigest()
 
 
 def test_an_invalid_manifest_names_the_file_and_the_field(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from core.predictions import PredictionLog, PredictionRecord
+from core.predictions import Claim, PredictionLog, PredictionRecord
 
 
 def _record(i: int, label: str | None = None) -> PredictionRecord:
@@ -82,10 +82,48 @@ def test_daily_aggregates_are_replaced_not_duplicated(tmp_path: Path) -> None:
 
 def test_webhook_ids_are_remembered_for_a_week_then_forgotten(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path / "log.db")
-    assert log.claim_webhook("recent") and not log.claim_webhook("recent")
+    assert log.claim_webhook("recent") is Claim.CLAIMED
+    log.finish_webhook("recent")
+    assert log.claim_webhook("recent") is Claim.DUPLICATE
     log._connection.execute(
         "INSERT INTO webhook_ids (webhook_id, received_at) VALUES ('old', '2020-01-01T00:00:00')"
     )
-    assert log.claim_webhook("another")
-    assert log.claim_webhook("old"), "an id older than the retention is forgotten"
-    assert not log.claim_webhook("recent")
+    assert log.claim_webhook("another") is Claim.CLAIMED
+    assert log.claim_webhook("old") is Claim.CLAIMED, "an id older than the retention is forgotten"
+    assert log.claim_webhook("recent") is Claim.DUPLICATE
+
+
+def test_a_claim_is_in_progress_until_its_lease_runs_out_and_released_on_failure(
+    tmp_path: Path,
+) -> None:
+    log = PredictionLog(tmp_path / "log.db")
+    assert log.claim_webhook("w1", lease_s=60) is Claim.CLAIMED
+    assert log.claim_webhook("w1", lease_s=60) is Claim.IN_PROGRESS, "someone is working on it"
+    log.release_webhook("w1")
+    assert log.claim_webhook("w1", lease_s=0) is Claim.CLAIMED, "released: the retry takes it"
+    assert log.claim_webhook("w1", lease_s=60) is Claim.CLAIMED, "a lease that ran out is taken"
+    log.finish_webhook("w1")
+    log.release_webhook("w1")
+    assert log.claim_webhook("w1") is Claim.DUPLICATE, "a finished id is never released"
+
+
+def test_feedback_and_the_webhook_that_brought_it_commit_together(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.db")
+    log.record([PredictionRecord("r1", "1", "clave", "", "a", 0.9, {})])
+    assert log.claim_webhook("w1") is Claim.CLAIMED
+    assert log.add_feedback([("r1", "b"), ("nope", "c")], webhook_id="w1") == ["nope"]
+    assert log.claim_webhook("w1") is Claim.DUPLICATE
+    assert log.window().loc[0, "true_label"] == "b"
+
+
+def test_an_old_log_gains_the_new_webhook_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE webhook_ids (webhook_id TEXT PRIMARY KEY, received_at TEXT NOT NULL)")
+    old.execute("INSERT INTO webhook_ids VALUES ('before', '2999-01-01T00:00:00')")
+    old.commit()
+    old.close()
+    log = PredictionLog(path)
+    assert log.claim_webhook("before") is Claim.DUPLICATE, "ids received before count as done"

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import StoreError
 from core.settings import Settings
-from core.store import LocalStore, StoreError, open_store
+from core.store import LocalStore, open_store
 
 
 def test_put_get_exists_and_uri(tmp_path: Path) -> None:
