@@ -26,10 +26,18 @@ TICKET_TOKEN = "ticketidtoken"
 NUMBER_TOKEN = "numtoken"
 RESERVED_TOKENS = frozenset({URL_TOKEN, EMAIL_TOKEN, TICKET_TOKEN, NUMBER_TOKEN})
 
-_SCRIPT_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+# Every pattern below runs in linear time on any text (benchmarks/text.py measures adversarial
+# inputs): a ticket is user input, and the model batcher is serial, so one slow
+# ticket would hold up every prediction behind it. The two that backtracked quadratically as
+# plain regexes (script/style blocks, e-mails) are scanners that give the same output.
+_SCRIPT_STYLE_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
+_SCRIPT_STYLE_CLOSE = {
+    kind: re.compile(rf"</{kind}\s*>", re.IGNORECASE) for kind in ("script", "style")
+}
 _TAG = re.compile(r"<[^<>]{0,500}>")
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_LOCAL_RUN = re.compile(r"[\w.+-]+")
+_EMAIL_DOMAIN = re.compile(r"[\w-]+(?:\.[\w-]+)+")
 _TICKET = re.compile(r"#\d+|\b[a-z]{2,5}[-_]?\d{3,}(?:[-_]\d+)*\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
 _TOKEN = re.compile(r"\w+")
@@ -73,16 +81,62 @@ def _stem_token(token: str, language: str) -> str:
     return _fold(stemmer.stem(token))
 
 
+def strip_script_style(text: str) -> str:
+    r"""``<script>...</script>`` and ``<style>...</style>`` blocks replaced by a space: what
+    ``re.sub(r"<(script|style)\b.*?</\1\s*>", " ", text, flags=IGNORECASE | DOTALL)`` gives,
+    in linear time (that pattern rescans to the end for every unclosed opening tag)."""
+    if "<" not in text:
+        return text
+    parts: list[str] = []
+    kept_from = search_from = 0
+    unclosed: set[str] = set()  # kinds with no closing tag after some point: none later either
+    while (opening := _SCRIPT_STYLE_OPEN.search(text, search_from)) is not None:
+        kind = opening.group(1).lower()
+        closing = None
+        if kind not in unclosed:
+            closing = _SCRIPT_STYLE_CLOSE[kind].search(text, opening.end())
+            if closing is None:
+                unclosed.add(kind)
+        if closing is None:
+            search_from = opening.start() + 1
+            continue
+        parts += [text[kept_from : opening.start()], " "]
+        kept_from = search_from = closing.end()
+    parts.append(text[kept_from:])
+    return "".join(parts)
+
+
+def mask_emails(text: str) -> str:
+    r"""E-mail addresses replaced by the e-mail token: what
+    ``re.sub(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", ...)`` gives, in linear time (that pattern tries
+    every start inside a long run of word characters and rescans the run from each)."""
+    if "@" not in text:
+        return text
+    parts: list[str] = []
+    kept_from = 0
+    for run in _EMAIL_LOCAL_RUN.finditer(text):
+        at = run.end()
+        if at >= len(text) or text[at] != "@" or at <= kept_from:
+            continue
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if domain is None:
+            continue
+        parts += [text[kept_from : max(run.start(), kept_from)], f" {EMAIL_TOKEN} "]
+        kept_from = domain.end()
+    parts.append(text[kept_from:])
+    return "".join(parts)
+
+
 def _mask(text: str) -> str:
     text = _URL.sub(f" {URL_TOKEN} ", text)
-    text = _EMAIL.sub(f" {EMAIL_TOKEN} ", text)
+    text = mask_emails(text)
     text = _TICKET.sub(f" {TICKET_TOKEN} ", text)
     return _NUMBER.sub(f" {NUMBER_TOKEN} ", text)
 
 
 def _normalize_once(text: str, language: str, remove_stop_words: bool) -> str:
     text = unicodedata.normalize("NFKC", html.unescape(text))
-    text = _TAG.sub(" ", _SCRIPT_STYLE.sub(" ", text))
+    text = _TAG.sub(" ", strip_script_style(text))
     text = _mask(text).lower()
     stops = stop_words(language) if remove_stop_words else frozenset()
     tokens = (_fold(raw[:_MAX_TOKEN_CHARS]) for raw in _TOKEN.findall(text))
@@ -103,7 +157,7 @@ def _fixed_point(step: Callable[[str], str], text: str) -> str:
 
 def _clean_once(text: str) -> str:
     text = unicodedata.normalize("NFKC", html.unescape(text))
-    text = _TAG.sub(" ", _SCRIPT_STYLE.sub(" ", text))
+    text = _TAG.sub(" ", strip_script_style(text))
     return " ".join(_fold(text.lower()).split())
 
 

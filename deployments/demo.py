@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from core import events
+from core.local_secrets import new_api_key, new_webhook_secret
 from core.simulate import generate_tickets
 from core.webhooks import sign
-from deployments.stack import LocalStack, StackError, http_json, new_webhook_secret, wait_until
+from deployments.stack import LocalStack, StackError, http_json, wait_until
 
 TEXT = ["short_description", "close_notes"]
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -164,6 +165,19 @@ def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
     }
 
 
+def label_story(stack: LocalStack, label_key: str) -> dict[str, Any]:
+    """True labels are training data: /feedback takes them only with a label key."""
+    answer = http_json(
+        "POST", f"{stack.service_url}/predict", {"short_description": "olvidé mi contraseña"}
+    )
+    body = json.dumps({"request_id": answer["request_id"], "true_label": "acceso_contrasenas"})
+    url = f"{stack.service_url}/feedback"
+    without = post_raw(url, body.encode(), {})
+    with_key = post_raw(url, body.encode(), {"X-API-Key": label_key})
+    say(f"feedback without a label key: {without}; with the key: {with_key}")
+    return {"label_without_key_status": without, "label_with_key_status": with_key}
+
+
 def webhook_story(stack: LocalStack, secret: str) -> dict[str, Any]:
     """A signed retrain request starts a run; an unsigned and a replayed one start nothing: the
     service posts no event for them, and no further run appears."""
@@ -223,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     s3.start()
     host, port = s3.get_host_and_port()
     secret = new_webhook_secret()
+    label_key = new_api_key()
     env = {
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
@@ -236,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "TICKETS_MODEL_POLL_S": "1",
         "TICKETS_MONITOR_WINDOW": "1h",
         "TICKETS_WEBHOOK_SECRETS": secret,
+        "TICKETS_LABEL_API_KEYS": label_key,
     }
     import boto3
 
@@ -252,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"home {home}; S3 on {env['TICKETS_S3_ENDPOINT_URL']}; starting the stack")
     try:
         with stack:
+            say(f"labels need X-API-Key: {label_key} (TICKETS_LABEL_API_KEYS)")
             result = story(stack, secret, args.traffic)
+            result |= label_story(stack, label_key)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -8,11 +8,9 @@ and the end-to-end test use ``LocalStack`` the same way.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from core.local_secrets import label_key_help, local_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -62,10 +62,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def new_webhook_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass
@@ -226,19 +222,6 @@ class LocalStack:
         return urls
 
 
-def _secret(home: Path) -> str:
-    """The stack's webhook secret: from the environment, else kept in ``<home>/webhook_secret``."""
-    configured = os.environ.get("TICKETS_WEBHOOK_SECRETS")
-    if configured:
-        return configured
-    path = home / "webhook_secret"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.write_text(new_webhook_secret())
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM stops the stack the way Ctrl-C does (the components are in their own sessions)."""
     raise KeyboardInterrupt
@@ -253,13 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = Path(args.home).resolve()
     env = {k: v for k, v in os.environ.items() if k.startswith("TICKETS_")}
-    env["TICKETS_WEBHOOK_SECRETS"] = _secret(home)
+    env["TICKETS_WEBHOOK_SECRETS"] = local_secret(home, "webhook_secret", "TICKETS_WEBHOOK_SECRETS")
+    env["TICKETS_LABEL_API_KEYS"] = local_secret(home, "label_api_key", "TICKETS_LABEL_API_KEYS")
     stack = LocalStack(home, env, args.prefect_port, args.api_port, args.mlflow_port)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with stack:
             print(json.dumps(stack.urls(), indent=2))
             print(f"webhook secret in {home / 'webhook_secret'}; logs in {home / 'logs'}")
+            print(label_key_help(stack.service_url, home / "label_api_key"))
             print("Ctrl-C stops everything.", flush=True)
             while all(p.poll() is None for p in stack.processes.values()):
                 time.sleep(1)

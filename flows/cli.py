@@ -142,6 +142,14 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"a champion exists in {settings.artifact_store_url()}; skipping training")
     if args.no_serve:
         return 0
+    if not settings.label_api_keys:
+        from core.local_secrets import label_key_help, local_secret
+
+        key_file = settings.home / "label_api_key"
+        os.environ["TICKETS_LABEL_API_KEYS"] = local_secret(
+            settings.home, key_file.name, "TICKETS_LABEL_API_KEYS"
+        )
+        print(label_key_help(f"http://{args.host}:{args.port}", key_file.resolve()))
     return _serve(args.host, args.port, 1)
 
 
@@ -178,9 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        settings = _settings(args)  # a bad setting (a weak key, say) stops here, in one line
         if args.command == "serve":
             return _serve(args.host, args.port, args.workers, args.access_log)
-        settings = _settings(args)
         if args.command == "run":
             return _run(settings, args)
         data = args.data or settings.data_path

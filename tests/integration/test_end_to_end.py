@@ -47,4 +47,5 @@ def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) ->
     assert result["old_version"] != result["new_version"] == result["served_version"]
     assert result["webhook_flow_run_id"] not in (None, result["retrain_flow_run_id"])
     assert result["unsigned_status"] == 401 and result["replayed_status"] == 200
+    assert result["label_without_key_status"] == 401 and result["label_with_key_status"] == 200
     assert result["retrain_events"] == 1 and result["runs_started_by_rejected_webhooks"] == 0

@@ -53,3 +53,34 @@ def test_lists_come_from_comma_separated_environment_variables(
     monkeypatch.setenv("TICKETS_WEBHOOK_SECRETS", "not-a-secret")
     with pytest.raises(ValueError, match="whsec_"):
         Settings()
+
+
+def test_empty_values_mean_unset_as_compose_passes_them() -> None:
+    settings = Settings(admin_api_key="", label_api_keys="", prediction_log_url="", store_url=" ")
+    assert settings.admin_api_key is None and settings.label_api_keys == ()
+    assert settings.prediction_log_url is None and settings.store_url is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("admin_api_key", "short-key", "at least 16 characters"),
+        ("admin_api_key", "changeme", "placeholder"),
+        ("label_api_keys", "a-good-label-key-000,CHANGE-ME-PLEASE-NOW", "placeholder"),
+        ("label_api_keys", "a-good-label-key-000,tiny", "at least 16 characters"),
+    ],
+)
+def test_weak_keys_stop_the_service_without_echoing_them(
+    field: str, value: str, needle: str
+) -> None:
+    with pytest.raises(ValueError, match=needle) as error:
+        Settings(**{field: value})
+    assert value not in str(error.value)
+
+
+def test_label_keys_are_comma_separated() -> None:
+    settings = Settings(label_api_keys="first-label-key-0000, second-label-key-000")
+    assert [key.get_secret_value() for key in settings.label_api_keys] == [
+        "first-label-key-0000",
+        "second-label-key-000",
+    ]

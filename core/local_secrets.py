@@ -1,0 +1,43 @@
+"""Secrets for a one-machine setup (``make run``, ``make stack``): generated once, kept in a file
+under ``TICKETS_HOME`` that only its owner can read, and reused on the next start."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+
+def new_api_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def local_secret(home: Path, name: str, variable: str) -> str:
+    """The value of environment ``variable`` when set, else the one kept in ``<home>/<name>``,
+    created with ``new_api_key`` (or ``new_webhook_secret`` for webhook secrets) on first use."""
+    configured = os.environ.get(variable, "").strip()
+    if configured:
+        return configured
+    path = home / name
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        value = new_webhook_secret() if "webhook" in name else new_api_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+    return path.read_text().strip()
+
+
+def label_key_help(service_url: str, key_file: Path) -> str:
+    """How to send a true label, printed where a person starts the service."""
+    return (
+        f"labels need the key in {key_file} (TICKETS_LABEL_API_KEYS), for example:\n"
+        f"  curl -X POST {service_url}/feedback -H 'content-type: application/json' "
+        f'-H "X-API-Key: $(cat {key_file})" '
+        """-d '{"request_id": "<from /predict>", "true_label": "acceso_contrasenas"}'"""
+    )
