@@ -161,17 +161,18 @@ class PredictionLog:
     connection, so a long read never holds up a write. ``PostgresPredictionLog`` is the same log
     on PostgreSQL."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wait_s: float = 5.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.wait_ms = int(wait_s * 1000)
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         with self._errors():
-            self._connection = self._connect(busy_timeout_ms=10_000)
+            self._connection = self._connect(busy_timeout_ms=self.wait_ms)
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.executescript(SCHEMA)
             self._add_columns()
-            self._reader = self._connect(busy_timeout_ms=10_000)
+            self._reader = self._connect(busy_timeout_ms=self.wait_ms)
 
     def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -460,7 +461,7 @@ class PostgresPredictionLog(PredictionLog):
     every call raises LogUnavailableError within ``timeout_s``; once it is back, new connections
     replace the broken ones by themselves."""
 
-    def __init__(self, url: str, pool_size: int = 4, timeout_s: float = 3.0) -> None:
+    def __init__(self, url: str, pool_size: int = 4, timeout_s: float = 5.0) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -543,5 +544,7 @@ class PostgresPredictionLog(PredictionLog):
 def open_prediction_log(settings: Settings) -> PredictionLog:
     """PostgreSQL when ``prediction_log_url`` is set, else SQLite under ``home``."""
     if settings.prediction_log_url:
-        return PostgresPredictionLog(settings.prediction_log_url)
-    return PredictionLog(settings.predictions_path())
+        return PostgresPredictionLog(
+            settings.prediction_log_url, timeout_s=settings.prediction_log_wait_s
+        )
+    return PredictionLog(settings.predictions_path(), settings.prediction_log_wait_s)

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     prediction_log_url: str | None = Field(
         None, description="postgresql://... to keep the prediction log in PostgreSQL."
     )
+    prediction_log_wait_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Longest wait for the log (a SQLite lock, a pooled PostgreSQL connection) "
+        "before a request answers 503 with Retry-After.",
+    )
     model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
     max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")
     max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +84,10 @@ def running(app: Any) -> Iterator[str]:
 
 def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str = "") -> None:
     """Fit a small logistic-regression pipeline on ``frame`` and make it the champion."""
-    from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
+    from core.bundle import serialize_model, swap_champion, write_bundle
     from core.families import build_pipeline, default_params
     from core.manifest import Manifest, MlflowRef
-    from core.store import open_store
+    from core.store import CHAMPION_KEY, open_store
 
     model = build_pipeline(
         "logistic_regression", default_params("logistic_regression"), "spanish", 0
@@ -100,7 +101,8 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
         mlflow=MlflowRef(model_version=version or None),
     )
     manifest = write_bundle(store, serialize_model(model), manifest)
-    assert swap_champion(store, manifest, read_champion(store)[1])
+    _, token = store.read_versioned(CHAMPION_KEY)  # whatever is there, garbage included
+    assert swap_champion(store, manifest, token)
 
 
 def wait_for_http(
@@ -157,8 +159,33 @@ def _postgres_binary(name: str) -> str | None:
     return str(candidates[-1]) if candidates else None
 
 
+@dataclass
+class PostgresServer:
+    """A throw-away PostgreSQL server on loopback that tests can restart for real."""
+
+    url: str
+    data: Path
+    pg_ctl: str
+    as_postgres: list[str]
+    options: str
+
+    def _ctl(self, *action: str) -> None:
+        command = [*self.as_postgres, self.pg_ctl, "-D", str(self.data), *action]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._ctl("-o", self.options, "-w", "-l", str(self.data / "log"), "start")
+
+    def restart(self) -> None:
+        """``pg_ctl restart`` in fast mode: every connection is cut, then the server returns."""
+        self._ctl("-o", self.options, "-m", "fast", "-w", "-l", str(self.data / "log"), "restart")
+
+    def stop(self) -> None:
+        self._ctl("-m", "immediate", "stop")
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A throw-away PostgreSQL server on loopback (initdb + pg_ctl), run as the postgres user
     when the tests run as root (PostgreSQL refuses to run as root)."""
     initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
@@ -177,27 +204,22 @@ def postgres_url() -> Iterator[str]:
         capture_output=True,
     )
     port = free_port()
-    options = f"-p {port} -h 127.0.0.1 -k {data}"
-    subprocess.run(
-        [
-            *as_postgres,
-            pg_ctl,
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-w",
-            "-l",
-            str(data / "log"),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
+    server = PostgresServer(
+        url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        data=data,
+        pg_ctl=pg_ctl,
+        as_postgres=as_postgres,
+        options=f"-p {port} -h 127.0.0.1 -k {data}",
     )
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run(
-            [*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
+        with contextlib.suppress(subprocess.SubprocessError):
+            server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.url

@@ -96,9 +96,16 @@ def test_an_unreachable_prefect_api_answers_503_and_the_retry_is_accepted(servic
     body = {"reason": "retry me"}
     failed = _post(cut_off_url, "/webhooks/retrain", body, "msg_retry")
     assert failed.status_code == 503 and "retry" in failed.text
+    assert int(failed.headers["retry-after"]) > 0
     retried = _post(url, "/webhooks/retrain", body, "msg_retry")
     assert retried.status_code == 202, retried.text
     assert _wait_for_event(api, retried.json()["event_id"]) is not None
+    stamp = {"webhook-timestamp": "1" * 400}
+    raw = json.dumps(body).encode()
+    oversized = httpx.post(
+        f"{url}/webhooks/retrain", content=raw, headers={**sign([SECRET], raw, "m"), **stamp}
+    )
+    assert oversized.status_code == 401 and "ASCII digits" in oversized.text
     again = _post(cut_off_url, "/webhooks/retrain", body, "msg_retry")
     assert again.status_code == 200 and again.json()["duplicate"] is True
 

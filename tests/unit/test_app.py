@@ -244,7 +244,7 @@ def test_health_shows_kinds_to_everyone_and_texts_to_admins(
 
 
 def test_ready_needs_a_log_that_takes_writes(tmp_path: Path, golden_model: ServedModel) -> None:
-    with _client(tmp_path, golden_model, ready_cache_s=0) as client:
+    with _client(tmp_path, golden_model, ready_cache_s=0, prediction_log_wait_s=0.5) as client:
         assert client.get("/ready").status_code == 200
         log_path = tmp_path / "home" / "predictions.db"
         blocker = sqlite3.connect(log_path, isolation_level=None)

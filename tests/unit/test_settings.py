@@ -74,7 +74,7 @@ def test_weak_keys_stop_the_service_without_echoing_them(
     field: str, value: str, needle: str
 ) -> None:
     with pytest.raises(ValueError, match=needle) as error:
-        Settings(**{field: value})
+        Settings.model_validate({field: value})
     assert value not in str(error.value)
 
 

@@ -28,6 +28,8 @@ def test_a_signed_request_verifies_and_any_current_key_matches() -> None:
         (lambda h: {**h, "webhook-id": "msg_other"}, "no webhook-signature matches"),
         (lambda h: {**h, "webhook-timestamp": str(NOW - 301)}, "tolerance"),
         (lambda h: {**h, "webhook-timestamp": "soon"}, "Unix time"),
+        (lambda h: {**h, "webhook-timestamp": "9" * 400}, "1-12 ASCII digits"),
+        (lambda h: {**h, "webhook-timestamp": "\u0661\u0668\u0660\u0660"}, "1-12 ASCII digits"),
         (lambda h: {**h, "webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}, "no"),
     ],
 )
@@ -55,3 +57,20 @@ def test_the_signature_matches_the_published_test_vector() -> None:
         "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
     }
     assert verify([secret], headers, body, 300, now=1614265330) == headers["webhook-id"]
+
+
+def test_prefect_gets_the_configured_credentials() -> None:
+    from core.settings import Settings
+    from serving.webhooks import prefect_headers
+
+    assert "authorization" not in prefect_headers(Settings())
+    bearer = prefect_headers(Settings(prefect_api_key="pnu_secret", prefect_api_auth_string="u:p"))
+    assert bearer["authorization"] == "Bearer pnu_secret"
+    basic = prefect_headers(Settings(prefect_api_auth_string="admin:pass"))
+    assert basic["authorization"] == "Basic " + base64.b64encode(b"admin:pass").decode()
+
+
+def test_the_event_id_is_the_same_for_every_delivery_of_a_webhook() -> None:
+    from serving.webhooks import event_id
+
+    assert event_id("msg_1") == event_id("msg_1") != event_id("msg_2")

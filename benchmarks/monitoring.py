@@ -1,0 +1,157 @@
+"""Monitoring benchmark: the monitoring endpoints on a prediction log of 1,000,000 predictions
+spread over 30 days, and what they cost the predictions served at the same time.
+
+It fills a SQLite log, publishes a model, starts the real ``tickets serve`` and measures:
+``/predict`` at 16 clients alone, then the same while another client asks
+``GET /monitoring/metrics?window=31d`` over and over (and once ``/monitoring/drift?window=31d``).
+Goals: the metrics answer within 2 s; ``/predict`` p99 during them within 2x of p99 without.
+Prints and saves benchmarks/results/monitoring.json. Run: ``.venv/bin/python -m
+benchmarks.monitoring``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import save
+from benchmarks.load import run_load
+from benchmarks.serving import bodies_for, process, publish, train_model
+from core.predictions import COLUMNS, PredictionLog
+from core.settings import Settings
+from core.simulate import generate_tickets
+from deployments.stack import free_port
+
+
+def fill_log(path: Path, rows: int, days: int, labels: list[str], seed: int = 3) -> float:
+    """``rows`` predictions over the last ``days`` days (a tenth with feedback); seconds taken."""
+    PredictionLog(path).close()  # the schema and its indexes, as the service creates them
+    rng = random.Random(seed)
+    texts = generate_tickets(2000, "baseline", seed=seed)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA synchronous=OFF")
+    placeholders = ", ".join("?" * len(COLUMNS))
+    sql = f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+    chunk = 50_000
+    for start in range(0, rows, chunk):
+        batch = []
+        for i in range(start, min(rows, start + chunk)):
+            ticket = texts.iloc[i % len(texts)]
+            created = (now - timedelta(seconds=days * 86400 * (1 - i / rows))).isoformat(
+                timespec="microseconds"
+            )
+            predicted = rng.choice(labels)
+            truth = rng.choice(labels) if i % 10 == 0 else None
+            batch.append(
+                (
+                    f"bench-{i}",
+                    created,
+                    "1",
+                    ticket.short_description,
+                    ticket.close_notes,
+                    predicted,
+                    rng.random(),
+                    json.dumps({predicted: 0.9}),
+                    truth,
+                    created if truth else None,
+                )
+            )
+        connection.executemany(sql, batch)
+        connection.commit()
+    connection.close()
+    return time.perf_counter() - started
+
+
+def timed_get(url: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=120) as response:  # loopback
+        response.read()
+        status = int(response.status)
+    return time.perf_counter() - started, status
+
+
+def poll(url: str, stop: threading.Event, timings: list[float]) -> None:
+    while not stop.is_set():
+        seconds, status = timed_get(url)
+        if status != 200:
+            raise RuntimeError(f"{url} answered {status}")
+        timings.append(seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.monitoring", description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=15, help="per load phase")
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="tickets-monitoring-bench-"))
+    settings = Settings(home=work / "home")
+    model, _ = train_model("logistic_regression", 3000)
+    publish(settings, model)
+    labels = [str(label) for label in model.classes_]
+    fill_seconds = fill_log(settings.predictions_path(), args.rows, args.days, labels)
+    print(f"filled the log with {args.rows} predictions in {fill_seconds:.1f} s", flush=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TICKETS_HOME": str(settings.home)}
+    command = [str(Path(sys.executable).parent / "tickets"), "serve", "--port", str(port)]
+    bodies = bodies_for(generate_tickets(2000, "baseline", seed=8))["predict"]
+    with process(command, env, f"{url}/ready", work / "serve.log"):
+        first_metrics, _ = timed_get(f"{url}/monitoring/metrics?window=31d")
+        alone = run_load(url, "/predict", bodies, args.clients, args.seconds).summary()
+        print(f"/predict alone: {alone}", flush=True)
+        timings: list[float] = []
+        stop = threading.Event()
+        poller = threading.Thread(
+            target=poll, args=(f"{url}/monitoring/metrics?window=31d", stop, timings)
+        )
+        poller.start()
+        try:
+            during = run_load(url, "/predict", bodies, args.clients, args.seconds).summary()
+        finally:
+            stop.set()
+            poller.join()
+        print(f"/predict during metrics: {during}", flush=True)
+        drift_seconds, drift_status = timed_get(f"{url}/monitoring/drift?window=31d")
+    metrics_ms = np.asarray(timings) * 1000
+    result: dict[str, Any] = {
+        "log_rows": args.rows,
+        "window_days": args.days,
+        "fill_seconds": round(fill_seconds, 1),
+        "metrics_first_call_s": round(first_metrics, 3),
+        "metrics_during_load": {
+            "calls": len(timings),
+            "p50_s": round(float(np.percentile(metrics_ms, 50)) / 1000, 3),
+            "max_s": round(float(metrics_ms.max()) / 1000, 3),
+        },
+        "drift_31d_s": round(drift_seconds, 3),
+        "drift_status": drift_status,
+        "predict_alone": alone,
+        "predict_during_metrics": during,
+    }
+    result["targets"] = {
+        "metrics_within_2s": result["metrics_during_load"]["max_s"] <= 2.0 and first_metrics <= 2.0,
+        "predict_p99_ratio": round(during["p99_ms"] / alone["p99_ms"], 2),
+        "predict_p99_within_2x": during["p99_ms"] <= 2 * alone["p99_ms"],
+    }
+    save("monitoring", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

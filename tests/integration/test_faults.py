@@ -1,0 +1,365 @@
+"""The service under real faults, over real HTTP, with clients sending predictions all along: the
+S3 server stopped and restarted on the same port, a garbage or dangling champion pointer, a
+PostgreSQL restart (pg_ctl), a worker killed with SIGKILL, a flood of unauthenticated labels and
+tickets of 10,000 characters without a space. Every test checks that the service recovers by
+itself and that no acknowledged prediction is missing from the log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pandas as pd
+import pytest
+
+from core.bundle import MODEL_FILE, bundle_key
+from core.predictions import open_prediction_log
+from core.settings import Settings
+from core.store import CHAMPION_KEY, open_store
+from serving.app import create_app
+from tests.integration.conftest import PostgresServer, publish_model, running, serve_process
+
+pytestmark = pytest.mark.integration
+LABEL_KEY = "fault-tests-label-key"
+
+
+@dataclass
+class Load:
+    """Clients sending /predict until stopped. Counts every answer; an answer is expected when it
+    is a 200, or a 503 that says when to retry. Transport errors (a killed worker's connections)
+    are counted apart: nothing was acknowledged to those clients."""
+
+    url: str
+    clients: int = 4
+    statuses: Counter[int] = field(default_factory=Counter)
+    acknowledged: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
+    unexpected: list[tuple[int, str]] = field(default_factory=list)
+    transport_errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _client(self, number: int) -> None:
+        with httpx.Client(timeout=10) as http:
+            sent = 0
+            while not self._stop.is_set():
+                sent += 1
+                body = {"short_description": f"no puedo ingresar, clave bloqueada {number}-{sent}"}
+                try:
+                    response = http.post(f"{self.url}/predict", json=body)
+                except httpx.TransportError:
+                    with self._lock:
+                        self.transport_errors += 1
+                    time.sleep(0.05)
+                    continue
+                with self._lock:
+                    self._count(response)
+
+    def _count(self, response: httpx.Response) -> None:
+        self.statuses[response.status_code] += 1
+        if response.status_code == 200:
+            answer = response.json()
+            self.acknowledged.append(answer["request_id"])
+            self.versions.add(answer["model_version"])
+        elif not (response.status_code == 503 and response.headers.get("retry-after")):
+            self.unexpected.append((response.status_code, response.text[:300]))
+
+    def __enter__(self) -> Load:
+        self._threads = [
+            threading.Thread(target=self._client, args=(n,), daemon=True)
+            for n in range(self.clients)
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def answered(self, at_least: int) -> None:
+        wait_for(lambda: self.statuses[200] >= at_least, f"{at_least} answered predictions")
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError, KeyError, TypeError):
+            value = check()
+            if value:
+                return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def health(url: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{url}/health", timeout=10).json())
+
+
+def served_version(url: str) -> str | None:
+    model = health(url)["model"]
+    return str(model["model_version"]) if model else None
+
+
+def assert_nothing_lost(settings: Settings, load: Load) -> None:
+    print(f"answers {dict(load.statuses)}, transport errors {load.transport_errors}")
+    assert load.unexpected == [], load.unexpected[:5]
+    log = open_prediction_log(settings)
+    try:
+        logged = set(log.window()["request_id"])
+    finally:
+        log.close()
+    missing = set(load.acknowledged) - logged
+    assert not missing, f"{len(missing)} acknowledged predictions are not in the log"
+
+
+@dataclass
+class RestartableS3:
+    """A moto S3 server on loopback that can be stopped and started again on the same port
+    (its objects live in the test process, so they survive, as a real server's disk would)."""
+
+    host: str
+    port: int
+    server: Any
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self.server.start()
+
+
+@pytest.fixture
+def restartable_s3(s3_endpoint: str) -> Iterator[RestartableS3]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    s3 = RestartableS3(host, port, server)
+    yield s3
+    with contextlib.suppress(Exception):
+        s3.stop()
+
+
+def _s3_settings(tmp_path: Path, s3: RestartableS3, **overrides: Any) -> Settings:
+    bucket = f"faults-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3.endpoint).create_bucket(Bucket=bucket)
+    return Settings(
+        home=tmp_path / "home",
+        store_url=f"s3://{bucket}/models",
+        s3_endpoint_url=s3.endpoint,
+        model_poll_s=0.2,
+        model_watch_max_backoff_s=0.6,
+        s3_connect_timeout_s=0.5,
+        s3_read_timeout_s=2,
+        s3_max_attempts=1,
+        **overrides,
+    )
+
+
+def test_an_s3_outage_keeps_the_old_model_serving_and_a_new_champion_is_picked_up_after(
+    tmp_path: Path, demo_frame: pd.DataFrame, restartable_s3: RestartableS3
+) -> None:
+    settings = _s3_settings(tmp_path, restartable_s3)
+    publish_model(settings, demo_frame, "v1", "1")
+    with running(create_app(settings)) as url, Load(url) as load:
+        load.answered(20)
+        restartable_s3.stop()
+        watch = wait_for(
+            lambda: (w := health(url)["model_watch"])["consecutive_failures"] >= 3 and w,
+            "the watch to count the outage",
+        )
+        assert watch["last_error_kind"] == "TransientStoreError"
+        during = load.statuses[200]
+        load.answered(during + 20)  # the old model answers all through the outage
+        restartable_s3.start()
+        publish_model(settings, demo_frame, "v2", "2")
+        wait_for(lambda: served_version(url) == "2", "the new champion after the outage", 10)
+        assert health(url)["model_watch"]["consecutive_failures"] == 0
+        load.answered(load.statuses[200] + 10)
+    assert load.versions == {"1", "2"}
+    assert_nothing_lost(settings, load)
+
+
+def test_a_service_started_while_the_store_is_down_becomes_ready_by_itself(
+    tmp_path: Path, demo_frame: pd.DataFrame, restartable_s3: RestartableS3
+) -> None:
+    settings = _s3_settings(tmp_path, restartable_s3)
+    publish_model(settings, demo_frame, "v1", "1")
+    restartable_s3.stop()
+    with running(create_app(settings)) as url:
+        not_ready = httpx.get(f"{url}/ready")
+        assert not_ready.status_code == 503 and int(not_ready.headers["retry-after"]) > 0
+        assert not_ready.json()["model_watch"]["last_error_kind"] == "TransientStoreError"
+        answer = httpx.post(f"{url}/predict", json={"short_description": "clave"})
+        assert answer.status_code == 503 and answer.headers["retry-after"]
+        restartable_s3.start()
+        wait_for(lambda: httpx.get(f"{url}/ready").status_code == 200, "readiness", 10)
+        assert httpx.post(f"{url}/predict", json={"short_description": "clave"}).status_code == 200
+
+
+@pytest.mark.parametrize("garbage", [b"null", b"1", b"[]", b"{}", b'{"bundle_id": 7', b"\xff"])
+def test_a_garbage_pointer_keeps_the_old_model_and_a_valid_one_is_picked_up(
+    tmp_path: Path, demo_frame: pd.DataFrame, restartable_s3: RestartableS3, garbage: bytes
+) -> None:
+    settings = _s3_settings(tmp_path, restartable_s3)
+    publish_model(settings, demo_frame, "v1", "1")
+    store = open_store(settings)
+    with running(create_app(settings)) as url, Load(url, clients=2) as load:
+        load.answered(10)
+        store.put(CHAMPION_KEY, garbage)
+        watch = wait_for(
+            lambda: (w := health(url)["model_watch"])["consecutive_failures"] >= 2 and w,
+            "the watch to refuse the pointer",
+        )
+        assert watch["last_error_kind"] == "BundleError"
+        assert served_version(url) == "1"
+        load.answered(load.statuses[200] + 10)
+        publish_model(settings, demo_frame, "v2", "2")
+        wait_for(lambda: served_version(url) == "2", "the valid pointer", 10)
+    assert_nothing_lost(settings, load)
+
+
+def test_a_champion_whose_bundle_is_gone_is_refused_then_loaded_once_it_is_back(
+    tmp_path: Path, demo_frame: pd.DataFrame, restartable_s3: RestartableS3
+) -> None:
+    settings = _s3_settings(tmp_path, restartable_s3)
+    publish_model(settings, demo_frame, "v1", "1")
+    store = open_store(settings)
+    with running(create_app(settings)) as url, Load(url, clients=2) as load:
+        load.answered(10)
+        publish_model(settings, demo_frame, "v2", "2")  # promoted, then its model file vanishes
+        model_key = bundle_key("v2", MODEL_FILE)
+        saved = store.get(model_key)
+        store.delete(model_key)
+        wait_for(lambda: health(url)["model_watch"]["consecutive_failures"] >= 1, "a refusal")
+        load.answered(load.statuses[200] + 10)
+        store.put(model_key, saved)
+        wait_for(lambda: served_version(url) == "2", "the restored bundle", 10)
+    assert "1" in load.versions and "2" in load.versions
+    assert_nothing_lost(settings, load)
+
+
+def test_a_postgresql_restart_answers_503_then_recovers_by_itself(
+    tmp_path: Path, demo_frame: pd.DataFrame, postgres_server: PostgresServer
+) -> None:
+    settings = Settings(home=tmp_path / "home", prediction_log_url=postgres_server.url)
+    publish_model(settings, demo_frame)
+    started = _postmaster_start(postgres_server.url)
+    with running(create_app(settings)) as url, Load(url) as load:
+        load.answered(30)
+        postgres_server.restart()
+        assert _postmaster_start(postgres_server.url) != started, "the server really restarted"
+        before = load.statuses[200]
+        load.answered(before + 30)  # by itself: nobody restarts the service
+        wait_for(lambda: httpx.get(f"{url}/ready").status_code == 200, "readiness", 10)
+    assert_nothing_lost(settings, load)
+
+
+def _postmaster_start(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        return str(connection.execute("SELECT pg_postmaster_start_time()").fetchone())
+
+
+def test_a_killed_worker_loses_no_acknowledged_prediction_and_is_replaced(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    publish_model(settings, demo_frame)
+    with serve_process(settings.home, workers=2) as (url, _), Load(url, clients=6) as load:
+        load.answered(50)
+        pids = {health(url)["worker_pid"] for _ in range(40)}
+        assert len(pids) == 2
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: {health(url)["worker_pid"] for _ in range(20)} - pids, "a new worker", 60)
+        with pytest.raises(ProcessLookupError):
+            os.kill(victim, 0)
+        load.answered(load.statuses[200] + 50)
+    assert_nothing_lost(settings, load)
+
+
+def test_a_flood_of_unauthenticated_labels_writes_nothing(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    settings = Settings(home=tmp_path / "home", label_api_keys=(LABEL_KEY,))
+    publish_model(settings, demo_frame)
+    with running(create_app(settings)) as url:
+        ids = [
+            httpx.post(f"{url}/predict", json={"short_description": f"clave {i}"}).json()[
+                "request_id"
+            ]
+            for i in range(20)
+        ]
+
+        def attack(worker: int) -> Counter[int]:
+            statuses: Counter[int] = Counter()
+            with httpx.Client(base_url=url) as http:
+                for i in range(worker, 1000, 8):
+                    key = {"X-API-Key": "guessed-label-key-" + str(i).zfill(4)}
+                    headers = {} if i % 2 else key
+                    if i % 3 == 0:
+                        path = "/predict"
+                        body = {"short_description": "clave", "true_label": "fraude"}
+                    else:
+                        path = "/feedback"
+                        body = {"request_id": ids[i % len(ids)], "true_label": "fraude"}
+                    statuses[http.post(path, json=body, headers=headers).status_code] += 1
+            return statuses
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = sum(pool.map(attack, range(8)), Counter())
+    assert statuses == Counter({401: 1000})
+    log = open_prediction_log(settings)
+    assert log.window()["true_label"].notna().sum() == 0
+    assert log.count() == 20, "a refused labelled prediction is not logged either"
+    log.close()
+
+
+def test_tickets_of_ten_thousand_characters_without_a_space_are_all_answered(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    publish_model(settings, demo_frame)
+    long_tickets = [
+        {"short_description": ("x@" if i % 2 else "<script") + chr(97 + i % 26) * 9990}
+        for i in range(800)
+    ]
+    with running(create_app(settings)) as url, Load(url, clients=2) as load:
+
+        def send(start: int) -> int:
+            batch = {"tickets": long_tickets[start : start + 50]}
+            return httpx.post(f"{url}/predict/batch", json=batch, timeout=60).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(send, range(0, 800, 50)))
+        load.answered(load.statuses[200] + 10)  # ordinary tickets were answered meanwhile
+    assert statuses == [200] * 16
+    assert_nothing_lost(settings, load)
+    log = open_prediction_log(settings)
+    assert log.count() >= 800 + len(load.acknowledged)
+    log.close()
