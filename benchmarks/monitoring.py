@@ -25,13 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.common import save
 from benchmarks.load import run_load
-from benchmarks.serving import bodies_for, process, publish, train_model
+from benchmarks.serving import bodies_for, process, train_model
+from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
+from core.manifest import Manifest, MlflowRef
 from core.predictions import COLUMNS, PredictionLog
 from core.settings import Settings
 from core.simulate import generate_tickets
+from core.store import open_store
+from core.training import reference_profile, score
 from deployments.stack import free_port
 
 
@@ -76,6 +81,21 @@ def fill_log(path: Path, rows: int, days: int, labels: list[str], seed: int = 3)
     return time.perf_counter() - started
 
 
+def publish_with_profile(settings: Settings, model: Any, data: pd.DataFrame) -> None:
+    """The champion, with the reference profile a drift report compares against."""
+    train, test = data.iloc[:2400], data.iloc[2400:]
+    _, probabilities = score(model, test)
+    manifest = Manifest(
+        bundle_id="bench",
+        family="logistic_regression",
+        mlflow=MlflowRef(model_version="1"),
+        reference_profile=reference_profile(model, train, test, probabilities, settings),
+    )
+    store = open_store(settings)
+    stored = write_bundle(store, serialize_model(model), manifest)
+    assert swap_champion(store, stored, read_champion(store)[1])
+
+
 def timed_get(url: str) -> tuple[float, int]:
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=120) as response:  # loopback
@@ -101,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tickets-monitoring-bench-"))
     settings = Settings(home=work / "home")
-    model, _ = train_model("logistic_regression", 3000)
-    publish(settings, model)
+    model, data = train_model("logistic_regression", 3000)
+    publish_with_profile(settings, model, data)
     labels = [str(label) for label in model.classes_]
     fill_seconds = fill_log(settings.predictions_path(), args.rows, args.days, labels)
     print(f"filled the log with {args.rows} predictions in {fill_seconds:.1f} s", flush=True)
