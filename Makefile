@@ -10,7 +10,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint format typecheck unit integration lock clean benchmark-quality \
-	benchmark-serving benchmark-drift deploy stack demo
+	benchmark-serving benchmark-drift benchmark-faults benchmark-monitoring benchmark-text \
+	deploy stack demo
 
 install: $(STAMP)
 
@@ -73,6 +74,15 @@ benchmark-serving: install
 
 benchmark-drift: install
 	$(BIN)/python -m benchmarks.drift
+
+benchmark-faults: install
+	$(BIN)/python -m benchmarks.faults
+
+benchmark-monitoring: install
+	$(BIN)/python -m benchmarks.monitoring
+
+benchmark-text: install
+	$(BIN)/python -m benchmarks.text
 
 # Both locks, hash-pinned. The runtime lock starts from the dev lock's pins, so the two agree on
 # every package they share.

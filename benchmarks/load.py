@@ -5,9 +5,13 @@ which matters when client and server share two cores."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -113,3 +117,82 @@ def run_load(
 ) -> LoadResult:
     """Closed-loop load against ``url + path`` for ``seconds`` with ``concurrency`` connections."""
     return asyncio.run(_run(url, path, bodies, concurrency, seconds))
+
+
+@dataclass
+class SteadyLoad:
+    """Clients sending /predict at a steady pace (``rate`` requests/s in all) until stopped, in
+    threads. An answer is expected when it is a 200, or a 503 that says when to retry;
+    everything else is counted as unexpected. Transport errors (connections of a killed worker)
+    are counted apart: nothing was acknowledged to those clients. ``rate`` 0 means as fast as
+    the service answers."""
+
+    url: str
+    clients: int = 4
+    rate: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    acknowledged: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
+    unexpected: list[tuple[int, str]] = field(default_factory=list)
+    transport_errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _client(self, number: int) -> None:
+        import httpx
+
+        pause = self.clients / self.rate if self.rate else 0.0
+        with httpx.Client(timeout=10) as http:
+            sent = 0
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                sent += 1
+                body = {"short_description": f"no puedo ingresar, clave bloqueada {number}-{sent}"}
+                try:
+                    response = http.post(f"{self.url}/predict", json=body)
+                except httpx.TransportError:
+                    with self._lock:
+                        self.transport_errors += 1
+                    time.sleep(0.05)
+                    continue
+                with self._lock:
+                    self._count(response.status_code, response.headers, response.text)
+                rest = pause - (time.perf_counter() - started)
+                if rest > 0:
+                    self._stop.wait(rest)
+
+    def _count(self, status: int, headers: Any, text: str) -> None:
+        self.statuses[status] += 1
+        if status == 200:
+            answer = json.loads(text)
+            self.acknowledged.append(answer["request_id"])
+            self.versions.add(answer["model_version"])
+        elif not (status == 503 and headers.get("retry-after")):
+            self.unexpected.append((status, text[:300]))
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """(requests answered so far, unexpected answers so far, acknowledged so far)."""
+        with self._lock:
+            return sum(self.statuses.values()), len(self.unexpected), len(self.acknowledged)
+
+    def answered(self, at_least: int, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.statuses[200] < at_least:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {at_least} predictions answered")
+            time.sleep(0.05)
+
+    def __enter__(self) -> SteadyLoad:
+        self._threads = [
+            threading.Thread(target=self._client, args=(n,), daemon=True)
+            for n in range(self.clients)
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,8 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+from deployments.local_servers import PostgresServer
+from deployments.local_servers import postgres_server as local_postgres
 from deployments.stack import free_port
 
 BUCKET = "tickets"
@@ -151,73 +150,13 @@ def serve_process(
         server.wait()
 
 
-def _postgres_binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    return str(candidates[-1]) if candidates else None
-
-
-@dataclass
-class PostgresServer:
-    """A throw-away PostgreSQL server on loopback that tests can restart for real."""
-
-    url: str
-    data: Path
-    pg_ctl: str
-    as_postgres: list[str]
-    options: str
-
-    def _ctl(self, *action: str) -> None:
-        command = [*self.as_postgres, self.pg_ctl, "-D", str(self.data), *action]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        self._ctl("-o", self.options, "-w", "-l", str(self.data / "log"), "start")
-
-    def restart(self) -> None:
-        """``pg_ctl restart`` in fast mode: every connection is cut, then the server returns."""
-        self._ctl("-o", self.options, "-m", "fast", "-w", "-l", str(self.data / "log"), "restart")
-
-    def stop(self) -> None:
-        self._ctl("-m", "immediate", "stop")
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A throw-away PostgreSQL server on loopback (initdb + pg_ctl), run as the postgres user
-    when the tests run as root (PostgreSQL refuses to run as root)."""
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed here")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="tickets-pg-"))
-    base.chmod(0o755)
-    data = base / "data"
-    data.mkdir()
-    if as_postgres:
-        shutil.chown(data, "postgres", "postgres")
-    subprocess.run(
-        [*as_postgres, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    server = PostgresServer(
-        url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
-        data=data,
-        pg_ctl=pg_ctl,
-        as_postgres=as_postgres,
-        options=f"-p {port} -h 127.0.0.1 -k {data}",
-    )
-    server.start()
-    try:
+    """A throw-away PostgreSQL server on loopback, shared by the session; tests may restart it."""
+    with local_postgres() as server:
+        if server is None:
+            pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed here")
         yield server
-    finally:
-        with contextlib.suppress(subprocess.SubprocessError):
-            server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,75 +22,18 @@ import httpx
 import pandas as pd
 import pytest
 
+from benchmarks.load import SteadyLoad
 from core.bundle import MODEL_FILE, bundle_key
 from core.predictions import open_prediction_log
 from core.settings import Settings
 from core.store import CHAMPION_KEY, open_store
+from deployments.local_servers import PostgresServer, RestartableS3
+from deployments.local_servers import restartable_s3 as start_s3
 from serving.app import create_app
-from tests.integration.conftest import PostgresServer, publish_model, running, serve_process
+from tests.integration.conftest import publish_model, running, serve_process
 
 pytestmark = pytest.mark.integration
 LABEL_KEY = "fault-tests-label-key"
-
-
-@dataclass
-class Load:
-    """Clients sending /predict until stopped. Counts every answer; an answer is expected when it
-    is a 200, or a 503 that says when to retry. Transport errors (a killed worker's connections)
-    are counted apart: nothing was acknowledged to those clients."""
-
-    url: str
-    clients: int = 4
-    statuses: Counter[int] = field(default_factory=Counter)
-    acknowledged: list[str] = field(default_factory=list)
-    versions: set[str] = field(default_factory=set)
-    unexpected: list[tuple[int, str]] = field(default_factory=list)
-    transport_errors: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _client(self, number: int) -> None:
-        with httpx.Client(timeout=10) as http:
-            sent = 0
-            while not self._stop.is_set():
-                sent += 1
-                body = {"short_description": f"no puedo ingresar, clave bloqueada {number}-{sent}"}
-                try:
-                    response = http.post(f"{self.url}/predict", json=body)
-                except httpx.TransportError:
-                    with self._lock:
-                        self.transport_errors += 1
-                    time.sleep(0.05)
-                    continue
-                with self._lock:
-                    self._count(response)
-
-    def _count(self, response: httpx.Response) -> None:
-        self.statuses[response.status_code] += 1
-        if response.status_code == 200:
-            answer = response.json()
-            self.acknowledged.append(answer["request_id"])
-            self.versions.add(answer["model_version"])
-        elif not (response.status_code == 503 and response.headers.get("retry-after")):
-            self.unexpected.append((response.status_code, response.text[:300]))
-
-    def __enter__(self) -> Load:
-        self._threads = [
-            threading.Thread(target=self._client, args=(n,), daemon=True)
-            for n in range(self.clients)
-        ]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def answered(self, at_least: int) -> None:
-        wait_for(lambda: self.statuses[200] >= at_least, f"{at_least} answered predictions")
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
@@ -115,7 +56,7 @@ def served_version(url: str) -> str | None:
     return str(model["model_version"]) if model else None
 
 
-def assert_nothing_lost(settings: Settings, load: Load) -> None:
+def assert_nothing_lost(settings: Settings, load: SteadyLoad) -> None:
     print(f"answers {dict(load.statuses)}, transport errors {load.transport_errors}")
     assert load.unexpected == [], load.unexpected[:5]
     log = open_prediction_log(settings)
@@ -127,40 +68,12 @@ def assert_nothing_lost(settings: Settings, load: Load) -> None:
     assert not missing, f"{len(missing)} acknowledged predictions are not in the log"
 
 
-@dataclass
-class RestartableS3:
-    """A moto S3 server on loopback that can be stopped and started again on the same port
-    (its objects live in the test process, so they survive, as a real server's disk would)."""
-
-    host: str
-    port: int
-    server: Any
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self.server.start()
-
-
 @pytest.fixture
 def restartable_s3(s3_endpoint: str) -> Iterator[RestartableS3]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    s3 = RestartableS3(host, port, server)
+    """An S3 server of the test's own (the session's stays up), on the test's AWS variables."""
+    s3 = start_s3()
     yield s3
-    with contextlib.suppress(Exception):
-        s3.stop()
+    s3.stop()
 
 
 def _s3_settings(tmp_path: Path, s3: RestartableS3, **overrides: Any) -> Settings:
@@ -184,7 +97,7 @@ def test_an_s3_outage_keeps_the_old_model_serving_and_a_new_champion_is_picked_u
 ) -> None:
     settings = _s3_settings(tmp_path, restartable_s3)
     publish_model(settings, demo_frame, "v1", "1")
-    with running(create_app(settings)) as url, Load(url) as load:
+    with running(create_app(settings)) as url, SteadyLoad(url) as load:
         load.answered(20)
         restartable_s3.stop()
         watch = wait_for(
@@ -227,7 +140,7 @@ def test_a_garbage_pointer_keeps_the_old_model_and_a_valid_one_is_picked_up(
     settings = _s3_settings(tmp_path, restartable_s3)
     publish_model(settings, demo_frame, "v1", "1")
     store = open_store(settings)
-    with running(create_app(settings)) as url, Load(url, clients=2) as load:
+    with running(create_app(settings)) as url, SteadyLoad(url, clients=2) as load:
         load.answered(10)
         store.put(CHAMPION_KEY, garbage)
         watch = wait_for(
@@ -248,7 +161,7 @@ def test_a_champion_whose_bundle_is_gone_is_refused_then_loaded_once_it_is_back(
     settings = _s3_settings(tmp_path, restartable_s3)
     publish_model(settings, demo_frame, "v1", "1")
     store = open_store(settings)
-    with running(create_app(settings)) as url, Load(url, clients=2) as load:
+    with running(create_app(settings)) as url, SteadyLoad(url, clients=2) as load:
         load.answered(10)
         publish_model(settings, demo_frame, "v2", "2")  # promoted, then its model file vanishes
         model_key = bundle_key("v2", MODEL_FILE)
@@ -268,7 +181,7 @@ def test_a_postgresql_restart_answers_503_then_recovers_by_itself(
     settings = Settings(home=tmp_path / "home", prediction_log_url=postgres_server.url)
     publish_model(settings, demo_frame)
     started = _postmaster_start(postgres_server.url)
-    with running(create_app(settings)) as url, Load(url) as load:
+    with running(create_app(settings)) as url, SteadyLoad(url) as load:
         load.answered(30)
         postgres_server.restart()
         assert _postmaster_start(postgres_server.url) != started, "the server really restarted"
@@ -290,7 +203,7 @@ def test_a_killed_worker_loses_no_acknowledged_prediction_and_is_replaced(
 ) -> None:
     settings = Settings(home=tmp_path / "home")
     publish_model(settings, demo_frame)
-    with serve_process(settings.home, workers=2) as (url, _), Load(url, clients=6) as load:
+    with serve_process(settings.home, workers=2) as (url, _), SteadyLoad(url, clients=6) as load:
         load.answered(50)
         pids = {health(url)["worker_pid"] for _ in range(40)}
         assert len(pids) == 2
@@ -349,7 +262,7 @@ def test_tickets_of_ten_thousand_characters_without_a_space_are_all_answered(
         {"short_description": ("x@" if i % 2 else "<script") + chr(97 + i % 26) * 9990}
         for i in range(800)
     ]
-    with running(create_app(settings)) as url, Load(url, clients=2) as load:
+    with running(create_app(settings)) as url, SteadyLoad(url, clients=2) as load:
 
         def send(start: int) -> int:
             batch = {"tickets": long_tickets[start : start + 50]}

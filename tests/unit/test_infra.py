@@ -140,3 +140,9 @@ def test_ci_and_pre_commit_run_the_readme_commands() -> None:
     hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     entries = [hook["entry"] for repo in hooks["repos"] for hook in repo["hooks"]]
     assert entries == [".venv/bin/ruff check --fix", ".venv/bin/ruff format"]
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`TICKETS_{name.upper()}`" not in readme]
+    assert not missing, f"settings missing from the README's table: {missing}"
