@@ -100,6 +100,11 @@ def test_a_failed_batch_writes_nothing_and_concurrent_writers_lose_nothing(
     for thread in threads:
         thread.join()
     assert log.count() == before + 150
+    results = log.record_each(
+        [_record(f"{prefix}-ok-1"), _record(f"{prefix}-dup"), _record(f"{prefix}-ok-2")]
+    )
+    assert results[0] is None and results[1] is not None and results[2] is None
+    assert log.count() == before + 152, "one refused row does not fail its group"
 
 
 def test_the_service_logs_to_postgresql_when_a_url_is_given(
@@ -108,6 +113,8 @@ def test_the_service_logs_to_postgresql_when_a_url_is_given(
     settings = Settings(home=tmp_path, prediction_log_url=postgres_url, label_api_keys=(LABEL_KEY,))
     publish_model(settings, demo_frame)
     with running(create_app(settings)) as url:
+        nul = httpx.post(f"{url}/predict", json={"short_description": "clave\x00bloqueada"})
+        assert nul.status_code == 400 and "short_description" in nul.text
         answer = httpx.post(f"{url}/predict", json={"short_description": "clave bloqueada"})
         assert answer.status_code == 200
         request_id = answer.json()["request_id"]

@@ -69,3 +69,21 @@ def test_a_failing_call_fails_its_callers_and_the_batcher_goes_on() -> None:
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_item_that_fails_fails_only_its_own_caller() -> None:
+    def per_item(items: list[int]) -> list[int | Exception]:
+        return [ValueError(f"refused {i}") if i < 0 else i * 10 for i in items]
+
+    async def scenario() -> list[object]:
+        batcher = MicroBatcher(per_item, max_items=10, max_wait_s=0.05)
+        results = await asyncio.gather(
+            batcher.submit([1, 2]), batcher.submit([-3]), batcher.submit([4]),
+            return_exceptions=True,
+        )  # fmt: skip
+        await batcher.stop()
+        return list(results)
+
+    first, second, third = asyncio.run(scenario())
+    assert first == [10, 20] and third == [40]
+    assert isinstance(second, ValueError) and "refused -3" in str(second)

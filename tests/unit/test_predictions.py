@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -127,3 +128,17 @@ def test_an_old_log_gains_the_new_webhook_columns(tmp_path: Path) -> None:
     old.close()
     log = PredictionLog(path)
     assert log.claim_webhook("before") is Claim.DUPLICATE, "ids received before count as done"
+
+
+def test_a_row_the_database_refuses_fails_alone_in_its_group_commit(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.db")
+    log.record([PredictionRecord("taken", "1", "clave", "", "a", 0.9, {})])
+    group = [
+        PredictionRecord("new-1", "1", "clave", "", "a", 0.9, {}),
+        PredictionRecord("taken", "1", "otra", "", "a", 0.9, {}),  # the key exists: refused
+        PredictionRecord("new-2", "1", "clave", "", "a", 0.9, {}),
+    ]
+    results = log.record_each(group)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert set(log.window()["request_id"]) == {"taken", "new-1", "new-2"}
