@@ -64,15 +64,13 @@ def _joined(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 def run_flow(
     name: str, train: pd.DataFrame, test: pd.DataFrame, settings: Settings, work: Path
 ) -> dict[str, Any]:
-    from flows.train import study_runner
     from flows.train import train as train_flow
 
     train_path, test_path = work / f"{name}_train.csv", work / f"{name}_test.csv"
     train.to_csv(train_path, index=False)
     test.to_csv(test_path, index=False)
     started = time.perf_counter()
-    runner = study_runner(settings.max_concurrent_studies)
-    summary = train_flow.with_options(task_runner=runner)(
+    summary = train_flow(
         settings=settings, data_path=str(train_path), test_data_path=str(test_path)
     )
     return {**summary.as_json(), "wall_seconds": time.perf_counter() - started}

@@ -42,6 +42,11 @@ class TrainingError(TicketsError):
     """Training could not produce a model (no family completed a trial)."""
 
 
+class PromotionError(TicketsError):
+    """A promotion was refused because the current champion cannot be read: comparing against
+    nothing would let any challenger win. The challenger stays registered, unpromoted."""
+
+
 class LogUnavailableError(TicketsError):
     """The prediction log cannot take or give rows right now (a restart, a lost connection, a
     lock held too long): the service answers 503 with Retry-After, a caller may retry."""

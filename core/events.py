@@ -15,6 +15,8 @@ RETRAIN_REQUESTED = "tickets.retrain.requested"
 RETRAIN_LABEL = "tickets.retrain"
 RETRAIN_PENDING = "pending"
 RETRAIN_IN_FLOW = "in-flow"
+#: Drift that the retrain decision held back (cooldown, back-off): told, not acted on.
+RETRAIN_SUPPRESSED = "suppressed"
 
 #: Events that ask the retrain deployment for a run (when their resource is ``pending``).
 RETRAIN_TRIGGERS = (RETRAIN_REQUESTED, DRIFT_DETECTED)

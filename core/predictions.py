@@ -16,7 +16,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from core.errors import InputError, LogUnavailableError
-from core.settings import Settings
+from core.retraining import RetrainDecision
+from core.settings import Settings, duration_seconds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -53,7 +54,32 @@ CREATE TABLE IF NOT EXISTS daily_metrics (
     saved_at TEXT NOT NULL,
     metrics TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS retrain_decisions (
+    decision_id TEXT PRIMARY KEY,
+    decided_at TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    fired TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    next_allowed_at TEXT,
+    outcome TEXT,
+    outcome_at TEXT
+);
+CREATE INDEX IF NOT EXISTS retrain_decisions_model
+    ON retrain_decisions (model_version, decided_at);
 """
+DECISION_COLUMNS = (
+    "decision_id",
+    "decided_at",
+    "model_version",
+    "fired",
+    "action",
+    "reason",
+    "source",
+    "next_allowed_at",
+    "outcome",
+)
 #: Columns added after the first release; added to older databases when they are opened.
 ADDED_COLUMNS = (
     ("webhook_ids", "state", "TEXT NOT NULL DEFAULT 'done'"),
@@ -65,7 +91,6 @@ ON CONFLICT (day) DO UPDATE SET saved_at = excluded.saved_at, metrics = excluded
 """
 WEBHOOK_ID_RETENTION = timedelta(days=7)
 """How long a webhook id is remembered: senders retry with the same id for about a day."""
-WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 FEEDBACK_SQL = "UPDATE predictions SET true_label = ?, feedback_at = ? WHERE request_id = ?"
 COLUMNS = (
     "request_id",
@@ -87,13 +112,11 @@ def utc_now() -> str:
 
 
 def window_seconds(window: str) -> int:
-    """Seconds in a duration such as ``30m``, ``24h`` or ``7d``; InputError otherwise."""
-    text = window.strip().lower()
-    if len(text) < 2 or text[-1] not in WINDOW_UNITS or not text[:-1].isdigit():
-        raise InputError(f"window {window!r} is not a duration like 30m, 24h or 7d")
-    if len(text) > 12:
-        raise InputError(f"window {window!r} is too long")
-    return int(text[:-1]) * WINDOW_UNITS[text[-1]]
+    """Seconds in a window such as ``30m``, ``24h`` or ``7d``; InputError otherwise."""
+    try:
+        return duration_seconds(window)
+    except InputError as exc:
+        raise InputError(f"window {exc}") from exc
 
 
 def window_start(window: str, now: datetime | None = None, longest: str = "366d") -> str:
@@ -389,6 +412,9 @@ class PredictionLog:
         """SQLite's BEGIN IMMEDIATE already holds the write lock."""
         return ""
 
+    def _lock_table(self, cursor: Any, table: str) -> None:
+        """Serialise read-decide-write transactions on ``table`` (SQLite: already serial)."""
+
     def finish_webhook(self, webhook_id: str) -> None:
         """Mark a claimed id done: from now on a delivery with it is a duplicate."""
         with self._write() as cursor:
@@ -406,6 +432,75 @@ class PredictionLog:
                 self._sql("DELETE FROM webhook_ids WHERE webhook_id = ? AND state = 'claimed'"),
                 (webhook_id,),
             )
+
+    def record_decision(
+        self,
+        decide: Callable[[list[RetrainDecision]], RetrainDecision],
+        model_version: str | None = None,
+        since: str | None = None,
+    ) -> RetrainDecision:
+        """Decide from the earlier decisions (of ``model_version``, since ``since``) and store
+        the decision, in one transaction: two monitors deciding at once cannot both retrain."""
+        where, params = "1 = 1", []
+        if model_version is not None:
+            where += " AND model_version = ?"
+            params.append(model_version)
+        if since is not None:
+            where += " AND decided_at >= ?"
+            params.append(since)
+        select = f"SELECT {', '.join(DECISION_COLUMNS)} FROM retrain_decisions WHERE {where}"
+        placeholders = ", ".join("?" * len(DECISION_COLUMNS))
+        insert = (
+            f"INSERT INTO retrain_decisions ({', '.join(DECISION_COLUMNS)}) VALUES ({placeholders})"
+        )
+        with self._write() as cursor:
+            self._lock_table(cursor, "retrain_decisions")
+            cursor.execute(self._sql(select), params)
+            history = [_decision(row) for row in cursor.fetchall()]
+            decision = decide(history)
+            cursor.execute(
+                self._sql(insert),
+                (
+                    decision.decision_id,
+                    decision.decided_at,
+                    decision.model_version,
+                    decision.fired_json(),
+                    decision.action,
+                    decision.reason,
+                    decision.source,
+                    decision.next_allowed_at,
+                    decision.outcome,
+                ),
+            )
+        return decision
+
+    def record_outcome(self, decision_id: str, outcome: str) -> None:
+        """How a requested retrain ended: promoted, not promoted or failed."""
+        with self._write() as cursor:
+            cursor.execute(
+                self._sql(
+                    "UPDATE retrain_decisions SET outcome = ?, outcome_at = ? WHERE decision_id = ?"
+                ),
+                (outcome, utc_now(), decision_id),
+            )
+
+    def forget_decision(self, decision_id: str) -> None:
+        """Drop a decision whose request never reached Prefect, so the sender's retry counts."""
+        with self._write() as cursor:
+            cursor.execute(
+                self._sql("DELETE FROM retrain_decisions WHERE decision_id = ?"), (decision_id,)
+            )
+
+    def decisions(self, since: str | None = None) -> list[RetrainDecision]:
+        """Retrain decisions, oldest first."""
+        where, params = ("decided_at >= ?", [since]) if since else ("1 = 1", [])
+        sql = (
+            f"SELECT {', '.join(DECISION_COLUMNS)} FROM retrain_decisions WHERE {where} "
+            "ORDER BY decided_at"
+        )
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            return [_decision(row) for row in cursor.fetchall()]
 
     def feedback_rows(self) -> pd.DataFrame:
         """Every prediction with a true label, as a training table (short, notes, label)."""
@@ -453,6 +548,21 @@ class PredictionLog:
         with self._lock, self._read_lock:
             self._connection.close()
             self._reader.close()
+
+
+def _decision(row: Sequence[Any]) -> RetrainDecision:
+    decision_id, decided_at, version, fired, action, reason, source, next_at, outcome = row
+    return RetrainDecision(
+        str(decision_id),
+        str(decided_at),
+        str(version),
+        tuple(json.loads(fired)),
+        str(action),
+        str(reason),
+        str(source),
+        next_at,
+        outcome,
+    )
 
 
 class PostgresPredictionLog(PredictionLog):
@@ -530,6 +640,9 @@ class PostgresPredictionLog(PredictionLog):
 
     def _for_update(self) -> str:
         return " FOR UPDATE"
+
+    def _lock_table(self, cursor: Any, table: str) -> None:
+        cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
 
     def check_writable(self) -> None:
         with self._read() as cursor:

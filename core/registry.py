@@ -9,13 +9,16 @@ from typing import Any
 
 import pandas as pd
 
-from core.bundle import ALLOWED_TYPES
+from core.bundle import ALLOWED_TYPES, read_champion
 from core.evaluation import Evaluation
 from core.manifest import MlflowRef, library_versions
 from core.settings import Settings
+from core.store import ArtifactStore
 from core.tuning import StudyResult, leaderboard_rows, markdown_table
 
 CHAMPION_ALIAS = "champion"
+#: Tag that ties a run to the work that made it (a flow run), so a retry finds it.
+KEY_TAG = "tickets.key"
 
 
 def _client(settings: Settings) -> Any:
@@ -39,12 +42,27 @@ def experiment_id(settings: Settings, name: str | None = None) -> str:
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def _log_child(client: Any, exp_id: str, parent_id: str, result: StudyResult) -> None:
-    run = client.create_run(
-        exp_id,
-        run_name=result.family,
-        tags={"mlflow.parentRunId": parent_id, "family": result.family},
-    )
+def _find_run(client: Any, exp_id: str, key: str) -> str | None:
+    """The run that an earlier attempt of the same work created, if any."""
+    runs = client.search_runs([exp_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
+    return str(runs[0].info.run_id) if runs else None
+
+
+def _run_for(client: Any, exp_id: str, key: str, name: str, tags: dict[str, str]) -> str:
+    """The run keyed ``key``: the existing one on a retry, else a new one. Keys make logging
+    idempotent, so a retried task never leaves two runs for one training or check."""
+    existing = _find_run(client, exp_id, key)
+    if existing is not None:
+        return existing
+    return str(client.create_run(exp_id, run_name=name, tags={**tags, KEY_TAG: key}).info.run_id)
+
+
+def _log_child(client: Any, exp_id: str, parent_id: str, result: StudyResult, key: str) -> None:
+    child_key = f"{key}/{result.family}"
+    if _find_run(client, exp_id, child_key) is not None:
+        return
+    tags = {"mlflow.parentRunId": parent_id, "family": result.family}
+    run = client.create_run(exp_id, run_name=result.family, tags={**tags, KEY_TAG: child_key})
     for key, value in result.best_params.items():
         client.log_param(run.info.run_id, key, value)
     if result.ok:
@@ -68,17 +86,20 @@ def log_training(
     extra_metrics: dict[str, float],
     data_summary: dict[str, Any],
     input_example: pd.DataFrame,
+    key: str,
 ) -> MlflowRef:
-    """Log everything about one training and register the winning model."""
+    """Log everything about one training and register the winning model, once per ``key``
+    (the flow run): a retry after a failure part-way reuses the run and the registered version
+    the failed attempt made."""
     import mlflow
     import mlflow.sklearn
 
     client = _client(settings)
     exp_id = experiment_id(settings)
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"train-{winner.family}") as parent:
-        run_id = parent.info.run_id
+    run_id = _run_for(client, exp_id, key, f"train-{winner.family}", {})
+    with mlflow.start_run(run_id=run_id):
         for result in results:
-            _log_child(client, exp_id, run_id, result)
+            _log_child(client, exp_id, run_id, result, key)
         mlflow.log_params({"champion_family": winner.family, **winner.best_params})
         mlflow.log_metrics({**evaluation.metrics(), **extra_metrics})
         mlflow.log_dict(evaluation.report, "classification_report.json")
@@ -87,22 +108,39 @@ def log_training(
         mlflow.log_text(markdown_table(rows), "leaderboard.md")
         mlflow.log_table(pd.DataFrame(rows), "leaderboard.json")
         client.log_image(run_id, _png_image(confusion_png), "confusion_matrix.png")
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=sorted(ALLOWED_TYPES),
-            registered_model_name=settings.registered_model_name,
-            input_example=input_example,
-            pip_requirements=pip_requirements(),
-        )
-    version = getattr(info, "registered_model_version", None)
+        model_uri = _logged_model_uri(client, exp_id, run_id)
+        if model_uri is None:
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                serialization_format="skops",
+                skops_trusted_types=sorted(ALLOWED_TYPES),
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+            )
+            model_uri = str(info.model_uri)
+        version = _register_once(client, settings.registered_model_name, run_id, model_uri)
     return MlflowRef(
-        run_id=run_id,
-        experiment_id=exp_id,
-        model_version=str(version) if version else None,
-        model_uri=info.model_uri,
+        run_id=run_id, experiment_id=exp_id, model_version=version, model_uri=model_uri
     )
+
+
+def _logged_model_uri(client: Any, exp_id: str, run_id: str) -> str | None:
+    """The model an earlier attempt logged in this run, if any."""
+    models = client.search_logged_models(
+        experiment_ids=[exp_id], filter_string=f"source_run_id = '{run_id}'", max_results=1
+    )
+    return f"models:/{models[0].model_id}" if models else None
+
+
+def _register_once(client: Any, name: str, run_id: str, model_uri: str) -> str:
+    """The registered version of this run's model, registering it the first time."""
+    import mlflow
+
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        return str(existing[0].version)
+    return str(mlflow.register_model(model_uri, name).version)
 
 
 def pip_requirements() -> list[str]:
@@ -128,6 +166,31 @@ def set_champion_alias(settings: Settings, version: str) -> None:
     )
 
 
+def champion_alias(settings: Settings) -> str | None:
+    """The registered version the ``champion`` alias names, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = _client(settings).get_model_version_by_alias(
+            settings.registered_model_name, CHAMPION_ALIAS
+        )
+    except MlflowException:
+        return None
+    return str(version.version)
+
+
+def align_champion_alias(settings: Settings, store: ArtifactStore) -> str | None:
+    """Point the MLflow ``champion`` alias at the version the champion pointer names (the
+    pointer is the truth: it is written by compare-and-set); returns the version it set, or None
+    when nothing needed to change."""
+    pointer, _ = read_champion(store)
+    wanted = pointer.model_version if pointer else None
+    if not wanted or champion_alias(settings) == wanted:
+        return None
+    set_champion_alias(settings, wanted)
+    return wanted
+
+
 def log_promotion(settings: Settings, run_id: str, outcome: dict[str, Any]) -> None:
     """The promotion decision and its confidence interval, on the training run."""
     client = _client(settings)
@@ -147,12 +210,21 @@ def log_promotion(settings: Settings, run_id: str, outcome: dict[str, Any]) -> N
             client.log_metric(run_id, key, float(value))
 
 
-def log_drift_report(settings: Settings, report: dict[str, Any], markdown: str) -> str:
-    """One run per check in the ``<experiment>-monitoring`` experiment; returns its id."""
+def log_drift_report(
+    settings: Settings,
+    report: dict[str, Any],
+    markdown: str,
+    key: str,
+    extra_tags: dict[str, str] | None = None,
+) -> str:
+    """One run per check (``key``, the flow run) in the ``<experiment>-monitoring`` experiment;
+    returns its id. A retry logs into the same run."""
     import mlflow
 
+    client = _client(settings)
     exp_id = experiment_id(settings, f"{settings.mlflow_experiment}-monitoring")
-    with mlflow.start_run(experiment_id=exp_id, run_name="drift-check") as run:
+    run_id = _run_for(client, exp_id, key, "drift-check", {})
+    with mlflow.start_run(run_id=run_id) as run:
         metrics = {
             "drift_score": report["drift_score"],
             "drift_detected": float(report["drift_detected"]),
@@ -164,7 +236,11 @@ def log_drift_report(settings: Settings, report: dict[str, Any], markdown: str) 
                 metrics[test["name"]] = test["statistic"]
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
         mlflow.set_tags(
-            {"model_version": str(report.get("model_version")), "fired": ",".join(report["fired"])}
+            {
+                "model_version": str(report.get("model_version")),
+                "fired": ",".join(report["fired"]),
+                **(extra_tags or {}),
+            }
         )
         mlflow.log_dict(report, "drift_report.json")
         mlflow.log_text(markdown, "drift_report.md")

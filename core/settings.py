@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import InputError
 
 FAMILIES: tuple[str, ...] = (
     "logistic_regression",
@@ -19,6 +22,19 @@ FAMILIES: tuple[str, ...] = (
     "xgboost",
     "lightgbm",
 )
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as ``30m``, ``24h`` or ``7d``; InputError otherwise."""
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in DURATION_UNITS or not value[:-1].isdigit():
+        raise InputError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    if len(value) > 12:
+        raise InputError(f"duration {text!r} is too long")
+    return int(value[:-1]) * DURATION_UNITS[value[-1]]
 
 
 MIN_API_KEY_CHARS = 16
@@ -180,6 +196,28 @@ class Settings(BaseSettings):
     s3_read_timeout_s: float = Field(10.0, gt=0, description="S3 read timeout.")
     s3_max_attempts: int = Field(3, ge=1, description="S3 attempts per call (standard retries).")
     monitor_window: str = Field("24h", description="Prediction-log window the monitor reads.")
+    retrain_cooldown: str = Field(
+        "24h",
+        description="At most one drift-triggered retrain per champion in this time for the same "
+        "fired tests.",
+    )
+    retrain_max_backoff: str = Field(
+        "7d", description="Longest wait after retrains for the same drift keep not promoting."
+    )
+    retrain_request_window: str = Field(
+        "10m", description="Signed retrain requests with the same reason within this start one run."
+    )
+    log_retention_days: int = Field(
+        90, ge=1, description="Prediction rows older than this are deleted (feedback rows aside)."
+    )
+    feedback_retention_days: int = Field(
+        365,
+        ge=1,
+        description="Feedback-labelled rows are the retraining set: kept (and used) this long.",
+    )
+    keep_bundles: int = Field(
+        10, ge=1, description="Bundles kept besides the champion: the most recent ones."
+    )
 
     @field_validator("text_columns", "families", "webhook_secrets", "label_api_keys", mode="before")
     @classmethod
@@ -231,6 +269,22 @@ class Settings(BaseSettings):
             if not decode_webhook_secret(secret.get_secret_value()):
                 raise ValueError("a webhook secret must look like whsec_<base64 of 24+ bytes>")
         return value
+
+    @field_validator(
+        "monitor_window",
+        "retrain_cooldown",
+        "retrain_max_backoff",
+        "retrain_request_window",
+        "monitoring_max_window",
+    )
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
+
+    def duration(self, name: str) -> timedelta:
+        """A duration setting (``24h``, ``7d``) as a timedelta."""
+        return timedelta(seconds=duration_seconds(getattr(self, name)))
 
     @field_validator("families")
     @classmethod

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from core.bundle import load_bundle, new_bundle_id, read_champion, swap_champion
 from core.data import LABEL, NOTES, SHORT
 from core.drift import build_reference_profile
-from core.errors import BundleError
+from core.errors import BundleError, PromotionError, StoreError
 from core.evaluation import Evaluation, decide_promotion, evaluate
 from core.families import build_pipeline
 from core.manifest import ChampionPointer, Manifest, MlflowRef
@@ -105,15 +105,29 @@ def predict_labels(model: Any, rows: pd.DataFrame) -> list[str]:
     return [str(label) for label in classes[probabilities.argmax(axis=1)]]
 
 
+def _current_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str | None]:
+    """The pointer and its token; only a pointer that does not exist means "no champion"."""
+    try:
+        return read_champion(store)
+    except (BundleError, StoreError) as exc:
+        raise PromotionError(
+            f"promotion refused: the current champion pointer cannot be read ({exc}); "
+            "repair or roll back champion.json, then promote again"
+        ) from exc
+
+
 def _champion_predictions(
     store: ArtifactStore, pointer: ChampionPointer | None, evaluation_set: pd.DataFrame
 ) -> tuple[list[str] | None, str]:
     if pointer is None:
         return None, "no champion yet"
     try:
-        model, _ = load_bundle(store, pointer.bundle_id)
-    except BundleError as exc:
-        return None, f"current champion unusable ({exc})"
+        model, _ = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
+    except (BundleError, StoreError) as exc:
+        raise PromotionError(
+            f"promotion refused: the current champion {pointer.bundle_id} cannot be loaded "
+            f"({exc}); repair its bundle or roll the pointer back, then promote again"
+        ) from exc
     return predict_labels(model, evaluation_set), f"champion {pointer.bundle_id}"
 
 
@@ -129,11 +143,14 @@ def promote_if_better(
     """Score challenger and champion on the same evaluation rows and swap the pointer when the
     challenger wins (margin and paired bootstrap). The swap is a compare-and-set: when another
     promotion moved the pointer meanwhile, the challenger is judged again against the new
-    champion, so racing promotions end with one champion, the better one. Idempotent."""
+    champion, so racing promotions end with one champion, the better one. Idempotent.
+
+    Fails safe: a champion pointer or bundle that cannot be read raises PromotionError instead of
+    counting as "no champion", which would promote the challenger without comparison."""
     truth = evaluation_set[LABEL].astype(str).tolist()
     challenger_labels = predict_labels(challenger, evaluation_set)
     for _ in range(attempts):
-        pointer, token = read_champion(store)
+        pointer, token = _current_champion(store)
         current_id = pointer.bundle_id if pointer else None
         if current_id == manifest.bundle_id:
             return PromotionOutcome(True, "already champion", current_id, 0.0, None)

@@ -6,6 +6,7 @@ revisits a text setting only fits its model head.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -71,6 +72,15 @@ class TuningData:
         self._matrices: OrderedDict[tuple[Any, ...], FoldMatrices] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def fingerprint(self) -> str:
+        """A digest of what a study sees: the rows (texts and labels, in order), the language,
+        the folds and the seed. Two runs with the same fingerprint search the same problem."""
+        digest = hashlib.sha256()
+        rows = pd.util.hash_pandas_object(self.frame[[SHORT, NOTES, LABEL]], index=False)
+        digest.update(rows.to_numpy().tobytes())
+        digest.update(f"{self.language}|{self.cv_folds}|{self.seed}".encode())
+        return digest.hexdigest()[:32]
 
     def _key_lock(self, key: tuple[Any, ...]) -> threading.Lock:
         with self._lock:
@@ -139,6 +149,29 @@ def _objective(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.T
         return float(np.mean(scores))
 
     return objective
+
+
+#: Modules whose code decides what a study finds; a change to any of them is a new search.
+SEARCH_CODE = (
+    "core.tuning",
+    "core.families",
+    "core.models",
+    "core.text",
+    "core.ngrams",
+    "core.embeddings",
+)
+
+
+def code_version() -> str:
+    """A digest of the search code and the package version, for study result caches."""
+    import importlib
+    import inspect
+    from importlib import metadata
+
+    digest = hashlib.sha256(metadata.version("tickets").encode())
+    for name in SEARCH_CODE:
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()[:16]
 
 
 def run_study(

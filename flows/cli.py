@@ -95,12 +95,9 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
 
     load_training_data(settings, data, test_data)  # fail fast, before Prefect starts
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.train import study_runner, train
+    from flows.train import train
 
-    runner = study_runner(settings.max_concurrent_studies)
-    summary = train.with_options(task_runner=runner)(
-        settings=settings, data_path=data, test_data_path=test_data
-    )
+    summary = train(settings=settings, data_path=data, test_data_path=test_data)
     _print_summary(summary)
     if as_json:
         print(json.dumps(summary.as_json()))

@@ -1,5 +1,5 @@
-"""The ``monitor`` flow (drift report, artifact, event, optional retrain branch) and the
-``retrain`` flow that event triggers and webhooks request."""
+"""The ``monitor`` flow (drift report, retrain decision, artifact, event, optional retrain branch)
+and the ``retrain`` flow that the event triggers and webhooks request."""
 
 from __future__ import annotations
 
@@ -7,17 +7,45 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from core.retraining import FAILED, NOT_PROMOTED, PROMOTED, RetrainDecision
 from core.settings import Settings, get_settings
+from core.training import TrainingSummary
 from flows.train import train
-from tasks.monitoring import check_drift, emit_drift_event, publish_report
+from tasks.monitoring import (
+    check_drift,
+    decide_retraining,
+    emit_drift_event,
+    publish_report,
+    record_retrain_outcome,
+)
+
+
+def train_and_record(
+    settings: Settings, decision_id: str | None, reason: str | None = None
+) -> TrainingSummary:
+    """Retrain on the base data plus feedback and record how it ended against the decision that
+    asked for it, so the next decision knows whether this drift was fixed."""
+    if reason:
+        get_run_logger().info("retraining: %s", reason)
+    try:
+        summary = train(settings=settings, include_feedback=True)
+    except BaseException:
+        if decision_id:
+            record_retrain_outcome(settings, decision_id, FAILED)
+        raise
+    if decision_id:
+        outcome = PROMOTED if summary.promoted else NOT_PROMOTED
+        record_retrain_outcome(settings, decision_id, outcome)
+    return summary
 
 
 @flow(name="monitor", log_prints=True)
 def monitor(
     window: str | None = None, retrain: bool = False, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Check the champion's recent predictions for drift; when ``retrain`` is true and drift
-    fired, retrain on the base data plus feedback and promote only a better model."""
+    """Check the champion's recent predictions for drift. When drift fired, decide whether it
+    calls for a retrain (one retrain per problem: cooldown and back-off); with ``retrain`` true
+    the retrain runs in this flow, else the event asks the retrain deployment for it."""
     settings = settings or get_settings()
     chosen = window or settings.monitor_window
     checked = check_drift(settings, chosen)
@@ -25,8 +53,13 @@ def monitor(
         return {"model_version": None, "drift_detected": False, "no_champion": True}
     report, manifest = checked
     version = manifest.model_version
-    mlflow_run_id = publish_report(settings, report, version)
-    event_id = emit_drift_event(report, version, chosen, retrain) if report.drift_detected else None
+    decision: RetrainDecision | None = None
+    if report.drift_detected:
+        decision = decide_retraining(settings, report, version)
+    mlflow_run_id = publish_report(settings, report, version, decision)
+    event_id = None
+    if decision is not None:
+        event_id = emit_drift_event(report, version, chosen, decision, retrain)
     result: dict[str, Any] = {
         "model_version": version,
         "drift_detected": report.drift_detected,
@@ -35,17 +68,21 @@ def monitor(
         "fired": [test.name for test in report.tests if test.fired],
         "event_id": event_id,
         "mlflow_run_id": mlflow_run_id,
+        "retrain_decision": decision.action if decision else None,
+        "retrain_reason": decision.reason if decision else None,
         "retrained": False,
     }
-    if retrain and report.drift_detected:
-        summary = train(settings=settings, include_feedback=True)
+    if retrain and decision is not None and decision.requested:
+        summary = train_and_record(settings, decision.decision_id)
         result.update(retrained=True, promoted=summary.promoted, training=summary)
     return result
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(reason: str = "requested", settings: Settings | None = None) -> dict[str, Any]:
-    """Train on the base data plus feedback-labelled production tickets; promote if better."""
-    get_run_logger().info("retraining: %s", reason)
-    summary = train(settings=settings or get_settings(), include_feedback=True)
+def retrain(
+    reason: str = "requested", decision_id: str = "", settings: Settings | None = None
+) -> dict[str, Any]:
+    """Train on the base data plus feedback-labelled production tickets; promote if better.
+    ``decision_id`` (from the triggering event) is the decision whose outcome this records."""
+    summary = train_and_record(settings or get_settings(), decision_id or None, reason)
     return {"reason": reason, **summary.as_json()}

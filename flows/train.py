@@ -12,7 +12,7 @@ from core.data import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
 from core.settings import Settings, get_settings
 from core.training import TrainingSummary, build_manifest, summarize
-from core.tuning import TuningData, leaderboard
+from core.tuning import StudyResult, TuningData, leaderboard
 from tasks.training import (
     add_feedback,
     load_data,
@@ -20,6 +20,7 @@ from tasks.training import (
     promote,
     publish_leaderboard,
     refit_and_score,
+    study_results,
     tune_family,
     write_bundle,
 )
@@ -30,7 +31,21 @@ def study_runner(max_workers: int) -> TaskRunner[Any]:
     return cast("TaskRunner[Any]", ThreadPoolTaskRunner(max_workers=max_workers))
 
 
-@flow(name="train", task_runner=study_runner(2), log_prints=True)
+def run_studies(settings: Settings, tuning_data: TuningData) -> list[StudyResult]:
+    """One study per family, ``max_concurrent_studies`` at a time, whoever started the flow (a
+    deployment, the CLI, a test): the runner comes from the settings, and so does the number of
+    cores each study's models use (training.threads_per_study). A study a failed run already
+    finished comes from its cache."""
+    study = tune_family.with_options(result_storage=study_results(settings))
+    with study_runner(settings.max_concurrent_studies) as runner:
+        futures = [
+            runner.submit(study, {"family": family, "data": tuning_data, "settings": settings})
+            for family in settings.families
+        ]
+        return [future.result() for future in futures]
+
+
+@flow(name="train", log_prints=True)
 def train(
     settings: Settings | None = None,
     data_path: str | None = None,
@@ -48,8 +63,7 @@ def train(
     if include_feedback:
         train_rows, test_rows, production = add_feedback(settings, train_rows, test_rows)
     tuning_data = TuningData(train_rows, settings.language, settings.cv_folds, settings.seed)
-    futures = [tune_family.submit(family, tuning_data, settings) for family in settings.families]
-    results = [future.result() for future in futures]
+    results = run_studies(settings, tuning_data)
     ranked = leaderboard(results)
     if not ranked:
         errors = "; ".join(f"{r.family}: {r.error}" for r in results)

@@ -28,6 +28,13 @@ from litestar.exceptions import HTTPException
 
 from core import events
 from core.predictions import Claim, PredictionLog
+from core.retraining import (
+    REQUESTED,
+    SUPPRESSED_DUPLICATE,
+    RetrainDecision,
+    duplicate_request,
+    new_decision_id,
+)
 from core.settings import Settings
 from core.webhooks import WebhookError, verify
 from serving.schemas import Feedback
@@ -147,27 +154,59 @@ async def retrain_webhook(
     api_url = settings.prefect_api_url
     if not api_url:
         raise unavailable("no Prefect API configured for events")
-    event = {
-        "id": event_id(webhook_id),
-        "occurred": datetime.now(UTC).isoformat(),
-        "event": events.RETRAIN_REQUESTED,
-        "resource": events.webhook_resource(webhook_id, events.RETRAIN_PENDING),
-        "payload": {
-            "reason": reason,
-            "requested_by": requested_by or None,
-            "webhook_id": webhook_id,
-        },
-    }
+    served = state.holder.current
+    version = served.version if served is not None else ""
 
     async def send() -> Response[dict[str, Any]]:
+        decision = await anyio.to_thread.run_sync(
+            _record_request, state.log, settings, reason, version
+        )
+        if not decision.requested:
+            await anyio.to_thread.run_sync(state.log.finish_webhook, webhook_id)
+            body = {"webhook_id": webhook_id, "deduplicated": True, "reason": decision.reason}
+            return Response(body, status_code=202)
+        event = {
+            "id": event_id(webhook_id),
+            "occurred": datetime.now(UTC).isoformat(),
+            "event": events.RETRAIN_REQUESTED,
+            "resource": events.webhook_resource(webhook_id, events.RETRAIN_PENDING),
+            "payload": {
+                "reason": reason,
+                "requested_by": requested_by or None,
+                "webhook_id": webhook_id,
+                "decision_id": decision.decision_id,
+            },
+        }
         try:
             await anyio.to_thread.run_sync(post_event, api_url, event, prefect_headers(settings))
         except EventUnavailable as exc:
+            await anyio.to_thread.run_sync(state.log.forget_decision, decision.decision_id)
             raise unavailable(f"{exc}; retry later") from exc
         await anyio.to_thread.run_sync(state.log.finish_webhook, webhook_id)
         return Response({"event_id": event["id"], "webhook_id": webhook_id}, status_code=202)
 
     return await _once(state.log, webhook_id, settings.webhook_lease_s, send)
+
+
+def _record_request(
+    log: PredictionLog, settings: Settings, reason: str, version: str
+) -> RetrainDecision:
+    """A signed retrain request is honoured, but the same reason twice within
+    ``retrain_request_window`` starts one run."""
+    now = datetime.now(UTC)
+    window = settings.duration("retrain_request_window")
+
+    def decide(history: list[RetrainDecision]) -> RetrainDecision:
+        earlier = duplicate_request(history, reason, now, window)
+        action = SUPPRESSED_DUPLICATE if earlier else REQUESTED
+        why = (
+            f"same as request {earlier.decision_id} at {earlier.decided_at}" if earlier else reason
+        )
+        return RetrainDecision(
+            new_decision_id(), now.isoformat(), version, (), action, why, "webhook"
+        )
+
+    return log.record_decision(decide, since=(now - window).isoformat())
 
 
 @post(

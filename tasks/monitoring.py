@@ -1,22 +1,36 @@
-"""Thin Prefect tasks for the monitor: read the window, report, publish, emit the event."""
+"""Thin Prefect tasks for the monitor: read the window, report, decide whether to retrain,
+publish, emit the event, record how a retrain ended."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.events import emit_event
+from prefect.runtime import flow_run
 
 from core import events, registry
 from core.bundle import read_champion, read_manifest
 from core.drift import DriftReport, model_window, report_for_model
 from core.manifest import Manifest
 from core.predictions import open_prediction_log, window_start
+from core.retraining import RetrainDecision, decide_retrain
 from core.settings import Settings
 from core.store import open_store
+from tasks.retries import RETRY_TRANSIENT
+
+#: Namespace of event ids derived from a flow run, so a retried emit is the same event.
+EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5e7f-a9c1-2b4d6f8a0c3e")
 
 
-@task(cache_policy=NONE)
+def _run_key() -> str:
+    return str(flow_run.id or uuid.uuid4())
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def check_drift(settings: Settings, window: str) -> tuple[DriftReport, Manifest] | None:
     """The champion's drift report over ``window`` and its manifest; None without a champion."""
     store = open_store(settings)
@@ -24,7 +38,7 @@ def check_drift(settings: Settings, window: str) -> tuple[DriftReport, Manifest]
     if pointer is None:
         get_run_logger().warning("no champion model yet: run the train flow first")
         return None
-    manifest = read_manifest(store, pointer.bundle_id)
+    manifest = read_manifest(store, pointer.bundle_id, pointer.manifest_file_sha256)
     log = open_prediction_log(settings)
     try:
         since = window_start(window, longest=settings.monitoring_max_window)
@@ -44,32 +58,92 @@ def check_drift(settings: Settings, window: str) -> tuple[DriftReport, Manifest]
     return report, manifest
 
 
-@task(cache_policy=NONE)
-def publish_report(settings: Settings, report: DriftReport, version: str) -> str:
-    """Markdown artifact in Prefect and a run in MLflow; returns the MLflow run id."""
-    create_markdown_artifact(report.markdown(), key="drift-report", description="Drift report")
-    body = {**report.as_dict(), "model_version": version}
-    return registry.log_drift_report(settings, body, report.markdown())
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def decide_retraining(settings: Settings, report: DriftReport, version: str) -> RetrainDecision:
+    """One retrain per problem: decide from the earlier decisions about this champion and
+    record the decision durably (in the log's database)."""
+    fired = [test.name for test in report.tests if test.fired]
+    now = datetime.now(UTC)
+    cooldown = settings.duration("retrain_cooldown")
+    backoff = settings.duration("retrain_max_backoff")
+    log = open_prediction_log(settings)
+    try:
+        decision = log.record_decision(
+            lambda history: decide_retrain(history, version, fired, now, cooldown, backoff),
+            model_version=version,
+        )
+    finally:
+        log.close()
+    get_run_logger().info("retrain %s: %s", decision.action, decision.reason)
+    return decision
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def record_retrain_outcome(settings: Settings, decision_id: str, outcome: str) -> None:
+    log = open_prediction_log(settings)
+    try:
+        log.record_outcome(decision_id, outcome)
+    finally:
+        log.close()
+
+
+def report_markdown(report: DriftReport, decision: RetrainDecision | None) -> str:
+    text = report.markdown()
+    if decision is not None:
+        text += f"\n\n**Retrain: {decision.action}.** {decision.reason}\n"
+    return text
+
+
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def publish_report(
+    settings: Settings, report: DriftReport, version: str, decision: RetrainDecision | None
+) -> str:
+    """Markdown artifact in Prefect and a run in MLflow (one per flow run, also on a retry);
+    returns the MLflow run id."""
+    markdown = report_markdown(report, decision)
+    create_markdown_artifact(markdown, key="drift-report", description="Drift report")
+    body = {
+        **report.as_dict(),
+        "model_version": version,
+        "retrain": decision.as_dict() if decision else None,
+    }
+    tags = {"retrain_action": decision.action} if decision else {}
+    return registry.log_drift_report(settings, body, markdown, _run_key(), tags)
+
+
+@task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)
 def emit_drift_event(
-    report: DriftReport, version: str, window: str, retrain_in_flow: bool
+    report: DriftReport,
+    version: str,
+    window: str,
+    decision: RetrainDecision,
+    retrain_in_flow: bool,
 ) -> str | None:
-    """The event the retrain deployment's trigger waits for; when this flow retrains itself the
-    resource says so (``events.RETRAIN_IN_FLOW``) and the trigger does not match."""
-    retrain = events.RETRAIN_IN_FLOW if retrain_in_flow else events.RETRAIN_PENDING
+    """The event the retrain deployment's trigger waits for, when the decision is to retrain
+    and this run does not retrain itself (``tickets.retrain: pending``); otherwise the event
+    still tells operators about the drift, with a label the trigger does not match. Its id comes
+    from the flow run, so a retried emit is the same event."""
+    if not decision.requested:
+        label = events.RETRAIN_SUPPRESSED
+    else:
+        label = events.RETRAIN_IN_FLOW if retrain_in_flow else events.RETRAIN_PENDING
     event = emit_event(
         event=events.DRIFT_DETECTED,
-        resource=events.model_resource(version, retrain),
+        resource=events.model_resource(version, label),
         payload={
             "window": window,
             "drift_score": report.drift_score,
             "fired": [test.name for test in report.tests if test.fired],
             "reasons": report.reasons,
+            "decision_id": decision.decision_id,
+            "retrain": decision.action,
         },
+        id=uuid.uuid5(EVENT_NAMESPACE, f"{_run_key()}/drift"),
     )
     get_run_logger().info(
-        "emitted %s (%s)", events.DRIFT_DETECTED, event.id if event else "not sent"
+        "emitted %s (%s, %s)",
+        events.DRIFT_DETECTED,
+        label,
+        event.id if event else "not sent",
     )
     return str(event.id) if event else None

@@ -1,7 +1,15 @@
-"""Thin Prefect tasks over core: orchestration, logging and artifacts only."""
+"""Thin Prefect tasks over core: orchestration, logging and artifacts only.
+
+Tasks that are safe to repeat (reading, writing a bundle, logging under a key, promoting, which is
+idempotent) retry transient faults with backoff and jitter (tasks/retries.py) and have a timeout
+where a hang is possible. Studies are cached by what decides their outcome, so a training run that
+failed after some studies finished reruns only the others."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import optuna
@@ -10,9 +18,12 @@ from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.concurrency.sync import concurrency
+from prefect.filesystems import LocalFileSystem
+from prefect.runtime import flow_run
 
 from core import bundle, registry, training
 from core.data import DataReport, add_production_rows, load_training_data
+from core.errors import PromotionError
 from core.evaluation import Evaluation, confusion_matrix_png
 from core.manifest import Manifest, MlflowRef
 from core.predictions import open_prediction_log
@@ -21,14 +32,16 @@ from core.store import open_store
 from core.tuning import (
     StudyResult,
     TuningData,
+    code_version,
     describe_trial,
     leaderboard_rows,
     markdown_table,
     run_study,
 )
+from tasks.retries import RETRY_TRANSIENT
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def load_data(
     settings: Settings, location: str, test_location: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, DataReport]:
@@ -45,7 +58,7 @@ def load_data(
     return train, test, report
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def add_feedback(
     settings: Settings, train: pd.DataFrame, test: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -66,7 +79,32 @@ def add_feedback(
     return train, test, report.as_dict()
 
 
-@task(cache_policy=NONE, task_run_name="study-{family}")
+def study_key(context: Any, parameters: dict[str, Any]) -> str:
+    """A study's cache key: the family, the data it searches (rows, language, folds, seed), its
+    budget, and the version of the search code."""
+    data: TuningData = parameters["data"]
+    settings: Settings = parameters["settings"]
+    budget = f"{settings.trials}-{settings.timeout_s:g}"
+    return f"study-{parameters['family']}-{data.fingerprint()}-{budget}-{code_version()}"
+
+
+def study_results(settings: Settings) -> str:
+    """Where finished studies are kept (JSON, never pickle) for a rerun to find: a folder under
+    ``home``, registered as a storage block (Prefect needs result storage saved server-side),
+    so each home has its own cache."""
+    folder = (settings.home / "study-results").resolve()
+    name = "tickets-study-results-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    LocalFileSystem(basepath=str(folder)).save(name, overwrite=True)
+    return f"local-file-system/{name}"
+
+
+@task(
+    task_run_name="study-{family}",
+    cache_key_fn=study_key,
+    cache_expiration=timedelta(days=7),
+    persist_result=True,
+    result_serializer="json",
+)
 def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResult:
     logger = get_run_logger()
 
@@ -100,7 +138,7 @@ def refit_and_score(
     return model, evaluation, profile, seconds
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def log_to_mlflow(
     settings: Settings,
     results: list[StudyResult],
@@ -122,10 +160,11 @@ def log_to_mlflow(
         {"refit_seconds": refit_seconds, "cv_macro_f1": winner.cv_macro_f1},
         data_report.as_dict(),
         example,
+        key=str(flow_run.id or uuid.uuid4()),
     )
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def write_bundle(settings: Settings, model: Any, manifest: Manifest) -> tuple[Manifest, str]:
     """The manifest as stored (with the model file's digest) and the bundle's URI."""
     store = open_store(settings)
@@ -138,32 +177,42 @@ def write_bundle(settings: Settings, model: Any, manifest: Manifest) -> tuple[Ma
 PROMOTION_LIMIT = "tickets-promotion"
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def promote(
     settings: Settings, manifest: Manifest, model: Any, evaluation_set: pd.DataFrame
 ) -> training.PromotionOutcome:
-    """Promote under a Prefect global concurrency limit of one slot, so promotions queue."""
+    """Promote under a Prefect global concurrency limit of one slot, so promotions queue. The
+    pointer and the MLflow ``champion`` alias move under the same lock; the alias is first
+    brought back in line with the pointer, which repairs a promotion that died between the
+    two. A champion that cannot be read refuses the promotion (the run fails, saying why)."""
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(PROMOTION_LIMIT, 1)
+    store = open_store(settings)
     with concurrency(PROMOTION_LIMIT, occupy=1, strict=True):
-        outcome = training.promote_if_better(
-            open_store(settings),
-            manifest,
-            model,
-            evaluation_set,
-            settings.promotion_margin,
-            settings.seed,
-        )
-    version = manifest.mlflow.model_version
-    if outcome.promoted and version:
-        registry.set_champion_alias(settings, version)
+        registry.align_champion_alias(settings, store)
+        try:
+            outcome = training.promote_if_better(
+                store,
+                manifest,
+                model,
+                evaluation_set,
+                settings.promotion_margin,
+                settings.seed,
+            )
+        except PromotionError as exc:
+            if manifest.mlflow.run_id:
+                refused = {"promoted": False, "reason": str(exc)}
+                registry.log_promotion(settings, manifest.mlflow.run_id, refused)
+            raise
+        if outcome.promoted:
+            registry.align_champion_alias(settings, store)
     if manifest.mlflow.run_id:
         registry.log_promotion(settings, manifest.mlflow.run_id, outcome.as_dict())
     get_run_logger().info("promoted=%s: %s", outcome.promoted, outcome.reason)
     return outcome
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)
 def publish_leaderboard(results: list[StudyResult], summary: training.TrainingSummary) -> None:
     lines = [
         f"# Training: {summary.champion_family}",

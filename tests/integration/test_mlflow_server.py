@@ -63,7 +63,8 @@ def test_runs_go_to_the_server_and_artifacts_to_s3(
         "fired": [],
         "model_version": "1",
     }
-    run_id = log_drift_report(settings, report, "# drift report")
+    run_id = log_drift_report(settings, report, "# drift report", key="check-1")
+    assert log_drift_report(settings, report, "# drift report", key="check-1") == run_id
 
     run = httpx.get(f"{mlflow_server}/api/2.0/mlflow/runs/get", params={"run_id": run_id}).json()
     assert run["run"]["info"]["artifact_uri"].startswith("mlflow-artifacts:")

@@ -100,3 +100,41 @@ def test_train_flow_end_to_end_on_s3(
         str(client.get_model_version_by_alias(settings.registered_model_name, "champion").version)
         == summary.model_version
     )
+
+
+def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
+    tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run dies in its third study; the rerun takes the first two from their cache
+    (persisted as JSON under TICKETS_HOME) and runs only the third."""
+    import tasks.training as training_tasks
+    from flows.train import train
+
+    data = tmp_path / "tickets.csv"
+    demo_frame.to_csv(data, index=False)
+    settings = Settings(
+        home=tmp_path / "home",
+        families=("logistic_regression", "linear_svm", "lightgbm"),
+        trials=1,
+        timeout_s=60,
+        max_concurrent_studies=1,
+    )
+    real_study = training_tasks.run_study
+    studied: list[str] = []
+
+    def study(family: str, *args: object, **kwargs: object) -> object:
+        studied.append(family)
+        if family == "lightgbm" and crash:
+            raise RuntimeError("the worker running this study was lost")
+        return real_study(family, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training_tasks, "run_study", study)
+    crash = True
+    with pytest.raises(RuntimeError, match="worker running this study was lost"):
+        train(settings=settings, data_path=str(data))
+    assert studied == ["logistic_regression", "linear_svm", "lightgbm"]
+    crash, studied[:] = False, []
+    summary = train(settings=settings, data_path=str(data))
+    assert studied == ["lightgbm"], "finished studies come from the cache"
+    assert {row.family for row in summary.leaderboard} == set(settings.families)
+    assert list((settings.home / "study-results").iterdir()), "results persisted under home"

@@ -38,5 +38,6 @@ def test_the_retrain_trigger_matches_what_the_code_sends() -> None:
         events.webhook_resource("msg_1", events.RETRAIN_PENDING),
     ):
         assert all(resource[label] == value for label, value in trigger["match"].items())
-    in_flow = events.model_resource("3", events.RETRAIN_IN_FLOW)
-    assert any(in_flow[label] != value for label, value in trigger["match"].items())
+    for held_back in (events.RETRAIN_IN_FLOW, events.RETRAIN_SUPPRESSED):
+        resource = events.model_resource("3", held_back)
+        assert any(resource[label] != value for label, value in trigger["match"].items())

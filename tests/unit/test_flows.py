@@ -8,10 +8,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from prefect.logging import disable_run_logger
 
 from core.drift import DRIFT, NO_DRIFT, DriftReport, DriftTest
 from core.errors import ConfigurationError, TrainingError
 from core.manifest import Manifest
+from core.retraining import REQUESTED, SUPPRESSED_COOLDOWN, RetrainDecision
 from core.settings import Settings
 from core.tuning import StudyResult
 from flows import monitor as monitor_flow
@@ -43,12 +45,26 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-def _patch_monitor(monkeypatch: pytest.MonkeyPatch, recorder: Recorder, fired: bool | None) -> None:
+def _decision(action: str = REQUESTED) -> RetrainDecision:
+    return RetrainDecision(
+        "d1", "2026-11-30T00:00:00+00:00", "b1", ("x",), action, "why", "monitor"
+    )
+
+
+def _patch_monitor(
+    monkeypatch: pytest.MonkeyPatch,
+    recorder: Recorder,
+    fired: bool | None,
+    action: str = REQUESTED,
+) -> None:
     manifest = Manifest(bundle_id="b1", family="linear_svm")
     checked = None if fired is None else (_report(fired), manifest)
     monkeypatch.setattr(monitor_flow, "check_drift", recorder("check_drift", checked))
+    decide = recorder("decide_retraining", _decision(action))
+    monkeypatch.setattr(monitor_flow, "decide_retraining", decide)
     monkeypatch.setattr(monitor_flow, "publish_report", recorder("publish_report", "mlflow-run"))
     monkeypatch.setattr(monitor_flow, "emit_drift_event", recorder("emit_drift_event", "event-1"))
+    monkeypatch.setattr(monitor_flow, "record_retrain_outcome", recorder("record_outcome"))
     summary = type("Summary", (), {"promoted": True})()
     monkeypatch.setattr(monitor_flow, "train", recorder("train", summary))
 
@@ -76,7 +92,12 @@ def test_drift_without_the_retrain_branch_leaves_retraining_to_the_event(
 ) -> None:
     _patch_monitor(monkeypatch, recorder, True)
     result = monitor_flow.monitor.fn(settings=settings)
-    assert recorder.names() == ["check_drift", "publish_report", "emit_drift_event"]
+    assert recorder.names() == [
+        "check_drift",
+        "decide_retraining",
+        "publish_report",
+        "emit_drift_event",
+    ]
     _, args, _ = recorder.calls[-1]
     assert args[-1] is False, "the event asks the retrain deployment to act"
     assert result["fired"] == ["text_length_ks"] and result["event_id"] == "event-1"
@@ -88,10 +109,40 @@ def test_drift_with_the_retrain_branch_retrains_in_the_same_run(
 ) -> None:
     _patch_monitor(monkeypatch, recorder, True)
     result = monitor_flow.monitor.fn(retrain=True, settings=settings)
-    assert recorder.names() == ["check_drift", "publish_report", "emit_drift_event", "train"]
-    assert recorder.calls[2][1][-1] is True, "the event says this run retrains itself"
-    assert recorder.calls[3][2] == {"settings": settings, "include_feedback": True}
-    assert result["retrained"] and result["promoted"]
+    assert recorder.names() == [
+        "check_drift",
+        "decide_retraining",
+        "publish_report",
+        "emit_drift_event",
+        "train",
+        "record_outcome",
+    ]
+    assert recorder.calls[3][1][-1] is True, "the event says this run retrains itself"
+    assert recorder.calls[4][2] == {"settings": settings, "include_feedback": True}
+    assert recorder.calls[5][1][1:] == ("d1", "promoted")
+    assert result["retrained"] and result["promoted"] and result["retrain_decision"] == REQUESTED
+
+
+def test_suppressed_drift_is_reported_but_not_retrained(
+    monkeypatch: pytest.MonkeyPatch, recorder: Recorder, settings: Settings
+) -> None:
+    _patch_monitor(monkeypatch, recorder, True, action=SUPPRESSED_COOLDOWN)
+    result = monitor_flow.monitor.fn(retrain=True, settings=settings)
+    assert "train" not in recorder.names()
+    assert result["retrain_decision"] == SUPPRESSED_COOLDOWN and not result["retrained"]
+
+
+def test_a_retrain_that_fails_is_recorded_as_failed(
+    monkeypatch: pytest.MonkeyPatch, recorder: Recorder, settings: Settings
+) -> None:
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("training broke")
+
+    monkeypatch.setattr(monitor_flow, "train", broken)
+    monkeypatch.setattr(monitor_flow, "record_retrain_outcome", recorder("record_outcome"))
+    with disable_run_logger(), pytest.raises(RuntimeError, match="training broke"):
+        monitor_flow.retrain.fn(reason="drift", decision_id="d7", settings=settings)
+    assert recorder.calls == [("record_outcome", (settings, "d7", "failed"), {})]
 
 
 def test_train_needs_a_data_path(settings: Settings) -> None:
@@ -103,13 +154,7 @@ def test_train_fails_clearly_when_no_family_completes(
     monkeypatch: pytest.MonkeyPatch, settings: Settings, demo_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     failed = StudyResult("logistic_regression", {}, float("nan"), 0, 0, 1.0, error="boom")
-
-    class Submitted:
-        @staticmethod
-        def submit(*args: Any) -> Any:
-            return type("Future", (), {"result": staticmethod(lambda: failed)})()
-
-    monkeypatch.setattr(train_flow, "tune_family", Submitted)
+    monkeypatch.setattr(train_flow, "run_studies", lambda *args: [failed])
     monkeypatch.setattr(
         train_flow, "load_data", lambda *a: (demo_frame, demo_frame, type("R", (), {})())
     )

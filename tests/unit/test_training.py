@@ -101,3 +101,25 @@ def test_racing_promotions_end_with_the_better_challenger(
         outcomes = _race(store, models, evaluation_set)
         assert champion_bundle_id(store) == "strong"
         assert outcomes["strong"].promoted
+
+
+@pytest.mark.parametrize("damage", ["garbage pointer", "champion bundle gone"])
+def test_an_unreadable_champion_refuses_the_promotion(
+    tmp_path: Path, models: dict[str, Any], evaluation_set: pd.DataFrame, damage: str
+) -> None:
+    """Only a pointer that does not exist means "no champion"; anything else that stops the
+    comparison fails the promotion instead of letting the challenger win unexamined."""
+    from core.bundle import MODEL_FILE, bundle_key
+    from core.errors import PromotionError
+    from core.store import CHAMPION_KEY
+
+    store = LocalStore(tmp_path)
+    _promote(store, "weak", models["weak"], evaluation_set)
+    if damage == "garbage pointer":
+        store.put(CHAMPION_KEY, b"[]")
+    else:
+        store.delete(bundle_key("weak", MODEL_FILE))
+    with pytest.raises(PromotionError, match="promotion refused"):
+        _promote(store, "strong", models["strong"], evaluation_set)
+    pointer = store.get(CHAMPION_KEY)
+    assert pointer == b"[]" or b'"weak"' in pointer, "the pointer did not move"
