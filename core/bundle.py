@@ -173,3 +173,24 @@ def swap_champion(store: ArtifactStore, manifest: Manifest, expected_token: str 
     """Point the champion at this (stored) bundle unless someone moved the pointer meanwhile."""
     pointer = champion_pointer(store, manifest.bundle_id)
     return store.compare_and_put(CHAMPION_KEY, pointer.to_json(), expected_token)
+
+
+def stored_bundles(store: ArtifactStore) -> list[tuple[str, str]]:
+    """(bundle id, created at) of every bundle in the store; a bundle whose manifest cannot be
+    read counts as oldest."""
+    ids = sorted({key.split("/")[1] for key in store.list(BUNDLES_PREFIX) if key.count("/") >= 2})
+    bundles = []
+    for bundle_id in ids:
+        try:
+            created = read_manifest(store, bundle_id).created_at
+        except BundleError:
+            created = ""
+        bundles.append((bundle_id, created))
+    return bundles
+
+
+def delete_bundle(store: ArtifactStore, bundle_id: str) -> None:
+    """The model file first, then the manifest: a reader never finds a manifest vouching for a
+    model that is being deleted without noticing (the model check fails)."""
+    store.delete(bundle_key(bundle_id, MODEL_FILE))
+    store.delete(bundle_key(bundle_id, MANIFEST_FILE))

@@ -502,16 +502,42 @@ class PredictionLog:
             cursor.execute(self._sql(sql), params)
             return [_decision(row) for row in cursor.fetchall()]
 
-    def feedback_rows(self) -> pd.DataFrame:
-        """Every prediction with a true label, as a training table (short, notes, label)."""
+    def feedback_rows(self, since: str | None = None) -> pd.DataFrame:
+        """Predictions with a true label (created since ``since``), as a training table (short,
+        notes, label): the retraining set."""
+        where, params = ("AND created_at >= ?", [since]) if since else ("", [])
         sql = (
             "SELECT short_description, close_notes, true_label AS label FROM predictions "
-            "WHERE true_label IS NOT NULL ORDER BY created_at"
+            f"WHERE true_label IS NOT NULL {where} ORDER BY created_at"
         )
         with self._read() as cursor:
-            cursor.execute(self._sql(sql))
+            cursor.execute(self._sql(sql), params)
             rows = cursor.fetchall()
         return pd.DataFrame(rows, columns=["short_description", "close_notes", "label"])
+
+    def delete_before(self, predictions: str, feedback: str) -> tuple[int, int]:
+        """Delete unlabelled predictions created before ``predictions`` and labelled ones created
+        before ``feedback`` (ISO times); returns (rows deleted, of which labelled)."""
+        labelled_sql = "DELETE FROM predictions WHERE true_label IS NOT NULL AND created_at < ?"
+        unlabelled_sql = "DELETE FROM predictions WHERE true_label IS NULL AND created_at < ?"
+        with self._write() as cursor:
+            cursor.execute(self._sql(labelled_sql), (feedback,))
+            labelled = int(cursor.rowcount)
+            cursor.execute(self._sql(unlabelled_sql), (predictions,))
+            return labelled + int(cursor.rowcount), labelled
+
+    def delete_decisions_before(self, cutoff: str) -> int:
+        with self._write() as cursor:
+            cursor.execute(
+                self._sql("DELETE FROM retrain_decisions WHERE decided_at < ?"), (cutoff,)
+            )
+            return int(cursor.rowcount)
+
+    def forget_old_webhook_ids(self) -> int:
+        expired = (datetime.now(UTC) - WEBHOOK_ID_RETENTION).isoformat(timespec="microseconds")
+        with self._write() as cursor:
+            cursor.execute(self._sql("DELETE FROM webhook_ids WHERE received_at < ?"), (expired,))
+            return int(cursor.rowcount)
 
     def save_daily(self, day: str, metrics: dict[str, Any]) -> str:
         """Store (or replace) the aggregate of ``day`` (YYYY-MM-DD); returns the time saved."""

@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.bundle import ALLOWED_TYPES, read_champion
 from core.evaluation import Evaluation
+from core.maintenance import ARCHIVED_TAG
 from core.manifest import MlflowRef, library_versions
 from core.settings import Settings
 from core.store import ArtifactStore
@@ -245,3 +246,21 @@ def log_drift_report(
         mlflow.log_dict(report, "drift_report.json")
         mlflow.log_text(markdown, "drift_report.md")
         return str(run.info.run_id)
+
+
+def archive_unpromoted_versions(settings: Settings) -> list[str]:
+    """Tag registered versions that were never promoted (their training run is not tagged
+    ``promoted``, and they are not the champion) as archived; returns the versions tagged."""
+    client = _client(settings)
+    name = settings.registered_model_name
+    champion = champion_alias(settings)
+    archived = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        number = str(version.version)
+        if number == champion or version.tags.get(ARCHIVED_TAG) == "true":
+            continue
+        if version.run_id and client.get_run(version.run_id).data.tags.get("promoted") == "true":
+            continue
+        client.set_model_version_tag(name, number, ARCHIVED_TAG, "true")
+        archived.append(number)
+    return archived

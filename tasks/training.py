@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import optuna
@@ -63,9 +63,10 @@ def add_feedback(
     settings: Settings, train: pd.DataFrame, test: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The retraining set: base rows plus feedback-labelled production tickets."""
+    since = datetime.now(UTC) - timedelta(days=settings.feedback_retention_days)
     log = open_prediction_log(settings)
     try:
-        production = log.feedback_rows()
+        production = log.feedback_rows(since=since.isoformat())
     finally:
         log.close()
     train, test, report = add_production_rows(train, test, production, settings)

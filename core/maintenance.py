@@ -1,0 +1,79 @@
+"""Bounded growth: what the daily maintenance keeps and what it lets go.
+
+- Prediction rows older than ``log_retention_days`` are deleted; rows with a true label are the
+  retraining set and stay for ``feedback_retention_days`` (the retrain reads no older ones).
+- Bundles other than the champion's are deleted once they are not among the ``keep_bundles``
+  most recent: a model that was never promoted, or was replaced long ago, is not needed to
+  serve or to roll back to a recent champion.
+- MLflow model versions that were never promoted are tagged ``tickets.archived``, so the
+  registry view can hide them; their runs stay as the record of what was tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from core.settings import Settings
+
+ARCHIVED_TAG = "tickets.archived"
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """ISO times before which rows go: unlabelled predictions, labelled ones, decisions."""
+
+    predictions: str
+    feedback: str
+
+    @classmethod
+    def at(cls, now: datetime, settings: Settings) -> Cutoffs:
+        return cls(
+            predictions=(now - timedelta(days=settings.log_retention_days)).isoformat(),
+            feedback=(now - timedelta(days=settings.feedback_retention_days)).isoformat(),
+        )
+
+
+def bundles_to_delete(
+    bundles: Sequence[tuple[str, str]], champion: str | None, keep: int
+) -> list[str]:
+    """Ids of the bundles to delete, from (bundle id, created at) pairs: all but the champion
+    and the ``keep`` most recent."""
+    newest_first = sorted(bundles, key=lambda pair: (pair[1], pair[0]), reverse=True)
+    kept = {bundle_id for bundle_id, _ in newest_first[:keep]}
+    if champion is not None:
+        kept.add(champion)
+    return sorted(bundle_id for bundle_id, _ in bundles if bundle_id not in kept)
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance run did, action by action (the run's artifact shows it)."""
+
+    day_saved: str | None = None
+    predictions_deleted: int = 0
+    feedback_rows_deleted: int = 0
+    decisions_deleted: int = 0
+    webhook_ids_deleted: int = 0
+    bundles_deleted: list[str] = field(default_factory=list)
+    bundles_kept: int = 0
+    mlflow_versions_archived: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        rows = [
+            ("daily metrics saved for", self.day_saved or "nothing (no champion)"),
+            ("prediction rows deleted", self.predictions_deleted),
+            ("of which feedback-labelled", self.feedback_rows_deleted),
+            ("retrain decisions deleted", self.decisions_deleted),
+            ("webhook ids forgotten", self.webhook_ids_deleted),
+            ("bundles deleted", len(self.bundles_deleted)),
+            ("bundles kept", self.bundles_kept),
+            ("MLflow versions tagged archived", len(self.mlflow_versions_archived)),
+        ]
+        lines = ["# Maintenance", "", "| action | count |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in rows]
+        return "\n".join(lines)

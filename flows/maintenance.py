@@ -1,0 +1,37 @@
+"""The ``maintenance`` flow (deployment ``maintenance/daily``): save the previous day's metrics,
+delete what retention lets go (old predictions, old bundles), archive never-promoted MLflow
+versions, and count every action in the run's artifact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from core.maintenance import MaintenanceReport
+from core.settings import Settings, get_settings
+from tasks.maintenance import (
+    archive_versions,
+    prune_bundles,
+    prune_log,
+    publish_maintenance,
+    save_yesterday,
+)
+
+
+@flow(name="maintenance", log_prints=True)
+def maintenance(settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or get_settings()
+    day = save_yesterday(settings)
+    counts = prune_log(settings)
+    deleted, kept = prune_bundles(settings)
+    archived = archive_versions(settings)
+    report = MaintenanceReport(
+        day_saved=day,
+        bundles_deleted=deleted,
+        bundles_kept=kept,
+        mlflow_versions_archived=archived,
+        **counts,
+    )
+    publish_maintenance(report)
+    return report.as_dict()

@@ -1,0 +1,77 @@
+"""Thin Prefect tasks for the daily maintenance (core/maintenance.py says what is kept)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from core import registry
+from core.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
+from core.evaluation import window_metrics
+from core.maintenance import Cutoffs, MaintenanceReport, bundles_to_delete
+from core.predictions import open_prediction_log
+from core.settings import Settings
+from core.store import open_store
+from tasks.retries import RETRY_TRANSIENT
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def save_yesterday(settings: Settings) -> str:
+    """The previous UTC day's aggregate, saved for the dashboard (replacing an earlier save)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=1)
+    store = open_store(settings)
+    pointer, _ = read_champion(store)
+    labels = read_manifest(store, pointer.bundle_id).labels if pointer else None
+    log = open_prediction_log(settings)
+    try:
+        aggregates = log.aggregates(start.isoformat(), today.isoformat())
+        log.save_daily(start.date().isoformat(), window_metrics(aggregates, labels))
+    finally:
+        log.close()
+    return start.date().isoformat()
+
+
+@task(cache_policy=NONE, timeout_seconds=3600, **RETRY_TRANSIENT)
+def prune_log(settings: Settings) -> dict[str, int]:
+    cutoffs = Cutoffs.at(datetime.now(UTC), settings)
+    log = open_prediction_log(settings)
+    try:
+        deleted, labelled = log.delete_before(cutoffs.predictions, cutoffs.feedback)
+        counts = {
+            "predictions_deleted": deleted,
+            "feedback_rows_deleted": labelled,
+            "decisions_deleted": log.delete_decisions_before(cutoffs.feedback),
+            "webhook_ids_deleted": log.forget_old_webhook_ids(),
+        }
+    finally:
+        log.close()
+    get_run_logger().info("deleted %d prediction rows (%d labelled)", deleted, labelled)
+    return counts
+
+
+@task(cache_policy=NONE, timeout_seconds=1800, **RETRY_TRANSIENT)
+def prune_bundles(settings: Settings) -> tuple[list[str], int]:
+    """(bundles deleted, bundles kept). Never the champion: an unreadable pointer stops the
+    pruning (it raises) rather than letting it guess."""
+    store = open_store(settings)
+    pointer, _ = read_champion(store)
+    bundles = stored_bundles(store)
+    champion = pointer.bundle_id if pointer else None
+    doomed = bundles_to_delete(bundles, champion, settings.keep_bundles)
+    for bundle_id in doomed:
+        delete_bundle(store, bundle_id)
+    return doomed, len(bundles) - len(doomed)
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def archive_versions(settings: Settings) -> list[str]:
+    return registry.archive_unpromoted_versions(settings)
+
+
+@task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)
+def publish_maintenance(report: MaintenanceReport) -> None:
+    create_markdown_artifact(report.markdown(), key="maintenance", description="Maintenance")

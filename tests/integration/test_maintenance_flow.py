@@ -1,0 +1,100 @@
+"""The daily maintenance against real components (a Prefect server, MLflow on SQLite, the log,
+a local store): every action counted, retention respected, the champion never touched."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from core.bundle import read_champion, stored_bundles, swap_champion, write_bundle
+from core.maintenance import ARCHIVED_TAG
+from core.manifest import Manifest
+from core.predictions import PredictionLog, PredictionRecord
+from core.registry import experiment_id, set_champion_alias
+from core.settings import Settings
+from core.store import open_store
+
+pytestmark = pytest.mark.integration
+
+
+def _record(request_id: str, days_ago: float, label: str | None = None) -> PredictionRecord:
+    created = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
+    return PredictionRecord(request_id, "1", "clave", "", "a", 0.9, {}, label, created)
+
+
+def _register(settings: Settings, promoted: bool) -> str:
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    run = client.create_run(experiment_id(settings), tags={"promoted": str(promoted).lower()})
+    if not client.search_registered_models(f"name = '{settings.registered_model_name}'"):
+        client.create_registered_model(settings.registered_model_name)
+    version = client.create_model_version(
+        settings.registered_model_name, "file:///nowhere", run_id=run.info.run_id
+    )
+    return str(version.version)
+
+
+def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    from flows.maintenance import maintenance
+
+    settings = Settings(home=tmp_path / "home", keep_bundles=2)
+    log = PredictionLog(settings.predictions_path())
+    log.record(
+        [
+            _record("recent", 0.01),
+            _record("yesterday", 1.0),
+            _record("old", 100),
+            _record("old-labelled", 100, "b"),
+            _record("ancient-labelled", 400, "b"),
+        ]
+    )
+    log.close()
+    store = open_store(settings)
+    for number in range(1, 5):
+        created = (datetime(2026, 1, number, tzinfo=UTC)).isoformat()
+        manifest = Manifest(bundle_id=f"b{number}", family="svm", created_at=created)
+        stored = write_bundle(store, b"model", manifest)
+        if number == 1:
+            assert swap_champion(store, stored, read_champion(store)[1])
+    promoted, tried, champion = (_register(settings, p) for p in (True, False, False))
+    set_champion_alias(settings, champion)
+
+    state = maintenance(settings=settings, return_state=True)
+    report = state.result()
+
+    assert report["predictions_deleted"] == 2 and report["feedback_rows_deleted"] == 1
+    log = PredictionLog(settings.predictions_path())
+    assert set(log.window()["request_id"]) == {"recent", "yesterday", "old-labelled"}
+    assert "old-labelled" in set(log.window()["request_id"]), "labelled rows are training data"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    assert report["day_saved"] == yesterday and log.daily()[yesterday]["count"] >= 1
+    log.close()
+    assert report["bundles_deleted"] == ["b2"] and report["bundles_kept"] == 3
+    assert {bundle_id for bundle_id, _ in stored_bundles(store)} == {"b1", "b3", "b4"}
+    assert report["mlflow_versions_archived"] == [tried]
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    name = settings.registered_model_name
+    assert client.get_model_version(name, tried).tags.get(ARCHIVED_TAG) == "true"
+    for kept in (promoted, champion):
+        assert ARCHIVED_TAG not in client.get_model_version(name, kept).tags
+    assert "maintenance" in _artifact_keys(str(state.state_details.flow_run_id))
+    assert maintenance(settings=settings)["mlflow_versions_archived"] == [], "idempotent"
+
+
+def _artifact_keys(flow_run_id: str) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            return {str(a.key) for a in artifacts}
+
+    return asyncio.run(read())
