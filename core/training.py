@@ -56,7 +56,13 @@ def reference_profile(
 ) -> dict[str, Any]:
     classes = [str(label) for label in model.classes_]
     return build_reference_profile(
-        train, test[TEXT], probabilities, classes, settings.language, settings.seed
+        train,
+        test[TEXT],
+        probabilities,
+        classes,
+        settings.language,
+        settings.seed,
+        test[LABEL].astype(str).tolist(),
     )
 
 

@@ -12,7 +12,13 @@ import pytest
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from core.drift import INSUFFICIENT, drift_report, macro_f1_bootstrap, psi
+from core.drift import (
+    INSUFFICIENT,
+    drift_report,
+    family_wise_false_alarms,
+    macro_f1_bootstrap,
+    psi,
+)
 from core.families import build_pipeline, default_params
 from core.settings import Settings
 from core.simulate import SCENARIOS, generate_tickets
@@ -62,6 +68,21 @@ def test_same_distribution_rarely_fires(reference: Reference) -> None:
         report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
         fired.update(test.name for test in report.tests if test.fired)
     assert all(count <= 0.06 * trials for count in fired.values()), fired
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size", "windows"), [(500, 60), (5000, 30), (50_000, 20)])
+def test_same_distribution_windows_rarely_start_a_retrain(
+    reference: Reference, size: int, windows: int
+) -> None:
+    """Family-wise: the share of windows in which any test fires (what asks for a retrain)
+    stays at or below 5%, from small windows to large ones, with a fifth of them labelled."""
+    pool = reference.pool.copy()
+    pool.loc[pool.index % 5 != 0, "true_label"] = None
+    alarms, fired = family_wise_false_alarms(
+        pool, reference.profile, reference.test_f1, SETTINGS, size, windows, seed=size
+    )
+    assert alarms <= 0.05 * windows, (alarms, fired)
 
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "baseline"])
