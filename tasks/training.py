@@ -27,6 +27,7 @@ from core.errors import PromotionError
 from core.evaluation import Evaluation, confusion_matrix_png
 from core.manifest import Manifest, MlflowRef
 from core.predictions import open_prediction_log
+from core.promotion import promote_challenger
 from core.settings import Settings
 from core.store import open_store
 from core.tuning import (
@@ -182,31 +183,20 @@ PROMOTION_LIMIT = "tickets-promotion"
 def promote(
     settings: Settings, manifest: Manifest, model: Any, evaluation_set: pd.DataFrame
 ) -> training.PromotionOutcome:
-    """Promote under a Prefect global concurrency limit of one slot, so promotions queue. The
-    pointer and the MLflow ``champion`` alias move under the same lock; the alias is first
-    brought back in line with the pointer, which repairs a promotion that died between the
-    two. A champion that cannot be read refuses the promotion (the run fails, saying why)."""
+    """Promote under a Prefect global concurrency limit of one slot, so promotions queue; the
+    pointer and the MLflow ``champion`` alias move under that same lock. The slot is a lease
+    renewed while held: a worker killed mid-promotion frees it within about a minute. A champion
+    that cannot be read refuses the promotion (the run fails, saying why)."""
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(PROMOTION_LIMIT, 1)
-    store = open_store(settings)
-    with concurrency(PROMOTION_LIMIT, occupy=1, strict=True):
-        registry.align_champion_alias(settings, store)
+    with concurrency(PROMOTION_LIMIT, occupy=1, strict=True, lease_duration=60):
         try:
-            outcome = training.promote_if_better(
-                store,
-                manifest,
-                model,
-                evaluation_set,
-                settings.promotion_margin,
-                settings.seed,
-            )
+            outcome = promote_challenger(settings, manifest, model, evaluation_set)
         except PromotionError as exc:
             if manifest.mlflow.run_id:
                 refused = {"promoted": False, "reason": str(exc)}
                 registry.log_promotion(settings, manifest.mlflow.run_id, refused)
             raise
-        if outcome.promoted:
-            registry.align_champion_alias(settings, store)
     if manifest.mlflow.run_id:
         registry.log_promotion(settings, manifest.mlflow.run_id, outcome.as_dict())
     get_run_logger().info("promoted=%s: %s", outcome.promoted, outcome.reason)
