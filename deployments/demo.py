@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import re
 import sys
 import tempfile
@@ -100,10 +101,20 @@ def post_raw(url: str, raw: bytes, headers: dict[str, str]) -> int:
         return int(exc.code)
 
 
-def send_drifted_traffic(stack: LocalStack, secret: str, n: int, seed: int) -> None:
+def send_drifted_traffic(
+    stack: LocalStack, secret: str, n: int, seed: int, scenario: str = "new_category"
+) -> None:
     """Tickets of a category the model never saw, classified by the service, then closed with
-    their true category through the signed tickets webhook (feedback)."""
-    tickets = generate_tickets(n, "new_category", seed=seed)
+    their true category through the signed tickets webhook (feedback). With scenario
+    ``contradictory`` the tickets are ordinary but closed with random categories: labels that
+    contradict each other, a drift no retraining can fix."""
+    if scenario == "contradictory":
+        tickets = generate_tickets(n, "baseline", seed=seed)
+        rng = random.Random(seed)
+        categories = sorted(tickets["label"].unique())
+        tickets["label"] = [rng.choice(categories) for _ in range(n)]
+    else:
+        tickets = generate_tickets(n, scenario, seed=seed)
     for start in range(0, n, 100):
         chunk = tickets.iloc[start : start + 100]
         answer = http_json(
@@ -163,6 +174,43 @@ def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
         "served_version": served_version(stack),
         **webhook_story(stack, secret),
     }
+
+
+def retrain_decision(stack: LocalStack, monitor_run: str) -> str:
+    """What a monitor run decided about retraining, as its drift-report artifact says."""
+    body = {
+        "artifacts": {"key": {"any_": ["drift-report"]}},
+        "flow_runs": {"id": {"any_": [monitor_run]}},
+    }
+    artifacts = http_json("POST", f"{stack.prefect_api}/artifacts/filter", body)
+    text = str(artifacts[0]["data"]) if artifacts else ""
+    found = re.search(r"\*\*Retrain: ([^.*]+)\.\*\*", text)
+    return found.group(1) if found else "no decision"
+
+
+def persistent_drift_story(stack: LocalStack, secret: str) -> dict[str, Any]:
+    """Drift that retraining cannot fix (feedback labels that contradict each other) and three
+    ``prefect deployment run monitor/hourly`` in a row: one retrain, then "suppressed"."""
+    say("persistent drift: tickets closed with contradictory categories; three monitor runs")
+    send_drifted_traffic(stack, secret, 300, seed=23, scenario="contradictory")
+    before = {run["id"] for run in runs_of(stack, "retrain/on-event")}
+    decisions = []
+    for attempt in range(3):
+        monitor_run = run_deployment(stack, "monitor/hourly")
+        wait_for_run(stack, monitor_run, "monitor/hourly", 300)
+        decisions.append(retrain_decision(stack, monitor_run))
+        if attempt == 0:
+            started = wait_until(
+                "the retrain of the persistent drift",
+                lambda: [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in before],
+                120,
+                interval_s=1,
+            )
+            wait_for_run(stack, started[0]["id"], "retrain/on-event", 900)
+    time.sleep(3)  # a trigger acts within a second or two of its event
+    retrains = [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in before]
+    say(f"monitor decisions: {decisions}; retrain runs started: {len(retrains)}")
+    return {"persistent_drift_decisions": decisions, "persistent_drift_retrains": len(retrains)}
 
 
 def label_story(stack: LocalStack, label_key: str) -> dict[str, Any]:
@@ -271,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"labels need X-API-Key: {label_key} (TICKETS_LABEL_API_KEYS)")
             result = story(stack, secret, args.traffic)
             result |= label_story(stack, label_key)
+            wait_for_run(stack, result["webhook_flow_run_id"], "the webhook's retrain", 900)
+            result |= persistent_drift_story(stack, secret)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

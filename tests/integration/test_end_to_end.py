@@ -48,4 +48,9 @@ def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) ->
     assert result["webhook_flow_run_id"] not in (None, result["retrain_flow_run_id"])
     assert result["unsigned_status"] == 401 and result["replayed_status"] == 200
     assert result["label_without_key_status"] == 401 and result["label_with_key_status"] == 200
-    assert result["retrain_events"] == 1 and result["runs_started_by_rejected_webhooks"] == 0
+    assert result["retrain_events"] == 1
+    assert result["runs_started_by_rejected_webhooks"] == 0
+    # Drift that retraining cannot fix: three monitor runs, one retrain.
+    first, *later = result["persistent_drift_decisions"]
+    assert first == "requested" and all(d.startswith("suppressed") for d in later), later
+    assert len(later) == 2 and result["persistent_drift_retrains"] == 1
