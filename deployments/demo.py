@@ -4,9 +4,11 @@ A local stack (Prefect server and process worker, an S3 server on loopback, MLfl
 prediction service) trains and serves a first model; drifted traffic arrives with feedback through
 the signed tickets webhook; ``prefect deployment run monitor/hourly`` detects the drift and emits
 ``tickets.drift.detected``; the triggered ``retrain/on-event`` run trains on base data plus
-feedback and promotes the better model; the service swaps to it. Then a signed retrain webhook
-starts a run, while an unsigned and a replayed one start nothing. The last line of stdout is one
-JSON object.
+feedback and promotes the better model; the service swaps to it. Then drift that retraining
+cannot fix (tickets closed with contradictory categories) meets three monitor runs and is
+retrained once; a label without the label key is refused; a signed retrain webhook starts a
+run, while an unsigned and a replayed one start nothing. The last line of stdout is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -172,7 +174,6 @@ def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
         "old_version": old_version,
         "new_version": new_version,
         "served_version": served_version(stack),
-        **webhook_story(stack, secret),
     }
 
 
@@ -318,9 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         with stack:
             say(f"labels need X-API-Key: {label_key} (TICKETS_LABEL_API_KEYS)")
             result = story(stack, secret, args.traffic)
-            result |= label_story(stack, label_key)
-            wait_for_run(stack, result["webhook_flow_run_id"], "the webhook's retrain", 900)
             result |= persistent_drift_story(stack, secret)
+            result |= label_story(stack, label_key)
+            result |= webhook_story(stack, secret)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
