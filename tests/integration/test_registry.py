@@ -43,5 +43,5 @@ def test_a_retried_training_log_reuses_its_run_and_version(
     client = mlflow.MlflowClient(settings.tracking_uri())
     name = settings.registered_model_name
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
-    runs = client.search_runs([first.experiment_id], "tags.family = 'logistic_regression'")
+    runs = client.search_runs([str(first.experiment_id)], "tags.family = 'logistic_regression'")
     assert len(runs) == 2, "one child run per training, not per attempt"
