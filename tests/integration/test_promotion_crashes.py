@@ -77,7 +77,7 @@ def _fit(rows: int) -> Any:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, bytes]:
-    return {"weak": serialize_model(_fit(60)), "strong": serialize_model(_fit(900))}
+    return {"weak": serialize_model(_fit(120)), "strong": serialize_model(_fit(900))}
 
 
 def _register(settings: Settings) -> str:
