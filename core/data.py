@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import unicodedata
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -19,6 +21,16 @@ _MAX_ROWS_NAMED = 5
 
 
 @dataclass(frozen=True)
+class TableFormat:
+    """How a table was read: the file format and, for text files, the encoding and delimiter
+    that were detected (or forced)."""
+
+    format: str
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+@dataclass(frozen=True)
 class DataReport:
     """What happened to the rows of one table on the way in."""
 
@@ -27,22 +39,79 @@ class DataReport:
     duplicates_dropped: int
     rows_kept: int
     classes: int
+    format: str = "csv"
+    encoding: str | None = None
+    delimiter: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def read_table(location: str, settings: Settings) -> pd.DataFrame:
-    """A CSV or Parquet table, local or s3://, with every column as text."""
+#: Delimiters a spreadsheet export uses: comma, semicolon (Spanish locales), tab, pipe.
+DELIMITERS = ",;\t|"
+#: Encodings tried in order when none is forced: UTF-8 (with or without BOM), then Windows-1252
+#: (Excel's "CSV" on a Spanish Windows), then Latin-1, which accepts any byte.
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+SNIFF_BYTES = 64 * 1024
+
+
+def read_table(
+    location: str, settings: Settings, encoding: str | None = None
+) -> tuple[pd.DataFrame, TableFormat]:
+    """A table as people export it (CSV with any of ``DELIMITERS``, in UTF-8 or Windows-1252;
+    .xlsx; Parquet; JSON Lines), local or s3://, every column as text; and how it was read."""
     try:
         data = read_location(location, settings)
     except StoreError as exc:
         raise DataError(str(exc)) from exc
     if not data.strip():
         raise DataError(f"{location}: the file is empty")
-    if location.lower().endswith((".parquet", ".pq")):
-        return _read_parquet(location, data)
-    return _read_csv(location, data)
+    suffix = location.lower().rsplit(".", 1)[-1] if "." in location else ""
+    if suffix in ("parquet", "pq"):
+        return _read_parquet(location, data), TableFormat("parquet")
+    if suffix in ("xlsx", "xlsm"):
+        return _read_excel(location, data), TableFormat("xlsx")
+    if suffix in ("jsonl", "ndjson"):
+        text, used = decode_text(location, data, encoding)
+        return _read_json_lines(location, text), TableFormat("jsonl", used)
+    text, used = decode_text(location, data, encoding)
+    delimiter = sniff_delimiter(text)
+    return _read_csv(location, text, delimiter), TableFormat("csv", used, delimiter)
+
+
+def decode_text(location: str, data: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """The file's text and the encoding that read it: ``encoding`` if given, else the first of
+    ``ENCODINGS`` that decodes every byte."""
+    for candidate in (encoding,) if encoding else ENCODINGS:
+        try:
+            return data.decode(candidate), _encoding_name(candidate)
+        except UnicodeDecodeError as exc:
+            if encoding:
+                line = data[: exc.start].count(b"\n") + 1
+                raise DataError(
+                    f"{location}: not {encoding} text (invalid byte at line {line}); "
+                    "check --encoding"
+                ) from exc
+        except LookupError as exc:
+            raise DataError(f"{location}: unknown encoding {encoding!r}") from exc
+    raise DataError(f"{location}: cannot decode the file")  # latin-1 decodes any byte
+
+
+def _encoding_name(codec: str) -> str:
+    return {"utf-8-sig": "utf-8", "cp1252": "windows-1252"}.get(codec.lower(), codec)
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV text among ``DELIMITERS``: csv.Sniffer on the first lines, else
+    the candidate that splits the header into the most columns, else a comma."""
+    sample = text[:SNIFF_BYTES].lstrip("\ufeff")
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.splitlines()[0] if sample else ""
+        counts = {d: header.count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
 
 
 def _read_parquet(location: str, data: bytes) -> pd.DataFrame:
@@ -53,16 +122,27 @@ def _read_parquet(location: str, data: bytes) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "")
 
 
-def _read_csv(location: str, data: bytes) -> pd.DataFrame:
+def _read_excel(location: str, data: bytes) -> pd.DataFrame:
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{location}: not UTF-8 text (invalid byte at line {line}); re-save the file as UTF-8"
-        ) from exc
+        frame = pd.read_excel(io.BytesIO(data), dtype=str, engine="openpyxl")
+    except Exception as exc:
+        raise DataError(f"{location}: not a readable .xlsx workbook ({exc})") from exc
+    return frame.astype(object).where(frame.notna(), "")
+
+
+def _read_json_lines(location: str, text: str) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    except ValueError as exc:
+        raise DataError(f"{location}: not readable JSON Lines ({exc})") from exc
+    return frame.astype(object).where(frame.notna(), "").astype(str)
+
+
+def _read_csv(location: str, text: str, delimiter: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text.lstrip("\ufeff")), sep=delimiter, dtype=str, keep_default_na=False
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{location}: not a readable CSV file ({exc})") from exc
     return frame
@@ -74,6 +154,25 @@ def _name_rows(mask: pd.Series) -> str:
     return ", ".join(rows) + (f" and {more} more" if more > 0 else "")
 
 
+def match_column(wanted: str, columns: list[object]) -> object | None:
+    """The column called ``wanted``: the same name, else the same after Unicode NFC and trimming
+    (an accent typed as a combining mark, a stray space in a spreadsheet header), else the same
+    ignoring case when that names a single column."""
+    if wanted in columns:
+        return wanted
+
+    def folded(name: object, casefold: bool) -> str:
+        text = unicodedata.normalize("NFC", str(name)).strip().lstrip("\ufeff")
+        return text.casefold() if casefold else text
+
+    for casefold in (False, True):
+        key = folded(wanted, casefold)
+        matches = [column for column in columns if folded(column, casefold) == key]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
 def to_canonical(
     frame: pd.DataFrame, location: str, text_columns: tuple[str, ...], label_column: str | None
 ) -> pd.DataFrame:
@@ -81,13 +180,14 @@ def to_canonical(
     if frame.empty:
         raise DataError(f"{location}: the table has no rows")
     wanted = [*text_columns, *([label_column] if label_column else [])]
-    missing = [column for column in wanted if column not in frame.columns]
+    found = {column: match_column(column, list(frame.columns)) for column in wanted}
+    missing = [column for column, match in found.items() if match is None]
     if missing:
         raise DataError(
             f"{location}: missing column(s) {missing}; the file has {list(frame.columns)} "
             "(set --text-columns / --label-column)"
         )
-    frame = frame.reset_index(drop=True)
+    frame = frame.rename(columns={found[c]: c for c in wanted}).reset_index(drop=True)
     texts = frame[list(text_columns)].astype(str).apply(lambda col: col.str.strip())
     canonical = pd.DataFrame({SHORT: texts.iloc[:, 0]})
     notes = texts.iloc[:, 1:].agg(lambda row: " . ".join(v for v in row if v), axis=1)
@@ -105,7 +205,10 @@ def to_canonical(
 
 
 def prepare_training_table(
-    frame: pd.DataFrame, location: str, settings: Settings
+    frame: pd.DataFrame,
+    location: str,
+    settings: Settings,
+    table_format: TableFormat | None = None,
 ) -> tuple[pd.DataFrame, DataReport]:
     """Validated canonical training table with exact duplicates dropped (and counted)."""
     canonical = to_canonical(frame, location, settings.text_columns, settings.label_column)
@@ -130,6 +233,7 @@ def prepare_training_table(
         duplicates_dropped=len(canonical) - len(deduplicated),
         rows_kept=len(deduplicated),
         classes=len(counts),
+        **asdict(table_format or TableFormat("table")),
     )
     return deduplicated, report
 
@@ -165,12 +269,14 @@ def load_training_data(
     settings: Settings, location: str, test_location: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, DataReport]:
     """Train and test tables: a split of ``location``, or ``test_location`` as the test set."""
-    frame, report = prepare_training_table(read_table(location, settings), location, settings)
+    table, table_format = read_table(location, settings, settings.data_encoding)
+    frame, report = prepare_training_table(table, location, settings, table_format)
     if test_location is None:
         train, test = split(frame, settings)
         return train, test, report
     known = set(frame[LABEL])
-    test = prepare_test_table(read_table(test_location, settings), test_location, settings, known)
+    test_table, _ = read_table(test_location, settings, settings.data_encoding)
+    test = prepare_test_table(test_table, test_location, settings, known)
     return frame, test, report
 
 

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     mlflow_experiment: str = "tickets"
     registered_model_name: str = "ticket-classifier"
     data_path: str | None = Field(None, description="Training table: CSV/Parquet, local or s3://.")
+    data_encoding: str | None = Field(
+        None,
+        description="Encoding of CSV/JSON Lines data; default: detected (UTF-8, else "
+        "Windows-1252, else Latin-1).",
+    )
     text_columns: Annotated[tuple[str, ...], NoDecode] = ("short_description", "close_notes")
     label_column: str = "label"
     language: str = "spanish"
@@ -237,6 +242,7 @@ class Settings(BaseSettings):
         "s3_endpoint_url",
         "mlflow_tracking_uri",
         "data_path",
+        "data_encoding",
         mode="before",
     )
     @classmethod

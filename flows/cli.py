@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--test-data", help="labelled test table instead of a split")
     train.add_argument("--text-columns", help="comma-separated, first is the short description")
     train.add_argument("--label-column")
+    train.add_argument("--encoding", help="encoding of a CSV/JSON Lines file (default: detected)")
     train.add_argument("--families", help="comma-separated subset of the seven families")
     train.add_argument("--trials", type=int, help="Optuna trials per study")
     train.add_argument("--timeout-s", type=float, help="time budget per study, seconds")
@@ -67,6 +68,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         "text_columns": getattr(args, "text_columns", None),
         "label_column": getattr(args, "label_column", None),
+        "data_encoding": getattr(args, "encoding", None),
         "families": getattr(args, "families", None),
         "trials": getattr(args, "trials", None),
         "timeout_s": getattr(args, "timeout_s", None),

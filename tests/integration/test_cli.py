@@ -32,31 +32,38 @@ def test_bad_data_gets_one_line_and_exit_code_2_from_the_real_command(tmp_path: 
     command as a person runs it: one line on stderr, no traceback, exit code 2."""
     path = tmp_path / "latin1.csv"
     path.write_bytes("short_description,close_notes,label\nsesión,,a\n".encode("latin-1"))
-    result = _run(["train", "--data", str(path)], tmp_path / "home")
+    result = _run(["train", "--data", str(path), "--encoding", "utf-8"], tmp_path / "home")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
-    assert "not UTF-8" in lines[0]
+    assert "not utf-8 text" in lines[0]
 
 
 @pytest.mark.slow
-def test_train_with_json_on_renamed_columns(
+def test_train_on_a_spanish_spreadsheet_export_with_json(
     tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
 ) -> None:
-    data = tmp_path / "tabla.csv"
-    demo_frame.rename(
-        columns={"short_description": "titulo", "close_notes": "notas", "label": "etiqueta"}
-    ).to_csv(data, index=False)
+    """What a Spanish-locale spreadsheet saves as CSV: ';'-separated, Windows-1252, accented
+    column names."""
+    data = tmp_path / "incidencias.csv"
+    export = demo_frame.rename(
+        columns={
+            "short_description": "Tipología",
+            "close_notes": "Observaciones",
+            "label": "Categoría",
+        }
+    )
+    data.write_bytes(export.to_csv(index=False, sep=";").encode("cp1252"))
     result = _run(
         [
             "train",
             "--data",
             str(data),
             "--text-columns",
-            "titulo,notas",
+            "Tipología,Observaciones",
             "--label-column",
-            "etiqueta",
+            "Categoría",
             "--families",
             "linear_svm",
             "--trials",
@@ -82,6 +89,8 @@ def test_train_with_json_on_renamed_columns(
     ):
         assert key in summary
     assert summary["champion_family"] == "linear_svm" and summary["promoted"] is True
+    assert summary["test_macro_f1"] > 0.6
+    assert (summary["data"]["encoding"], summary["data"]["delimiter"]) == ("windows-1252", ";")
     assert (
         summary["leaderboard"][0]["trials"] == 2 and summary["leaderboard"][0]["cv_macro_f1"] > 0.5
     )
