@@ -22,6 +22,7 @@ from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     RandomForestClassifier,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_selection import SelectKBest, chi2
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -45,6 +46,9 @@ Params = dict[str, Any]
 
 # A search may ask for more selected features than a small table has; all are kept, as intended.
 warnings.filterwarnings("ignore", message=r"k=\d+ is greater than n_features", category=UserWarning)
+# liblinear stopping at its iteration limit is counted per study and reported in one line
+# (core/tuning.py), instead of a warning with its source line for every fit.
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 TEXT_KEYS = ("text_level", "stem", "remove_stop_words")
 FEATURE_KEYS = ("word_ngram_max", "char_ngrams", "min_df", "embedding_weight")
 CHAR_NGRAMS: dict[str, tuple[str, tuple[int, int]] | None] = {

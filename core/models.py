@@ -75,6 +75,7 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> TemperatureScaledSVC:
         self.svm_ = self._svm().fit(X, y)
         self.classes_ = self.svm_.classes_
+        self.converged_ = bool(np.max(self.svm_.n_iter_) < self.svm_.max_iter)
         self.temperature_ = 1.0
         if self.calibration_folds >= 2:
             folds = StratifiedKFold(
@@ -241,6 +242,10 @@ class StackedOneVsRest(OneVsRestClassifier):
 
     def fit(self, X: Any, y: Any, **fit_params: Any) -> StackedOneVsRest:
         super().fit(X, y, **fit_params)
+        self.converged_ = all(
+            np.max(getattr(e, "n_iter_", 0)) < getattr(e, "max_iter", np.inf)
+            for e in self.estimators_
+        )
         self.stacked_coef_ = np.column_stack([e.coef_.ravel() for e in self.estimators_])
         self.stacked_intercept_ = np.array(
             [float(np.ravel(e.intercept_)[0]) for e in self.estimators_]

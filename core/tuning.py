@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,8 @@ class StudyResult:
     pruned: int
     seconds: float
     error: str | None = None
+    fits: int = 0
+    unconverged_fits: int = 0
 
     @property
     def ok(self) -> bool:
@@ -127,7 +129,22 @@ class TuningData:
         return matrices
 
 
-def _objective(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.Trial], float]:
+@dataclass
+class FitCount:
+    """Model fits of a study, and how many stopped at their iteration limit (liblinear)."""
+
+    fits: int = 0
+    unconverged: int = 0
+
+    def add(self, head: Any) -> None:
+        self.fits += 1
+        if not getattr(head.steps[-1][1], "converged_", True):
+            self.unconverged += 1
+
+
+def _objective(
+    family: str, data: TuningData, n_jobs: int, count: FitCount
+) -> Callable[[optuna.Trial], float]:
     labels, seed = data.labels, data.seed
 
     def objective(trial: optuna.Trial) -> float:
@@ -141,6 +158,7 @@ def _objective(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.T
         ):
             head = build_head(family, head_params, seed, n_jobs, calibrate=False)
             head.fit(x_train, labels[train_idx])
+            count.add(head)
             predicted = head.predict(x_valid)
             scores.append(f1_score(labels[valid_idx], predicted, average="macro"))
             trial.report(float(np.mean(scores)), step)
@@ -194,11 +212,23 @@ def run_study(
     for start in starting_points(family):
         study.enqueue_trial(start, skip_if_exists=True)
     callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
-    objective = _objective(family, data, n_jobs)
+    count = FitCount()
+    objective = _objective(family, data, n_jobs, count)
     study.optimize(
         objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
     )
-    return _result(family, study, time.perf_counter() - started)
+    result = _result(family, study, time.perf_counter() - started)
+    return replace(result, fits=count.fits, unconverged_fits=count.unconverged)
+
+
+def convergence_note(result: StudyResult) -> str | None:
+    """One line for a study whose models stopped at their iteration limit, or None."""
+    if not result.unconverged_fits:
+        return None
+    return (
+        f"{result.family}: {result.unconverged_fits} of {result.fits} fits stopped at the "
+        "solver's iteration limit (liblinear); their scores count as they are"
+    )
 
 
 def _sampler(trials: int, seed: int) -> optuna.samplers.TPESampler:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,25 +123,50 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The first model ``tickets run`` trains when there is none: the two linear families, which
+#: train in seconds and are usually the best on text, with a small search, so a newcomer gets
+#: an answer in a couple of minutes; the full profile then trains in the background.
+QUICK_FAMILIES = ("linear_svm", "logistic_regression")
+QUICK_TRIALS = 2
+
+
+def _run_data(settings: Settings) -> str:
+    """The training table: ``data_path``, else demo tickets generated once under ``home``."""
+    if settings.data_path:
+        return settings.data_path
+    path = settings.default_data_path()
+    if not path.exists():
+        from core.simulate import generate_tickets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = generate_tickets(settings.demo_rows, "baseline", settings.seed)
+        frame.to_csv(path, index=False)
+        print(f"generated {settings.demo_rows} demo tickets at {path}")
+    return str(path)
+
+
+def _phase(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from core.bundle import champion_bundle_id
     from core.store import open_store
 
-    if champion_bundle_id(open_store(settings)) is None:
-        data = settings.data_path
-        if not data:
-            path = settings.default_data_path()
-            if not path.exists():
-                from core.simulate import generate_tickets
-
-                path.parent.mkdir(parents=True, exist_ok=True)
-                frame = generate_tickets(settings.demo_rows, "baseline", settings.seed)
-                frame.to_csv(path, index=False)
-                print(f"generated {settings.demo_rows} demo tickets at {path}")
-            data = str(path)
-        _train(settings, data, None, args.json)
-    else:
+    background: subprocess.Popen[bytes] | None = None
+    if champion_bundle_id(open_store(settings)) is not None:
         print(f"a champion exists in {settings.artifact_store_url()}; skipping training")
+    elif args.no_serve or set(settings.families) <= set(QUICK_FAMILIES):
+        _train(settings, _run_data(settings), None, args.json)
+    else:
+        data = _run_data(settings)
+        _phase(
+            f"phase 1 of 2: a quick first model ({' and '.join(QUICK_FAMILIES)}, "
+            f"{QUICK_TRIALS} trials each)"
+        )
+        quick = settings.model_copy(update={"families": QUICK_FAMILIES, "trials": QUICK_TRIALS})
+        _train(quick, data, None, args.json)
+        background = _train_in_background(settings, data)
     if args.no_serve:
         return 0
     if not settings.label_api_keys:
@@ -149,14 +177,37 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             settings.home, key_file.name, "TICKETS_LABEL_API_KEYS"
         )
         print(label_key_help(f"http://{args.host}:{args.port}", key_file.resolve()))
-    return _serve(args.host, args.port, 1)
+    try:
+        return _serve(args.host, args.port, 1)
+    finally:
+        if background is not None and background.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(background.pid, signal.SIGTERM)
+
+
+def _train_in_background(settings: Settings, data: str) -> subprocess.Popen[bytes]:
+    """Phase 2: every configured family with the full search, in a process of its own; its model
+    replaces the quick one only if it beats it under the usual promotion rule."""
+    log = settings.home / "logs" / "full-training.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).with_name("tickets")), "train", "--data", data]
+    families = ", ".join(settings.families)
+    _phase(
+        f"phase 2 of 2: training {len(settings.families)} families ({families}) in the "
+        f"background, log in {log.resolve()}; the service swaps to that model by itself only if "
+        "it beats the quick one"
+    )
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _serve(host: str, port: int, workers: int, access_log: bool = False) -> int:
     import uvicorn
 
     base = f"http://{host}:{port}"
-    print(f"serving on {base}  API docs: {base}/schema  (OpenAPI: {base}/schema/openapi.json)")
+    _phase(f"serving on {base}  API docs: {base}/schema  (OpenAPI: {base}/schema/openapi.json)")
     sys.stdout.flush()
     uvicorn.run(
         "serving.app:app_from_environment",

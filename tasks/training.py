@@ -34,6 +34,7 @@ from core.tuning import (
     StudyResult,
     TuningData,
     code_version,
+    convergence_note,
     describe_trial,
     leaderboard_rows,
     markdown_table,
@@ -124,6 +125,9 @@ def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResul
     logger.info(
         "%s: best CV macro-F1 %.4f after %d trials", family, result.cv_macro_f1, result.trials
     )
+    note = convergence_note(result)
+    if note:
+        logger.info(note)
     return result
 
 
