@@ -178,7 +178,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(label_key_help(f"http://{args.host}:{args.port}", key_file.resolve()))
     try:
-        return _serve(args.host, args.port, 1)
+        return _serve(settings, args.host, args.port, 1)
     finally:
         if background is not None and background.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -203,9 +203,10 @@ def _train_in_background(settings: Settings, data: str) -> subprocess.Popen[byte
         )
 
 
-def _serve(host: str, port: int, workers: int, access_log: bool = False) -> int:
+def _serve(settings: Settings, host: str, port: int, workers: int, access_log: bool = False) -> int:
     import uvicorn
 
+    _metrics_directory(settings, port, workers)
     base = f"http://{host}:{port}"
     _phase(f"serving on {base}  API docs: {base}/schema  (OpenAPI: {base}/schema/openapi.json)")
     sys.stdout.flush()
@@ -218,6 +219,19 @@ def _serve(host: str, port: int, workers: int, access_log: bool = False) -> int:
         access_log=access_log,
     )
     return 0
+
+
+def _metrics_directory(settings: Settings, port: int, workers: int) -> None:
+    """Where the workers keep their Prometheus samples, so /metrics sums all of them. Set
+    before any worker imports prometheus-client; a single worker in a process that already
+    imported it (``tickets run`` after training) keeps the ordinary in-process registry."""
+    if workers == 1 and "prometheus_client" in sys.modules:
+        return
+    directory = (settings.home / "prometheus" / str(port)).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # samples of an earlier run of this service
+        stale.unlink(missing_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 #: Mistakes in what a person typed or pointed at, reported like the project's own errors.
@@ -238,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         settings = _settings(args)  # a bad setting (a weak key, say) stops here, in one line
         if args.command == "serve":
-            return _serve(args.host, args.port, args.workers, args.access_log)
+            return _serve(settings, args.host, args.port, args.workers, args.access_log)
         if args.command == "run":
             return _run(settings, args)
         data = args.data or settings.data_path

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +16,7 @@ import anyio
 import numpy as np
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
@@ -22,7 +24,7 @@ from core.errors import LogUnavailableError
 from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
 from core.store import open_store
-from serving import monitoring, webhooks
+from serving import metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher
 from serving.errors import bad_request
 from serving.model_holder import ModelHolder
@@ -97,6 +99,9 @@ async def _predict(state: ServiceState, tickets: list[Ticket]) -> list[Predictio
     ]
     records = [_record(t, p) for t, p in zip(tickets, predictions, strict=True)]
     await state.log_batcher.submit(records)
+    metrics.observe_predictions(
+        [p.prediction for p in predictions], [p.probability for p in predictions]
+    )
     return predictions
 
 
@@ -193,6 +198,12 @@ async def ready(state: ServiceState, request: Request[Any, Any, Any]) -> Respons
     )
 
 
+@get("/metrics", summary="Prometheus metrics of every worker", include_in_schema=True)
+async def prometheus_metrics() -> Response[bytes]:
+    body, content_type = await anyio.to_thread.run_sync(metrics.exposition)
+    return Response(body, media_type=content_type)
+
+
 def _invalid_utf8(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
     return Response(
         {"status_code": 400, "detail": "request body is not valid UTF-8"}, status_code=400
@@ -230,8 +241,14 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         functools.partial(classify_rows, model_holder, settings.top_k),
         settings.micro_batch_max,
         settings.micro_batch_wait_ms / 1000,
+        on_depth=metrics.QUEUE_DEPTH.labels("model").set,
     )
-    log_batcher = MicroBatcher(_writer(log), max_items=10 * settings.max_batch, max_wait_s=0.0)
+    log_batcher = MicroBatcher(
+        _writer(log),
+        max_items=10 * settings.max_batch,
+        max_wait_s=0.0,
+        on_depth=metrics.QUEUE_DEPTH.labels("log").set,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -253,22 +270,26 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         "model_batcher": model_batcher,
         "log_batcher": log_batcher,
     }
+    handlers = [
+        health,
+        ready,
+        predict,
+        predict_batch,
+        feedback,
+        prometheus_metrics,
+        monitoring.metrics,
+        monitoring.save_metrics,
+        monitoring.saved_metrics,
+        monitoring.drift,
+        webhooks.retrain_webhook,
+        webhooks.tickets_webhook,
+    ]
+    endpoints = {path for handler in handlers for path in handler.paths}
     return Litestar(
-        route_handlers=[
-            health,
-            ready,
-            predict,
-            predict_batch,
-            feedback,
-            monitoring.metrics,
-            monitoring.save_metrics,
-            monitoring.saved_metrics,
-            monitoring.drift,
-            webhooks.retrain_webhook,
-            webhooks.tickets_webhook,
-        ],
+        route_handlers=handlers,
         state=ServiceState(state),
         lifespan=[lifespan],
+        middleware=[DefineMiddleware(metrics.MetricsMiddleware, endpoints=sorted(endpoints))],
         request_max_body_size=settings.max_body_bytes,
         exception_handlers={
             UnicodeDecodeError: _invalid_utf8,
@@ -287,7 +308,11 @@ def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[Excep
     only its own request."""
 
     def write(records: list[PredictionRecord]) -> list[Exception | None]:
-        return log.record_each(records)
+        started = time.perf_counter()
+        try:
+            return log.record_each(records)
+        finally:
+            metrics.LOG_COMMIT_SECONDS.observe(time.perf_counter() - started)
 
     return write
 

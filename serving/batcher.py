@@ -31,10 +31,12 @@ class MicroBatcher(Generic[Item, Result]):
         process: Callable[[list[Item]], Sequence[Result | Exception]],
         max_items: int,
         max_wait_s: float,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         self.process = process
         self.max_items = max_items
         self.max_wait_s = max_wait_s
+        self.on_depth = on_depth
         self._queue: asyncio.Queue[tuple[Sequence[Item], asyncio.Future[list[Result]]]] | None = (
             None
         )
@@ -46,7 +48,12 @@ class MicroBatcher(Generic[Item, Result]):
         assert self._queue is not None
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         await self._queue.put((items, future))
+        self._report_depth()
         return await future
+
+    def _report_depth(self) -> None:
+        if self.on_depth is not None and self._queue is not None:
+            self.on_depth(self._queue.qsize())
 
     def _start(self) -> None:
         self._queue = asyncio.Queue()
@@ -82,6 +89,7 @@ class MicroBatcher(Generic[Item, Result]):
     async def _run(self) -> None:
         while True:
             pending = await self._gather()
+            self._report_depth()
             flat = [item for items, _ in pending for item in items]
             try:
                 results = await anyio.to_thread.run_sync(self.process, flat)

@@ -16,6 +16,7 @@ from core.errors import BundleError
 from core.manifest import Manifest
 from core.models import lean_predict_proba
 from core.store import ArtifactStore
+from serving import metrics
 
 WARM_UP = [("no puedo ingresar al portal", "")]
 
@@ -118,7 +119,12 @@ class ModelHolder:
                     and time.monotonic() < self._retry_bundle_at
                 ):
                     return False  # still backing off from this bundle's last failure
+                previous = self.current
                 self.current = self._load(bundle_id, pointer.manifest_file_sha256)
+                metrics.set_served_model(
+                    (previous.version, previous.manifest.family) if previous else None,
+                    (self.current.version, self.current.manifest.family),
+                )
             except Exception as exc:  # the watch must survive anything a check can raise
                 self._failed(exc, bundle_id)
                 return False
@@ -140,6 +146,7 @@ class ModelHolder:
         self.status.failed_bundle_id = None
 
     def _failed(self, exc: BaseException, bundle_id: str | None) -> None:
+        metrics.WATCH_FAILURES.inc()
         self.status.consecutive_failures += 1
         self.status.failures_total += 1
         self.status.last_error_kind = type(exc).__name__

@@ -97,3 +97,41 @@ def test_schemathesis_finds_no_server_errors(tmp_path: Path, demo_frame: pd.Data
         )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert "/predict" in done.stdout
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """{labels: value} of one metric in Prometheus text."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            found[key.removeprefix(name)] = float(value)
+    return found
+
+
+def test_metrics_sum_every_worker(tmp_path: Path, demo_frame: pd.DataFrame) -> None:
+    settings = Settings(home=tmp_path / "home")
+    publish_model(settings, demo_frame, "b7", "7")
+    with serve_process(settings.home, workers=2) as (url, _):
+
+        def predict(i: int) -> int:
+            with httpx.Client() as client:  # a connection each: both workers take some
+                answer = client.post(f"{url}/predict", json={"short_description": f"clave {i}"})
+                assert answer.status_code == 200
+                return int(client.get(f"{url}/health").json()["worker_pid"])
+
+        with ThreadPoolExecutor(12) as pool:
+            pids = set(pool.map(predict, range(120)))
+        httpx.post(f"{url}/predict", json={"short_description": ""})
+        assert len(pids) == 2, "both workers answered"
+        text = httpx.get(f"{url}/metrics").text
+    predicted = sum(_samples(text, "tickets_predictions_total").values())
+    assert predicted == 120, "every worker's predictions, once"
+    requests = _samples(text, "tickets_requests_total")
+    assert requests['{endpoint="/predict",status="200"}'] == 120
+    assert requests['{endpoint="/predict",status="400"}'] == 1
+    assert _samples(text, "tickets_prediction_confidence_count")[""] == 120
+    assert _samples(text, "tickets_model_info")['{family="logistic_regression",version="7"}'] == 1
+    assert _samples(text, "tickets_log_commit_seconds_count")[""] >= 1
+    assert "tickets_request_seconds_bucket" in text and "tickets_batch_queue_depth" in text
+    assert "tickets_model_watch_failures_total" in text

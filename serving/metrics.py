@@ -1,0 +1,146 @@
+"""Prometheus metrics of the service (``GET /metrics``), correct with several uvicorn workers.
+
+``tickets serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start: each worker then
+writes its samples to files there (prometheus-client's multiprocess mode) and whichever worker
+answers ``/metrics`` sums them. Without it (one process, tests) the default registry is used.
+Label values are bounded: endpoints are the service's own routes ("other" for anything else),
+labels are the served model's classes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+REQUESTS = Counter(
+    "tickets_requests_total",
+    "HTTP requests answered, by endpoint and status.",
+    ["endpoint", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "tickets_request_seconds",
+    "Time to answer an HTTP request, by endpoint.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+PREDICTIONS = Counter("tickets_predictions_total", "Predictions answered, by label.", ["label"])
+CONFIDENCE = Histogram(
+    "tickets_prediction_confidence",
+    "Probability of the predicted label.",
+    buckets=CONFIDENCE_BUCKETS,
+)
+MODEL_INFO = Gauge(
+    "tickets_model_info",
+    "1 for the model a worker serves.",
+    ["version", "family"],
+    multiprocess_mode="livemax",
+)
+LOG_COMMIT_SECONDS = Histogram(
+    "tickets_log_commit_seconds",
+    "Time to commit a group of prediction-log rows (durable on return).",
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_DEPTH = Gauge(
+    "tickets_batch_queue_depth",
+    "Requests waiting in a micro-batcher (model or log).",
+    ["batcher"],
+    multiprocess_mode="livesum",
+)
+WATCH_FAILURES = Counter(
+    "tickets_model_watch_failures_total", "Failed checks of the champion pointer or bundle."
+)
+_LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+
+
+def observe_predictions(labels: Iterable[str], confidences: Iterable[float]) -> None:
+    for label, confidence in zip(labels, confidences, strict=True):
+        PREDICTIONS.labels(label).inc()
+        CONFIDENCE.observe(confidence)
+
+
+def set_served_model(old: tuple[str, str] | None, new: tuple[str, str]) -> None:
+    """Move the info gauge from the model a worker served to the one it serves now."""
+    if old is not None and old != new:
+        MODEL_INFO.labels(*old).set(0)
+    MODEL_INFO.labels(*new).set(1)
+
+
+class MetricsMiddleware:
+    """Counts and times every request by route and status (an ASGI middleware)."""
+
+    def __init__(self, app: ASGIApp, endpoints: Iterable[str]) -> None:
+        self.app = app
+        self.endpoints = frozenset(endpoints)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        endpoint = path if path in self.endpoints else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+            REQUESTS.labels(endpoint, str(status)).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The Prometheus text of every worker's samples (or this process's)."""
+    directory = os.environ.get(MULTIPROC_DIR)
+    if not directory:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    from prometheus_client import multiprocess
+
+    _forget_dead_workers(Path(directory))
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """A worker killed without notice leaves its live gauges behind (uvicorn restarts it under a
+    new pid); drop the files of processes that no longer exist."""
+    from prometheus_client import multiprocess
+
+    for path in directory.glob("gauge_live*_*.db"):
+        found = _LIVE_FILE.match(path.name)
+        if found and not _alive(int(found.group(1))):
+            multiprocess.mark_process_dead(int(found.group(1)), str(directory))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
