@@ -9,6 +9,8 @@ from __future__ import annotations
 
 DRIFT_DETECTED = "tickets.drift.detected"
 RETRAIN_REQUESTED = "tickets.retrain.requested"
+MODEL_PROMOTED = "tickets.model.promoted"
+MODEL_REJECTED = "tickets.model.rejected"
 
 #: Resource label that says who retrains after an event: the retrain deployment's trigger matches
 #: ``pending``; a monitor run that retrains in its own flow says ``in-flow`` so nothing else does.
@@ -20,7 +22,9 @@ RETRAIN_SUPPRESSED = "suppressed"
 
 #: Events that ask the retrain deployment for a run (when their resource is ``pending``).
 RETRAIN_TRIGGERS = (RETRAIN_REQUESTED, DRIFT_DETECTED)
-ALL_EVENTS = frozenset({DRIFT_DETECTED, RETRAIN_REQUESTED})
+ALL_EVENTS = frozenset({DRIFT_DETECTED, RETRAIN_REQUESTED, MODEL_PROMOTED, MODEL_REJECTED})
+#: Events operators are told about (deployments/automations.yaml).
+NOTIFIED_EVENTS = (DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED)
 
 
 def model_resource(model_version: str, retrain: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from core.errors import InputError, LogUnavailableError
+from core.history import HISTORY_SCHEMA, HOUR_UPSERT, HistoryTables, hour_rows
 from core.retraining import RetrainDecision
 from core.settings import Settings, duration_seconds
 
@@ -178,7 +179,7 @@ class WindowAggregates:
     last_at: str | None
 
 
-class PredictionLog:
+class PredictionLog(HistoryTables):
     """The prediction log in SQLite (WAL mode, every commit fsynced). Thread-safe: writes go
     through one connection under a lock, one committed transaction each; reads use a second
     connection, so a long read never holds up a write. ``PostgresPredictionLog`` is the same log
@@ -193,8 +194,9 @@ class PredictionLog:
         with self._errors():
             self._connection = self._connect(busy_timeout_ms=self.wait_ms)
             self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.executescript(SCHEMA)
+            self._connection.executescript(SCHEMA + HISTORY_SCHEMA)
             self._add_columns()
+            self._backfill_hours(self._connection.cursor())
             self._reader = self._connect(busy_timeout_ms=self.wait_ms)
 
     def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -246,8 +248,12 @@ class PredictionLog:
             return
         placeholders = ", ".join("?" * len(COLUMNS))
         sql = self._sql(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({placeholders})")
+        hours = hour_rows(
+            [(r.created_at, r.model_version, r.prediction, r.confidence) for r in records]
+        )
         with self._write() as cursor:
             cursor.executemany(sql, [record.row() for record in records])
+            cursor.executemany(self._sql(HOUR_UPSERT), hours)
 
     def record_each(self, records: Sequence[PredictionRecord]) -> list[Exception | None]:
         """Write a group in one commit; if the database refuses a row for its content, write
@@ -524,7 +530,11 @@ class PredictionLog:
             cursor.execute(self._sql(labelled_sql), (feedback,))
             labelled = int(cursor.rowcount)
             cursor.execute(self._sql(unlabelled_sql), (predictions,))
-            return labelled + int(cursor.rowcount), labelled
+            deleted = labelled + int(cursor.rowcount)
+            cursor.execute(
+                self._sql("DELETE FROM prediction_hours WHERE hour < ?"), (predictions[:13],)
+            )
+            return deleted, labelled
 
     def delete_decisions_before(self, cutoff: str) -> int:
         with self._write() as cursor:
@@ -636,6 +646,10 @@ class PostgresPredictionLog(PredictionLog):
                     connection.execute(
                         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}"
                     )
+                for statement in self._history_schema_statements():
+                    connection.execute(statement)
+                with connection.cursor() as cursor:
+                    self._backfill_hours(cursor)
             self._schema_ready = True
 
     @contextlib.contextmanager

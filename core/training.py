@@ -100,6 +100,7 @@ class PromotionOutcome:
     gain: float | None = None
     gain_ci: tuple[float, float] | None = None
     evaluation_rows: int = 0
+    champion_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +173,7 @@ def promote_if_better(
             decision.gain,
             decision.gain_ci,
             decision.evaluation_rows,
+            pointer.model_version if pointer else None,
         )
         if not decision.promote or swap_champion(store, manifest, token):
             return outcome

@@ -16,6 +16,7 @@ from tasks.monitoring import (
     decide_retraining,
     emit_drift_event,
     publish_report,
+    record_report,
     record_retrain_outcome,
 )
 
@@ -57,6 +58,7 @@ def monitor(
     if report.drift_detected:
         decision = decide_retraining(settings, report, version)
     mlflow_run_id = publish_report(settings, report, version, decision)
+    record_report(settings, report, version, chosen, decision)
     event_id = None
     if decision is not None:
         event_id = emit_drift_event(report, version, chosen, decision, retrain)

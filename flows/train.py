@@ -15,6 +15,7 @@ from core.training import TrainingSummary, build_manifest, summarize
 from core.tuning import StudyResult, TuningData, leaderboard
 from tasks.training import (
     add_feedback,
+    announce_promotion,
     load_data,
     log_to_mlflow,
     promote,
@@ -81,6 +82,7 @@ def train(
     manifest = build_manifest(winner, evaluation, profile, ids, data_report, settings, labels)
     manifest, bundle_uri = write_bundle(settings, model, manifest)
     outcome = promote(settings, manifest, model, test_rows)
+    announce_promotion(settings, manifest, outcome)
     summary = summarize(
         manifest, bundle_uri, evaluation, outcome, results, len(test_rows), refit_seconds
     )

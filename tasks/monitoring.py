@@ -111,6 +111,28 @@ def publish_report(
     return registry.log_drift_report(settings, body, markdown, _run_key(), tags)
 
 
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def record_report(
+    settings: Settings,
+    report: DriftReport,
+    version: str,
+    window: str,
+    decision: RetrainDecision | None,
+) -> str:
+    """The report in the log's database, for the dashboard and Grafana to show over time."""
+    log = open_prediction_log(settings)
+    try:
+        return log.record_drift_report(
+            datetime.now(UTC).isoformat(),
+            version,
+            window_start(window, longest=settings.monitoring_max_window),
+            {**report.as_dict(), "window": window},
+            decision.action if decision else None,
+        )
+    finally:
+        log.close()
+
+
 @task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)
 def emit_drift_event(
     report: DriftReport,

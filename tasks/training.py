@@ -18,13 +18,15 @@ from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.concurrency.sync import concurrency
+from prefect.events import emit_event
 from prefect.filesystems import LocalFileSystem
 from prefect.runtime import flow_run
 
-from core import bundle, registry, training
+from core import bundle, events, registry, training
 from core.data import DataReport, add_production_rows, load_training_data
 from core.errors import PromotionError
 from core.evaluation import Evaluation, confusion_matrix_png
+from core.history import PromotionRecord
 from core.manifest import Manifest, MlflowRef
 from core.predictions import open_prediction_log
 from core.promotion import promote_challenger
@@ -40,6 +42,7 @@ from core.tuning import (
     markdown_table,
     run_study,
 )
+from tasks.monitoring import EVENT_NAMESPACE
 from tasks.retries import RETRY_TRANSIENT
 
 
@@ -205,6 +208,43 @@ def promote(
         registry.log_promotion(settings, manifest.mlflow.run_id, outcome.as_dict())
     get_run_logger().info("promoted=%s: %s", outcome.promoted, outcome.reason)
     return outcome
+
+
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def announce_promotion(
+    settings: Settings, manifest: Manifest, outcome: training.PromotionOutcome
+) -> None:
+    """The decision in the log's database (the dashboard's history) and as an event
+    (``tickets.model.promoted`` or ``tickets.model.rejected``) that notifications act on; the
+    event's id comes from the flow run, so a retry is the same event."""
+    if outcome.reason == "already champion":
+        return
+    record = PromotionRecord(
+        decided_at=datetime.now(UTC).isoformat(),
+        challenger=manifest.bundle_id,
+        challenger_version=manifest.mlflow.model_version,
+        champion=outcome.champion_bundle_id,
+        champion_version=outcome.champion_version,
+        challenger_macro_f1=outcome.challenger_macro_f1,
+        champion_macro_f1=outcome.champion_macro_f1,
+        gain=outcome.gain,
+        gain_ci=outcome.gain_ci,
+        promoted=outcome.promoted,
+        reason=outcome.reason,
+    )
+    log = open_prediction_log(settings)
+    try:
+        log.record_promotion(record)
+    finally:
+        log.close()
+    name = events.MODEL_PROMOTED if outcome.promoted else events.MODEL_REJECTED
+    version = manifest.model_version
+    emit_event(
+        event=name,
+        resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
+        payload={**record.as_dict(), "family": manifest.family},
+        id=uuid.uuid5(EVENT_NAMESPACE, f"{flow_run.id or uuid.uuid4()}/{name}"),
+    )
 
 
 @task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)

@@ -118,5 +118,26 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
     assert training_run.data.tags["promoted"] == "true"
     assert training_run.data.metrics["promotion_gain_ci_low"] > 0
 
+    log = PredictionLog(settings.predictions_path())
+    (stored_report,) = log.drift_reports("2020-01-01")
+    assert stored_report.model_version == old_version and stored_report.drift_detected
+    assert stored_report.retrain_action == "requested"
+    assert "concept_macro_f1_drop" in stored_report.report["fired"]
+    decisions = log.promotions("2020-01-01")
+    assert [d.promoted for d in decisions] == [True, True], "the first model and the retrain"
+    assert decisions[-1].champion_version == old_version and decisions[-1].gain_ci is not None
+    log.close()
+
+    def announced() -> bool:
+        promoted_events = _events(prefect_api, "tickets.model.promoted")
+        return any(
+            e["payload"]["challenger"] == result["training"].bundle_id for e in promoted_events
+        )
+
+    deadline = time.monotonic() + 30
+    while not announced() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert announced(), "the promotion was announced as an event"
+
     quiet = monitor(window="1h", settings=settings)
     assert quiet["insufficient_data"] and not quiet["drift_detected"] and not quiet["retrained"]

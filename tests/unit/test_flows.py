@@ -63,6 +63,7 @@ def _patch_monitor(
     decide = recorder("decide_retraining", _decision(action))
     monkeypatch.setattr(monitor_flow, "decide_retraining", decide)
     monkeypatch.setattr(monitor_flow, "publish_report", recorder("publish_report", "mlflow-run"))
+    monkeypatch.setattr(monitor_flow, "record_report", recorder("record_report", "r1"))
     monkeypatch.setattr(monitor_flow, "emit_drift_event", recorder("emit_drift_event", "event-1"))
     monkeypatch.setattr(monitor_flow, "record_retrain_outcome", recorder("record_outcome"))
     summary = type("Summary", (), {"promoted": True})()
@@ -82,7 +83,7 @@ def test_quiet_traffic_is_reported_and_nothing_else(
 ) -> None:
     _patch_monitor(monkeypatch, recorder, False)
     result = monitor_flow.monitor.fn(window="2h", retrain=True, settings=settings)
-    assert recorder.names() == ["check_drift", "publish_report"]
+    assert recorder.names() == ["check_drift", "publish_report", "record_report"]
     assert not result["drift_detected"] and not result["retrained"] and result["event_id"] is None
     assert recorder.calls[0][1] == (settings, "2h")
 
@@ -96,6 +97,7 @@ def test_drift_without_the_retrain_branch_leaves_retraining_to_the_event(
         "check_drift",
         "decide_retraining",
         "publish_report",
+        "record_report",
         "emit_drift_event",
     ]
     _, args, _ = recorder.calls[-1]
@@ -113,13 +115,14 @@ def test_drift_with_the_retrain_branch_retrains_in_the_same_run(
         "check_drift",
         "decide_retraining",
         "publish_report",
+        "record_report",
         "emit_drift_event",
         "train",
         "record_outcome",
     ]
-    assert recorder.calls[3][1][-1] is True, "the event says this run retrains itself"
-    assert recorder.calls[4][2] == {"settings": settings, "include_feedback": True}
-    assert recorder.calls[5][1][1:] == ("d1", "promoted")
+    assert recorder.calls[4][1][-1] is True, "the event says this run retrains itself"
+    assert recorder.calls[5][2] == {"settings": settings, "include_feedback": True}
+    assert recorder.calls[6][1][1:] == ("d1", "promoted")
     assert result["retrained"] and result["promoted"] and result["retrain_decision"] == REQUESTED
 
 
