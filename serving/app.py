@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,6 +19,9 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from core.errors import LogUnavailableError
@@ -26,6 +30,7 @@ from core.settings import Settings, get_settings
 from core.store import open_store
 from serving import metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher
+from serving.dashboard import dashboard
 from serving.errors import bad_request
 from serving.model_holder import ModelHolder
 from serving.schemas import (
@@ -230,6 +235,32 @@ async def watch_champion(holder: ModelHolder) -> None:
             logger.exception("the champion watch failed; it goes on")
 
 
+#: Where the service serves Swagger UI's files (from the swagger-ui-py package): the API
+#: docs work on networks that block public CDNs, and no request leaves the origin.
+DOCS_ASSETS = "/schema/assets"
+
+
+def offline_swagger_ui() -> SwaggerRenderPlugin:
+    return SwaggerRenderPlugin(
+        js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+        path="/",
+    )
+
+
+def docs_assets() -> Router:
+    """Swagger UI 5 (OpenAPI 3.1, which Litestar writes) as the swagger-ui-py wheel ships it,
+    with its Apache-2.0 licence at ``/schema/assets/LICENSE``."""
+    from importlib import resources
+
+    static = Path(str(resources.files("swagger_ui") / "static"))
+    return create_static_files_router(
+        path=DOCS_ASSETS, directories=[static], include_in_schema=False
+    )
+
+
 def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litestar:
     """The service for ``settings``; the champion is loaded at start-up and watched after. An
     unreachable store or a bad pointer at start-up leaves the service up but not ready."""
@@ -277,6 +308,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         predict_batch,
         feedback,
         prometheus_metrics,
+        dashboard,
         monitoring.metrics,
         monitoring.save_metrics,
         monitoring.saved_metrics,
@@ -286,7 +318,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
     ]
     endpoints = {path for handler in handlers for path in handler.paths}
     return Litestar(
-        route_handlers=handlers,
+        route_handlers=[*handlers, docs_assets()],
         state=ServiceState(state),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(metrics.MetricsMiddleware, endpoints=sorted(endpoints))],
@@ -299,6 +331,8 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
             title="Ticket classifier",
             version="1",
             description="Classifies Spanish help-desk tickets; logs every prediction.",
+            path="/schema",
+            render_plugins=[offline_swagger_ui()],
         ),
     )
 
