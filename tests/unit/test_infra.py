@@ -129,7 +129,13 @@ def test_the_runtime_lock_has_no_dev_tools_and_agrees_with_the_dev_lock() -> Non
 def test_ci_and_pre_commit_run_the_readme_commands() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     steps = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
-    assert any("make test" in step for step in steps)
+    assert any(".ci/run" in step for step in steps), "the workflow runs what CI runs"
+    ci_commands = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert ci_commands[-1] == "make test", ".ci/run ends with the README's command"
     python = [
         step["with"]["python-version"]
         for job in workflow["jobs"].values()
