@@ -73,6 +73,24 @@ SELECT substr(created_at, 1, 13), model_version, prediction, COUNT(*), SUM(confi
 FROM predictions GROUP BY substr(created_at, 1, 13), model_version, prediction
 """
 LOW_CONFIDENCE = 0.5
+REPORT_COLUMNS = (
+    "SELECT report_id, checked_at, model_version, window_since, drift_detected, drift_score, "
+    "retrain_action, report FROM drift_reports"
+)
+
+
+def _stored_report(row: Sequence[Any]) -> StoredDriftReport:
+    rid, at, version, since, detected, score, action, body = row
+    return StoredDriftReport(
+        str(rid),
+        str(at),
+        str(version),
+        since,
+        bool(detected),
+        float(score),
+        action,
+        json.loads(body),
+    )
 
 
 def hour_of(created_at: str) -> str:
@@ -216,19 +234,18 @@ class HistoryTables:
         return report_id
 
     def drift_reports(self: _Transactions, since: str) -> list[StoredDriftReport]:
-        sql = (
-            "SELECT report_id, checked_at, model_version, window_since, drift_detected, "
-            "drift_score, retrain_action, report FROM drift_reports WHERE checked_at >= ? "
-            "ORDER BY checked_at"
-        )
+        sql = f"{REPORT_COLUMNS} WHERE checked_at >= ? ORDER BY checked_at"
         with self._read() as cursor:
             cursor.execute(self._sql(sql), [since])
-            return [
-                StoredDriftReport(
-                    str(rid), str(at), str(v), since_, bool(d), float(s), action, json.loads(body)
-                )
-                for rid, at, v, since_, d, s, action, body in cursor.fetchall()
-            ]
+            return [_stored_report(row) for row in cursor.fetchall()]
+
+    def latest_drift_report(self: _Transactions) -> StoredDriftReport | None:
+        """The most recent monitor run's report (what /metrics shows), or None."""
+        sql = f"{REPORT_COLUMNS} ORDER BY checked_at DESC LIMIT 1"
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql))
+            row = cursor.fetchone()
+        return _stored_report(row) if row else None
 
     def record_promotion(self: _Transactions, record: PromotionRecord) -> None:
         sql = (

@@ -30,7 +30,7 @@ from core.settings import Settings, get_settings
 from core.store import open_store
 from serving import metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher
-from serving.dashboard import dashboard
+from serving.dashboard import PageCache, dashboard
 from serving.errors import bad_request
 from serving.model_holder import ModelHolder
 from serving.schemas import (
@@ -204,8 +204,15 @@ async def ready(state: ServiceState, request: Request[Any, Any, Any]) -> Respons
 
 
 @get("/metrics", summary="Prometheus metrics of every worker", include_in_schema=True)
-async def prometheus_metrics() -> Response[bytes]:
-    body, content_type = await anyio.to_thread.run_sync(metrics.exposition)
+async def prometheus_metrics(state: ServiceState) -> Response[bytes]:
+    def gather() -> tuple[bytes, str]:
+        try:
+            latest = state.log.latest_drift_report()
+        except LogUnavailableError:  # the service's own samples still answer
+            latest = None
+        return metrics.exposition(latest)
+
+    body, content_type = await anyio.to_thread.run_sync(gather)
     return Response(body, media_type=content_type)
 
 
@@ -300,6 +307,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         "log_probe": LogProbe(log, settings.ready_cache_s),
         "model_batcher": model_batcher,
         "log_batcher": log_batcher,
+        "dashboard_pages": PageCache(),
     }
     handlers = [
         health,

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
+from threading import Lock
+from time import monotonic
 from typing import Any
 
 import anyio
@@ -18,6 +20,29 @@ from serving.errors import bad_request
 from serving.state import ServiceState
 
 WIDTH, HEIGHT, PAD = 640, 170, 36
+
+
+class PageCache:
+    """Drawn pages reused for ``seconds`` per window and served model: the charts move by the
+    hour, and a wall screen or many operators refreshing then cost one set of queries."""
+
+    def __init__(self, seconds: float = 10.0) -> None:
+        self.seconds = seconds
+        self._pages: dict[tuple[str, str | None], tuple[float, str]] = {}
+        self._lock = Lock()
+
+    def get(self, key: tuple[str, str | None]) -> str | None:
+        with self._lock:
+            cached = self._pages.get(key)
+        if cached is None or monotonic() - cached[0] >= self.seconds:
+            return None
+        return cached[1]
+
+    def put(self, key: tuple[str, str | None], page: str) -> None:
+        with self._lock:
+            self._pages[key] = (monotonic(), page)
+
+
 COLORS = ("#2563eb", "#f59e0b", "#10b981", "#8b5cf6")
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
@@ -43,10 +68,18 @@ async def dashboard(
         raise bad_request(f"window must be one of {', '.join(WINDOWS)}")
     served = state.holder.current
     manifest = served.manifest if served is not None else None
-    data = await anyio.to_thread.run_sync(
-        dashboard_data, state.log, window, manifest, state.settings.monitoring_max_window
-    )
-    return Response(render(data), media_type=MediaType.HTML)
+    longest = state.settings.monitoring_max_window
+    key = (window, manifest.bundle_id if manifest is not None else None)
+    cached = state.dashboard_pages.get(key)
+    if cached is not None:
+        return Response(cached, media_type=MediaType.HTML)
+
+    def page() -> str:  # queries and drawing both off the event loop: predictions keep flowing
+        return render(dashboard_data(state.log, window, manifest, longest))
+
+    drawn = await anyio.to_thread.run_sync(page)
+    state.dashboard_pages.put(key, drawn)
+    return Response(drawn, media_type=MediaType.HTML)
 
 
 def render(data: DashboardData) -> str:

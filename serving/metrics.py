@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from core.history import StoredDriftReport
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -112,17 +116,73 @@ class MetricsMiddleware:
             REQUESTS.labels(endpoint, str(status)).inc()
 
 
-def exposition() -> tuple[bytes, str]:
-    """The Prometheus text of every worker's samples (or this process's)."""
+def exposition(latest_report: StoredDriftReport | None = None) -> tuple[bytes, str]:
+    """The Prometheus text of every worker's samples (or this process's), then the latest
+    monitor run's drift tests as the log's database holds them."""
     directory = os.environ.get(MULTIPROC_DIR)
+    drift = generate_latest(_DriftCollector(latest_report))
     if not directory:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return generate_latest(REGISTRY) + drift, CONTENT_TYPE_LATEST
     from prometheus_client import multiprocess
 
     _forget_dead_workers(Path(directory))
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(registry) + drift, CONTENT_TYPE_LATEST
+
+
+class _DriftCollector:
+    """Gauges of one stored drift report: per test its statistic, threshold and whether it
+    fired; the overall verdict, score and when it was checked. A registry of its own (it is read
+    from the database, not from any worker's samples)."""
+
+    def __init__(self, report: StoredDriftReport | None) -> None:
+        self.report = report
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.report
+        if report is None:
+            return
+        statistic = GaugeMetricFamily(
+            "tickets_drift_test_statistic",
+            "Latest drift report: each test's statistic.",
+            labels=["test"],
+        )
+        threshold = GaugeMetricFamily(
+            "tickets_drift_test_threshold",
+            "Latest drift report: each test's threshold.",
+            labels=["test"],
+        )
+        fired = GaugeMetricFamily(
+            "tickets_drift_test_fired",
+            "Latest drift report: 1 where the test fired.",
+            labels=["test"],
+        )
+        for test in report.report.get("tests", []):
+            name = str(test.get("name"))
+            if test.get("statistic") is not None:
+                statistic.add_metric([name], float(test["statistic"]))
+            threshold.add_metric([name], float(test.get("threshold", 0.0)))
+            fired.add_metric([name], 1.0 if test.get("verdict") == "drift" else 0.0)
+        yield statistic
+        yield threshold
+        yield fired
+        yield GaugeMetricFamily(
+            "tickets_drift_detected",
+            "Latest drift report: 1 if drift was detected.",
+            value=1.0 if report.drift_detected else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "tickets_drift_score",
+            "Latest drift report: share of tests that fired.",
+            value=report.drift_score,
+        )
+        checked = datetime.fromisoformat(report.checked_at)
+        yield GaugeMetricFamily(
+            "tickets_drift_checked_timestamp_seconds",
+            "When the latest drift report was made (Unix time).",
+            value=checked.timestamp(),
+        )
 
 
 def _forget_dead_workers(directory: Path) -> None:

@@ -16,6 +16,7 @@ from serving.model_holder import ModelHolder, ServedModel
 
 if TYPE_CHECKING:
     from serving.batcher import MicroBatcher
+    from serving.dashboard import PageCache
     from serving.schemas import LabelScore
 
     Scored = tuple[str, list[LabelScore]]
@@ -75,6 +76,7 @@ class ServiceState(State):
     log_probe: LogProbe
     model_batcher: MicroBatcher[tuple[str, str], Scored]
     log_batcher: MicroBatcher[PredictionRecord, None]
+    dashboard_pages: PageCache
 
     def served_model(self) -> ServedModel:
         return require_model(self.holder)

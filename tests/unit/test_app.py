@@ -278,3 +278,24 @@ def test_webhooks_without_a_secret_answer_503_with_retry_after(serving: TestClie
     response = serving.post("/webhooks/retrain", content=body)
     assert response.status_code == 503 and "no secret" in response.text
     assert response.headers["retry-after"]
+
+
+def test_metrics_show_the_latest_drift_report(serving: TestClient, tmp_path: Path) -> None:
+    before = serving.get("/metrics")
+    assert before.status_code == 200 and "tickets_drift_detected" not in before.text
+    log = PredictionLog(Settings(home=tmp_path / "home").predictions_path())
+    tests = [
+        {"name": "label_shift", "statistic": 0.31, "threshold": 0.2, "verdict": "drift"},
+        {"name": "confidence_ks", "statistic": 0.05, "threshold": 0.1, "verdict": "ok"},
+    ]
+    for at, fired in (("2026-11-30T09:00:00+00:00", False), ("2026-11-30T10:00:00+00:00", True)):
+        report = {"drift_detected": fired, "drift_score": 0.5 if fired else 0.0, "tests": tests}
+        log.record_drift_report(at, "3", None, report, None)
+    log.close()
+    text = serving.get("/metrics").text
+    assert 'tickets_drift_test_statistic{test="label_shift"} 0.31' in text
+    assert 'tickets_drift_test_threshold{test="confidence_ks"} 0.1' in text
+    assert 'tickets_drift_test_fired{test="label_shift"} 1.0' in text
+    assert 'tickets_drift_test_fired{test="confidence_ks"} 0.0' in text
+    assert "tickets_drift_detected 1.0" in text and "tickets_drift_score 0.5" in text
+    assert "tickets_drift_checked_timestamp_seconds 1.7960328e+09" in text
