@@ -59,6 +59,7 @@ typecheck: install
 deploy: install
 	$(BIN)/prefect work-pool create tickets-process --type process --overwrite
 	$(BIN)/prefect --no-prompt deploy --all
+	$(BIN)/python -m deployments.notifications
 
 stack: install
 	$(BIN)/python -m deployments.stack

@@ -25,6 +25,8 @@ RETRAIN_TRIGGERS = (RETRAIN_REQUESTED, DRIFT_DETECTED)
 ALL_EVENTS = frozenset({DRIFT_DETECTED, RETRAIN_REQUESTED, MODEL_PROMOTED, MODEL_REJECTED})
 #: Events operators are told about (deployments/automations.yaml).
 NOTIFIED_EVENTS = (DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED)
+#: The project's flows, by name: a run of any of them that fails or crashes is announced.
+FLOW_NAMES = ("train", "monitor", "retrain", "maintenance")
 
 
 def model_resource(model_version: str, retrain: str) -> dict[str, str]:

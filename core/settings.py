@@ -6,7 +6,7 @@ import base64
 import binascii
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -223,8 +223,44 @@ class Settings(BaseSettings):
     keep_bundles: int = Field(
         10, ge=1, description="Bundles kept besides the champion: the most recent ones."
     )
+    notify_slack_url: SecretStr | None = Field(
+        None,
+        description='Slack-compatible incoming webhook (posts {"text": ...}) told of drift, '
+        "promotions and failed runs.",
+    )
+    notify_email_to: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated addresses told of the same, over SMTP."
+    )
+    notify_email_from: str = Field("tickets@localhost", description="Sender of those e-mails.")
+    notify_webhook_url: SecretStr | None = Field(
+        None, description="Generic JSON webhook told of the same (one JSON object per event)."
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for notification e-mails.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="starttls (port 587), ssl (port 465) or none (a local relay)."
+    )
+    smtp_username: str | None = Field(None, description="SMTP login, if the server wants one.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    dashboard_url: str | None = Field(
+        None,
+        description="The dashboard as operators reach it, linked from notifications. Default: "
+        "http://127.0.0.1:8000/dashboard.",
+    )
+    prefect_ui_url: str | None = Field(
+        None,
+        description="Prefect UI as operators reach it, for run links. Default: the Prefect API "
+        "URL without /api.",
+    )
 
-    @field_validator("text_columns", "families", "webhook_secrets", "label_api_keys", mode="before")
+    @field_validator(
+        "text_columns",
+        "families",
+        "webhook_secrets",
+        "label_api_keys",
+        "notify_email_to",
+        mode="before",
+    )
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         """Lists come from the environment as comma-separated strings."""
@@ -243,6 +279,13 @@ class Settings(BaseSettings):
         "mlflow_tracking_uri",
         "data_path",
         "data_encoding",
+        "notify_slack_url",
+        "notify_webhook_url",
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+        "dashboard_url",
+        "prefect_ui_url",
         mode="before",
     )
     @classmethod
@@ -266,6 +309,15 @@ class Settings(BaseSettings):
     def _check_label_keys(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
         for key in value:
             check_api_key(key.get_secret_value())
+        return value
+
+    @field_validator("notify_email_to")
+    @classmethod
+    def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            local, _, domain = address.partition("@")
+            if not local or not domain or any(c.isspace() or c in "<>,;" for c in address):
+                raise ValueError(f"{address!r} is not an e-mail address")
         return value
 
     @field_validator("webhook_secrets")

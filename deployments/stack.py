@@ -75,6 +75,7 @@ class LocalStack:
     mlflow_port: int | None = 5000
     worker_poll_s: int = 5
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    notifications: str = ""
 
     @property
     def prefect_api(self) -> str:
@@ -87,7 +88,12 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """Environment of every component: TICKETS_* settings plus the Prefect client's."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        links = {
+            "TICKETS_DASHBOARD_URL": f"{self.service_url}/dashboard",
+            "TICKETS_PREFECT_UI_URL": f"http://127.0.0.1:{self.prefect_port}",
+        }
         return {
+            **links,  # unless the operator's environment says how the links are reached
             **base,
             **self.tickets_env,
             "TICKETS_HOME": str(self.home),
@@ -159,12 +165,14 @@ class LocalStack:
         return self
 
     def deploy(self) -> None:
-        """The work pool, then every deployment of prefect.yaml (what ``make deploy`` does)."""
+        """The work pool, every deployment of prefect.yaml, then the notification automations
+        of deployments/automations.yaml (what ``make deploy`` does)."""
         prefect = str(BIN / "prefect")
         self.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
         self.run(
             prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")
         )
+        self.notifications = self.run(str(BIN / "python"), "-m", "deployments.notifications")
 
     def _mlflow_command(self) -> list[str]:
         tracking = self.tickets_env.get("TICKETS_MLFLOW_TRACKING_URI") or (
@@ -214,6 +222,7 @@ class LocalStack:
     def urls(self) -> dict[str, str]:
         urls = {
             "prefect_ui": f"http://127.0.0.1:{self.prefect_port}",
+            "dashboard": f"{self.service_url}/dashboard",
             "api_docs": f"{self.service_url}/schema",
             "api": self.service_url,
         }
@@ -243,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stack:
             print(json.dumps(stack.urls(), indent=2))
+            print(stack.notifications.strip())
             print(f"webhook secret in {home / 'webhook_secret'}; logs in {home / 'logs'}")
             print(label_key_help(stack.service_url, home / "label_api_key"))
             print("Ctrl-C stops everything.", flush=True)

@@ -6,6 +6,7 @@ a CLI flag that no longer exists, a work pool or deployment name out of step wit
 
 from __future__ import annotations
 
+import json
 import re
 from importlib.metadata import version
 from pathlib import Path
@@ -152,3 +153,48 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`TICKETS_{name.upper()}`" not in readme]
     assert not missing, f"settings missing from the README's table: {missing}"
+
+
+def test_prometheus_scrapes_the_service_and_grafana_reads_prometheus() -> None:
+    compose = _compose()["services"]
+    scrape = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    (target,) = job["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host in compose and job["metrics_path"] == "/metrics"
+    assert f"--port {port}" in " ".join(compose[host]["command"])
+    for service in ("prometheus", "grafana"):
+        for volume in compose[service]["volumes"]:
+            source = volume.split(":")[0]
+            assert (INFRA / source).exists(), f"{service} mounts {source}, which is missing"
+    (source,) = yaml.safe_load(
+        (INFRA / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((INFRA / "grafana" / "dashboards" / "tickets.json").read_text())
+    uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
+    assert uids == {source["uid"]}
+
+
+def test_every_metric_grafana_charts_is_one_the_service_exposes() -> None:
+    from core.history import StoredDriftReport
+    from serving import metrics
+
+    report = StoredDriftReport(
+        "r",
+        "2026-11-30T10:00:00+00:00",
+        "3",
+        None,
+        True,
+        0.5,
+        None,
+        {"tests": [{"name": "t", "statistic": 1.0, "threshold": 0.5, "verdict": "drift"}]},
+    )
+    exposed = {family.name for family in metrics.REGISTRY.collect()}
+    exposed |= {family.name for family in metrics._DriftCollector(report).collect()}
+    dashboard = (INFRA / "grafana" / "dashboards" / "tickets.json").read_text()
+    charted = set(re.findall(r"tickets_\w+", dashboard))
+    assert charted, "the dashboard charts the service's metrics"
+    suffixes = re.compile(r"_(bucket|count|sum|total)$")
+    unknown = {name for name in charted if suffixes.sub("", name) not in exposed}
+    assert not unknown, f"charted but not exposed: {sorted(unknown)}"
