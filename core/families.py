@@ -141,6 +141,8 @@ class Family:
     head: Callable[[Params, int, int], list[tuple[str, Any]]]
     defaults: Params
     embeddings: bool = False
+    #: A linear model: the simpler choice when scores are within noise (one-standard-error rule).
+    linear: bool = False
 
 
 def _suggest_logreg(trial: optuna.Trial) -> Params:
@@ -290,8 +292,8 @@ def _head_lgbm(p: Params, seed: int, n_jobs: int) -> list[tuple[str, Any]]:
 REGISTRY: dict[str, Family] = {
     family.name: family
     for family in (
-        Family("logistic_regression", _suggest_logreg, _head_logreg, {"C": 20.0}, True),
-        Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}, True),
+        Family("logistic_regression", _suggest_logreg, _head_logreg, {"C": 20.0}, True, True),
+        Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}, True, True),
         Family(
             "random_forest",
             _suggest_forest,

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     trials: int = Field(12, ge=1, description="Optuna trials per study.")
     timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
     cv_folds: int = Field(3, ge=2)
+    small_table_rows: int = Field(
+        2000,
+        ge=0,
+        description="Below this many training rows: 5 folds (twice below 500), no pruning, and the "
+        "one-standard-error rule picks the model (0 turns it off).",
+    )
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     max_concurrent_studies: int = Field(2, ge=1)

@@ -83,7 +83,11 @@ def build_manifest(
         labels=labels,
         language=settings.language,
         input_columns={"short_description": SHORT, "close_notes": NOTES},
-        metrics={**evaluation.metrics(), "cv_macro_f1": winner.cv_macro_f1},
+        metrics={
+            **evaluation.metrics(),
+            "cv_macro_f1": winner.cv_macro_f1,
+            "cv_std_error": winner.cv_std_error if np.isfinite(winner.cv_std_error) else None,
+        },
         mlflow=mlflow,
         data=data_report,
         reference_profile=profile,
@@ -187,6 +191,9 @@ class LeaderboardEntry(BaseModel):
 
     family: str
     cv_macro_f1: float | None
+    cv_std_error: float | None = None
+    cv_folds: int = 0
+    default_cv_macro_f1: float | None = None
     trials: int
     pruned: int = 0
     fit_seconds: float
@@ -211,6 +218,8 @@ class TrainingSummary(BaseModel):
     bundle_uri: str
     mlflow_run_id: str | None
     leaderboard: list[LeaderboardEntry]
+    #: Why the refitted configuration won (highest mean, or the one-standard-error rule).
+    selection: str = ""
     data: dict[str, Any]
     production: dict[str, Any] | None = None
     promotion: PromotionOutcome
@@ -230,6 +239,7 @@ def summarize(
     results: list[StudyResult],
     test_rows: int,
     refit_seconds: float,
+    selection: str = "",
 ) -> TrainingSummary:
     return TrainingSummary(
         champion_family=manifest.family,
@@ -244,6 +254,7 @@ def summarize(
         bundle_uri=bundle_uri,
         mlflow_run_id=manifest.mlflow.run_id,
         leaderboard=[LeaderboardEntry.model_validate(row) for row in leaderboard_rows(results)],
+        selection=selection,
         data={key: value for key, value in manifest.data.items() if key != "production"},
         production=manifest.data.get("production"),
         promotion=outcome,

@@ -82,10 +82,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _print_summary(summary: TrainingSummary) -> None:
-    print("\nLeaderboard (cross-validated macro-F1 on the training split):")
+    print("\nLeaderboard (cross-validated macro-F1 on the training split, +/- standard error):")
     for row in summary.leaderboard:
         score = "failed" if row.cv_macro_f1 is None else f"{row.cv_macro_f1:.4f}"
-        print(f"  {row.family:<20} {score:>8}  {row.trials:>3} trials  {row.fit_seconds:>7.1f}s")
+        spread = f"+/- {row.cv_std_error:.4f}" if row.cv_std_error is not None else ""
+        print(
+            f"  {row.family:<20} {score:>8} {spread:<10} {row.cv_folds:>2} folds "
+            f"{row.trials:>3} trials  {row.fit_seconds:>7.1f}s"
+        )
+    if summary.selection:
+        print(f"Selected: {summary.selection}")
     print(
         f"\nChampion candidate: {summary.champion_family}  test macro-F1 "
         f"{summary.test_macro_f1:.4f}  weighted F1 {summary.test_weighted_f1:.4f}  "

@@ -12,7 +12,7 @@ from core.data import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
 from core.settings import Settings, get_settings
 from core.training import TrainingSummary, build_manifest, summarize
-from core.tuning import StudyResult, TuningData, leaderboard
+from core.tuning import StudyResult, TuningData, select_winner
 from tasks.training import (
     add_feedback,
     announce_promotion,
@@ -63,13 +63,19 @@ def train(
     production: dict[str, Any] | None = None
     if include_feedback:
         train_rows, test_rows, production = add_feedback(settings, train_rows, test_rows)
-    tuning_data = TuningData(train_rows, settings.language, settings.cv_folds, settings.seed)
+    tuning_data = TuningData(
+        train_rows,
+        settings.language,
+        settings.cv_folds,
+        settings.seed,
+        small_table_rows=settings.small_table_rows,
+    )
     results = run_studies(settings, tuning_data)
-    ranked = leaderboard(results)
-    if not ranked:
+    winner = select_winner(results, one_standard_error=tuning_data.plan.small)
+    if winner is None:
         errors = "; ".join(f"{r.family}: {r.error}" for r in results)
         raise TrainingError(f"no family completed a trial ({errors})")
-    winner = ranked[0]
+    print(f"selected: {winner.selection}")
     model, evaluation, profile, refit_seconds = refit_and_score(
         winner, train_rows, test_rows, settings
     )
@@ -84,7 +90,14 @@ def train(
     outcome = promote(settings, manifest, model, test_rows)
     announce_promotion(settings, manifest, outcome)
     summary = summarize(
-        manifest, bundle_uri, evaluation, outcome, results, len(test_rows), refit_seconds
+        manifest,
+        bundle_uri,
+        evaluation,
+        outcome,
+        results,
+        len(test_rows),
+        refit_seconds,
+        winner.selection,
     )
     publish_leaderboard(results, summary)
     return summary

@@ -255,6 +255,8 @@ def publish_leaderboard(results: list[StudyResult], summary: training.TrainingSu
         f"{summary.test_weighted_f1:.4f}, accuracy {summary.test_accuracy:.4f}; "
         f"promoted: {summary.promoted} ({summary.promotion_reason})",
         "",
+        f"Selected: {summary.selection}",
+        "",
         markdown_table(leaderboard_rows(results)),
     ]
     create_markdown_artifact("\n".join(lines), key="leaderboard", description="Study leaderboard")

@@ -2,17 +2,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pandas as pd
 
 from core.tuning import (
+    CvPlan,
     StudyResult,
     TuningData,
+    cv_plan,
     describe_trial,
     leaderboard,
     leaderboard_rows,
     markdown_table,
     run_study,
+    select_winner,
 )
 
 
@@ -101,3 +105,77 @@ def test_a_pruned_trial_is_not_logged_as_a_score() -> None:
     assert describe_trial(pruned) == "pruned after 2 folds (mean so far 0.9100)"
     assert describe_trial(done) == "0.8800"
     assert describe_trial(failed) == "fail"
+
+
+def test_small_tables_get_more_folds_repeats_and_no_pruning() -> None:
+    labels = np.asarray(["a"] * 150 + ["b"] * 150, dtype=object)
+    assert cv_plan(labels, 3, small_table_rows=0) == CvPlan(3)
+    assert cv_plan(labels, 3, small_table_rows=300) == CvPlan(3)
+    small = cv_plan(labels, 3, small_table_rows=2000)
+    assert (small.folds, small.repeats, small.prune, small.small) == (5, 2, False, True)
+    assert small.splits == 10
+    medium = cv_plan(np.concatenate([labels, labels]), 3, small_table_rows=2000)
+    assert (medium.folds, medium.repeats) == (5, 1)
+    rare = np.asarray(["a"] * 100 + ["b"] * 4, dtype=object)
+    assert cv_plan(rare, 3, small_table_rows=2000).folds == 4, "no more folds than the rarest class"
+    rarer = np.asarray(["a"] * 100 + ["b"] * 2, dtype=object)
+    assert cv_plan(rarer, 3, small_table_rows=2000).folds == 3, "at least cv_folds"
+
+
+def test_a_small_table_study_scores_every_fold_and_the_default(demo_frame: pd.DataFrame) -> None:
+    small = demo_frame.groupby("label").head(30).reset_index(drop=True)
+    data = TuningData(small, "spanish", 3, 1, small_table_rows=2000)
+    assert data.plan.small and len(data.folds) == 10
+    result = run_study("linear_svm", data, trials=3, timeout_s=120)
+    assert result.ok and result.pruned == 0 and result.cv_folds == 10
+    assert 0 < result.cv_std_error < 0.2
+    assert result.default_params is not None and result.default_params["C"] == 0.5
+    assert result.default_cv_macro_f1 <= result.cv_macro_f1
+
+
+def _result(family: str, score: float, error: float, default: float) -> StudyResult:
+    return StudyResult(
+        family,
+        {"tuned": True},
+        score,
+        12,
+        0,
+        1.0,
+        cv_std_error=error,
+        cv_folds=10,
+        default_params={"tuned": False},
+        default_cv_macro_f1=default,
+        default_cv_std_error=error,
+    )
+
+
+def test_the_one_standard_error_rule_prefers_linear_defaults_within_noise() -> None:
+    results = [
+        _result("extra_trees", 0.70, 0.03, 0.66),
+        _result("linear_svm", 0.69, 0.03, 0.68),
+        _result("logistic_regression", 0.66, 0.03, 0.62),
+    ]
+    chosen = select_winner(results, one_standard_error=True)
+    assert chosen is not None
+    assert (chosen.family, chosen.best_params, chosen.cv_macro_f1) == (
+        "linear_svm",
+        {"tuned": False},
+        0.68,
+    )
+    assert "one-standard-error rule" in chosen.selection and "extra_trees" in chosen.selection
+    # beyond the noise the best wins
+    results[0] = _result("extra_trees", 0.80, 0.01, 0.75)
+    chosen = select_winner(results, one_standard_error=True)
+    assert chosen is not None and chosen.family == "extra_trees"
+    assert chosen.best_params == {"tuned": True} and "nothing simpler" in chosen.selection
+    # a tuned linear model within noise beats a tree's default
+    results = [_result("extra_trees", 0.70, 0.03, 0.69), _result("linear_svm", 0.68, 0.03, 0.60)]
+    chosen = select_winner(results, one_standard_error=True)
+    assert chosen is not None and (chosen.family, chosen.best_params) == (
+        "linear_svm",
+        {"tuned": True},
+    )
+    # large tables: the highest mean
+    chosen = select_winner(results, one_standard_error=False)
+    assert chosen is not None and chosen.family == "extra_trees"
+    assert select_winner([], one_standard_error=True) is None
