@@ -172,6 +172,16 @@ def one_run(
         "default_linear_test": round(default_f1, 4),
         "gain_over_default": round(chosen_f1 - default_f1, 4),
         "within_se": chosen_f1 >= default_f1 - se,
+        "studies": {
+            r.family: [
+                round(r.cv_macro_f1, 4),
+                round(r.cv_std_error, 4),
+                round(r.default_cv_macro_f1, 4),
+                round(r.default_cv_std_error, 4),
+            ]
+            for r in results
+            if r.ok
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(row, flush=True)

@@ -102,6 +102,8 @@ def log_training(
         for result in results:
             _log_child(client, exp_id, run_id, result, key)
         mlflow.log_params({"champion_family": winner.family, **winner.best_params})
+        if winner.selection:
+            mlflow.set_tag("selection", winner.selection)
         mlflow.log_metrics({**evaluation.metrics(), **extra_metrics})
         mlflow.log_dict(evaluation.report, "classification_report.json")
         mlflow.log_dict(data_summary, "data_report.json")

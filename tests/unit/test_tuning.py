@@ -5,6 +5,7 @@ import math
 import numpy as np
 import optuna
 import pandas as pd
+import pytest
 
 from core.tuning import (
     CvPlan,
@@ -17,6 +18,7 @@ from core.tuning import (
     markdown_table,
     run_study,
     select_winner,
+    standard_error,
 )
 
 
@@ -131,6 +133,13 @@ def test_a_small_table_study_scores_every_fold_and_the_default(demo_frame: pd.Da
     assert 0 < result.cv_std_error < 0.2
     assert result.default_params is not None and result.default_params["C"] == 0.5
     assert result.default_cv_macro_f1 <= result.cv_macro_f1
+
+
+def test_the_standard_error_counts_the_rows_folds_share() -> None:
+    scores = [0.6, 0.7] * 5
+    naive = float(np.std(scores, ddof=1) / np.sqrt(10))
+    assert standard_error(scores, folds=5) == pytest.approx(naive * np.sqrt(3.5))
+    assert math.isnan(standard_error([0.6], folds=5))
 
 
 def _result(family: str, score: float, error: float, default: float) -> StudyResult:
