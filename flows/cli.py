@@ -183,12 +183,19 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             settings.home, key_file.name, "TICKETS_LABEL_API_KEYS"
         )
         print(label_key_help(f"http://{args.host}:{args.port}", key_file.resolve()))
+    # uvicorn re-raises the SIGTERM it stopped on once it is done; without a handler of ours that
+    # kills the process before the cleanup below, leaving the background training running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return _serve(settings, args.host, args.port, 1)
     finally:
         if background is not None and background.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(background.pid, signal.SIGTERM)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _train_in_background(settings: Settings, data: str) -> subprocess.Popen[bytes]:
@@ -214,7 +221,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int, access_log: b
 
     _metrics_directory(settings, port, workers)
     base = f"http://{host}:{port}"
-    _phase(f"serving on {base}  API docs: {base}/schema  (OpenAPI: {base}/schema/openapi.json)")
+    _phase(f"serving on {base}  API docs: {base}/schema  dashboard: {base}/dashboard")
     sys.stdout.flush()
     uvicorn.run(
         "serving.app:app_from_environment",
