@@ -189,9 +189,21 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         return _serve(settings, args.host, args.port, 1)
     finally:
-        if background is not None and background.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(background.pid, signal.SIGTERM)
+        if background is not None:
+            _stop(background)
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM to the process group, SIGKILL after ``grace_s``: a training flow takes SIGTERM
+    as a crash but still waits for the studies' threads to finish, which can take minutes (a
+    killed training resumes from its finished studies next time)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_s)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
