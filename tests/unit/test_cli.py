@@ -141,3 +141,26 @@ def test_a_bug_exits_1_with_a_traceback_in_a_real_process(tmp_path: Path) -> Non
     )
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "KeyError: 'model_version'" in done.stderr
+
+
+def test_a_background_training_that_ignores_sigterm_is_killed() -> None:
+    import signal
+
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, "
+            "flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline().strip() == b"1"
+    cli._stop(stubborn, grace_s=0.5)
+    assert stubborn.poll() == -signal.SIGKILL
+    polite = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    cli._stop(polite, grace_s=5)
+    assert polite.poll() == -signal.SIGTERM
