@@ -87,10 +87,6 @@ class CvPlan:
     prune: bool = True
     small: bool = False
 
-    @property
-    def splits(self) -> int:
-        return self.folds * self.repeats
-
 
 def cv_plan(labels: np.ndarray, cv_folds: int, small_table_rows: int = 0) -> CvPlan:
     """``cv_folds`` folds with pruning, or below ``small_table_rows`` rows up to five folds (as
@@ -120,7 +116,6 @@ class TuningData:
     ) -> None:
         self.frame = frame
         self.language = language
-        self.cv_folds = cv_folds
         self.seed = seed
         self.labels = frame[LABEL].to_numpy(dtype=object)
         self.plan = cv_plan(self.labels, cv_folds, small_table_rows)
@@ -383,7 +378,8 @@ def select_winner(results: list[StudyResult], one_standard_error: bool) -> Study
     if not one_standard_error or not np.isfinite(best.cv_std_error):
         return replace(best, selection=f"highest mean {score} ({best.family})")
     floor = best.cv_macro_f1 - best.cv_std_error
-    candidates: list[tuple[int, float, StudyResult]] = []
+    # (simplicity rank, -mean, kind, result): the lowest rank wins, then the higher mean.
+    candidates: list[tuple[int, float, str, StudyResult]] = []
     for result in ranked:
         simple = 0 if REGISTRY[result.family].linear else 2
         if result.default_params is not None and result.default_cv_macro_f1 >= floor:
@@ -393,19 +389,19 @@ def select_winner(results: list[StudyResult], one_standard_error: bool) -> Study
                 cv_macro_f1=result.default_cv_macro_f1,
                 cv_std_error=result.default_cv_std_error,
             )
-            candidates.append((simple, -default.cv_macro_f1, default))
+            candidates.append((simple, -default.cv_macro_f1, "default configuration", default))
         if result.cv_macro_f1 >= floor:
-            candidates.append((simple + 1, -result.cv_macro_f1, result))
-    rank, _, chosen = min(candidates, key=lambda c: (c[0], c[1]))
-    kind = "default configuration" if rank % 2 == 0 else "tuned configuration"
-    within = (
-        f"{chosen.family} {kind}, CV macro-F1 {chosen.cv_macro_f1:.4f}, within one standard "
-        f"error ({best.cv_std_error:.4f}) of the best, {best.family} {best.cv_macro_f1:.4f}: "
-        "the simpler model is kept (one-standard-error rule)"
-    )
+            candidates.append((simple + 1, -result.cv_macro_f1, "tuned configuration", result))
+    _, _, kind, chosen = min(candidates, key=lambda c: (c[0], c[1]))
     if chosen is best:
-        within = f"highest mean {score} ({best.family}); nothing simpler within one standard error"
-    return replace(chosen, selection=within)
+        why = f"highest mean {score} ({best.family}); nothing simpler within one standard error"
+    else:
+        why = (
+            f"{chosen.family} {kind}, CV macro-F1 {chosen.cv_macro_f1:.4f}, within one standard "
+            f"error ({best.cv_std_error:.4f}) of the best, {best.family} "
+            f"{best.cv_macro_f1:.4f}: the simpler model is kept (one-standard-error rule)"
+        )
+    return replace(chosen, selection=why)
 
 
 def leaderboard_rows(results: list[StudyResult]) -> list[dict[str, Any]]:

@@ -115,7 +115,6 @@ def test_small_tables_get_more_folds_repeats_and_no_pruning() -> None:
     assert cv_plan(labels, 3, small_table_rows=300) == CvPlan(3)
     small = cv_plan(labels, 3, small_table_rows=2000)
     assert (small.folds, small.repeats, small.prune, small.small) == (5, 2, False, True)
-    assert small.splits == 10
     medium = cv_plan(np.concatenate([labels, labels]), 3, small_table_rows=2000)
     assert (medium.folds, medium.repeats) == (5, 1)
     rare = np.asarray(["a"] * 100 + ["b"] * 4, dtype=object)
