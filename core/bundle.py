@@ -26,6 +26,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.models.EncodedLabels",
         "core.models.ToDense",
         "core.embeddings.StaticTokenEmbedding",
+        "core.embeddings.SentenceEncoderEmbedding",
         "core.models.CompactTfidfVectorizer",
         "core.models.TemperatureScaledSVC",
         "core.models.StackedOneVsRest",
@@ -131,12 +132,32 @@ def load_bundle(
         raise BundleError(f"bundle {bundle_id}: {exc}") from exc
     if file_entry(model_bytes) != entry:
         raise BundleError(f"bundle {bundle_id}: {MODEL_FILE} does not match its manifest")
+    check_encoder(manifest)
     try:
         return deserialize_model(model_bytes), manifest
     except BundleError:
         raise
     except Exception as exc:
         raise BundleError(f"bundle {bundle_id}: cannot load {MODEL_FILE} ({exc})") from exc
+
+
+def check_encoder(manifest: Manifest) -> None:
+    """A model that runs the sentence encoder loads only where the same encoder is installed and
+    its weights match their pinned digest: otherwise it would answer with other numbers."""
+    if not manifest.encoder:
+        return
+    from core.encoder import EncoderUnavailableError, encoder_info
+
+    try:
+        installed = encoder_info()
+    except EncoderUnavailableError as exc:
+        raise BundleError(f"bundle {manifest.bundle_id} needs the sentence encoder: {exc}") from exc
+    wanted = manifest.encoder.get("weights_sha256")
+    if wanted != installed.weights_sha256:
+        raise BundleError(
+            f"bundle {manifest.bundle_id} was trained with encoder weights {str(wanted)[:16]}..., "
+            f"the installed ones are {installed.weights_sha256[:16]}..."
+        )
 
 
 def read_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str | None]:

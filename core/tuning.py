@@ -31,11 +31,13 @@ from sklearn.model_selection import RepeatedStratifiedKFold
 
 from core.data import LABEL, NOTES, SHORT
 from core.families import (
+    DEFAULT_TEXT,
     REGISTRY,
     Params,
     build_features,
     build_head,
     build_normalizer,
+    encoder_block,
     starting_points,
     suggest_features,
     suggest_text,
@@ -113,10 +115,13 @@ class TuningData:
         seed: int,
         capacity: int = 4,
         small_table_rows: int = 0,
+        encoder: bool = False,
     ) -> None:
         self.frame = frame
         self.language = language
         self.seed = seed
+        #: Whether the linear families may add the sentence-encoder block (the accurate profile).
+        self.encoder = encoder
         self.labels = frame[LABEL].to_numpy(dtype=object)
         self.plan = cv_plan(self.labels, cv_folds, small_table_rows)
         splitter = RepeatedStratifiedKFold(
@@ -137,7 +142,22 @@ class TuningData:
         digest.update(rows.to_numpy().tobytes())
         plan = self.plan
         digest.update(f"{self.language}|{plan.folds}x{plan.repeats}|{self.seed}".encode())
+        if self.encoder:
+            digest.update(b"|encoder")
         return digest.hexdigest()[:32]
+
+    def warm_encoder(self) -> int:
+        """Embed every training text the encoder block can see, once, before the studies start:
+        their trials then find the vectors cached, and no study's time budget pays for them.
+        Returns the number of texts the engine embedded (0 when all were cached)."""
+        if not self.encoder:
+            return 0
+        from core.encoder import COUNTS
+
+        before = COUNTS.embedded
+        documents = self.documents(DEFAULT_TEXT)
+        encoder_block(1.0).fit(documents).transform(documents)
+        return COUNTS.embedded - before
 
     def _key_lock(self, key: tuple[Any, ...]) -> threading.Lock:
         with self._lock:
@@ -204,7 +224,9 @@ def _objective(
 
     def objective(trial: optuna.Trial) -> float:
         text_params = suggest_text(trial)
-        feature_params = suggest_features(trial, REGISTRY[family].embeddings)
+        feature_params = suggest_features(
+            trial, REGISTRY[family].embeddings, data.encoder, text_params["text_level"]
+        )
         head_params = REGISTRY[family].suggest(trial)
         scores = []
         matrices = data.fold_matrices(text_params, feature_params)
@@ -234,6 +256,7 @@ SEARCH_CODE = (
     "core.text",
     "core.ngrams",
     "core.embeddings",
+    "core.encoder",
 )
 
 
@@ -268,7 +291,7 @@ def run_study(
         if data.plan.prune
         else optuna.pruners.NopPruner(),
     )
-    for start in starting_points(family):
+    for start in starting_points(family, data.encoder):
         study.enqueue_trial(start, skip_if_exists=True)
     callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
     count = FitCount()
@@ -276,7 +299,7 @@ def run_study(
     study.optimize(
         objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
     )
-    result = _result(family, study, time.perf_counter() - started, data.plan.folds)
+    result = _result(family, study, time.perf_counter() - started, data.plan.folds, data.encoder)
     return replace(result, fits=count.fits, unconverged_fits=count.unconverged)
 
 
@@ -309,7 +332,9 @@ def _sampler(trials: int, seed: int) -> optuna.samplers.TPESampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, trials // 3))
 
 
-def _result(family: str, study: optuna.Study, seconds: float, folds: int) -> StudyResult:
+def _result(
+    family: str, study: optuna.Study, seconds: float, folds: int, encoder: bool = False
+) -> StudyResult:
     states = [trial.state for trial in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     pruned = states.count(optuna.trial.TrialState.PRUNED)
@@ -319,7 +344,7 @@ def _result(family: str, study: optuna.Study, seconds: float, folds: int) -> Stu
         return StudyResult(family, {}, float("nan"), 0, pruned, seconds, error=reason)
     best = study.best_trial
     best_folds = list(best.user_attrs.get("fold_scores", []))
-    default = starting_points(family)[0]
+    default = starting_points(family, encoder)[0]
     default_trial = next(
         (
             t

@@ -18,6 +18,7 @@ from tasks.training import (
     announce_promotion,
     load_data,
     log_to_mlflow,
+    prepare_encoder,
     promote,
     publish_leaderboard,
     refit_and_score,
@@ -69,7 +70,9 @@ def train(
         settings.cv_folds,
         settings.seed,
         small_table_rows=settings.small_table_rows,
+        encoder=settings.profile == "accurate",
     )
+    prepare_encoder(settings, tuning_data)
     results = run_studies(settings, tuning_data)
     winner = select_winner(results, one_standard_error=tuning_data.plan.small)
     if winner is None:

@@ -8,6 +8,7 @@ failed after some studies finished reruns only the others."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from prefect.runtime import flow_run
 
 from core import bundle, events, registry, training
 from core.data import DataReport, add_production_rows, load_training_data
+from core.encoder import attach_cache
 from core.errors import PromotionError
 from core.evaluation import Evaluation, confusion_matrix_png
 from core.history import PromotionRecord
@@ -83,6 +85,24 @@ def add_feedback(
         report.new_classes or "none",
     )
     return train, test, report.as_dict()
+
+
+@task(cache_policy=NONE)
+def prepare_encoder(settings: Settings, data: TuningData) -> int:
+    """With the accurate profile, embed the training texts once (a file under ``home`` keeps
+    the vectors, so a retrain embeds only new tickets) before the studies start."""
+    if not data.encoder:
+        return 0
+    attach_cache(settings.encoder_cache_path(), memory_rows=4 * len(data.frame) + 10_000)
+    started = time.perf_counter()
+    embedded = data.warm_encoder()
+    get_run_logger().info(
+        "sentence encoder: %d of %d training texts embedded in %.0f s, the rest cached",
+        embedded,
+        len(data.frame),
+        time.perf_counter() - started,
+    )
+    return embedded
 
 
 def study_key(context: Any, parameters: dict[str, Any]) -> str:

