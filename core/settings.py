@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     small_table_rows: int = Field(
         2000,
         ge=0,
-        description="Below this many training rows: 5 folds (twice below 500), no pruning, and the "
-        "one-standard-error rule picks the model (0 turns it off).",
+        description="Below this many training rows: 5 folds (twice below 500), no pruning, and "
+        "bias-corrected selection between the best linear default and the search's best "
+        "(0 turns it off).",
     )
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42

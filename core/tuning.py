@@ -20,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ from core.families import (
     suggest_features,
     suggest_text,
 )
+from core.selection import Candidate, bootstrap_bias_corrected
 
 FoldMatrices = list[tuple[Any, Any]]
 #: Folds and repeats of cross-validation below the small-table threshold.
@@ -49,6 +50,18 @@ SMALL_TABLE_FOLDS = 5
 SMALL_TABLE_REPEATS = 2
 #: Below this many rows the folds are repeated (a fold of under 100 rows is too noisy alone).
 REPEAT_BELOW_ROWS = 500
+
+
+@dataclass
+class TrialPredictions:
+    """A completed trial of a small-table study: its configuration, CV score and out-of-fold
+    predictions (class indices into ``TuningData.classes``, one list per repeat of the folds),
+    which bias-corrected selection (core/selection.py) reuses instead of refitting."""
+
+    params: Params
+    cv_macro_f1: float
+    cv_std_error: float
+    predictions: list[list[int]]
 
 
 @dataclass
@@ -73,6 +86,8 @@ class StudyResult:
     default_cv_std_error: float = float("nan")
     #: Why this result won, once select_winner has chosen it.
     selection: str = ""
+    #: Every completed trial's out-of-fold predictions (small tables only).
+    trial_predictions: list[TrialPredictions] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +138,9 @@ class TuningData:
         #: Whether the linear families may add the sentence-encoder block (the accurate profile).
         self.encoder = encoder
         self.labels = frame[LABEL].to_numpy(dtype=object)
+        self.classes = np.unique(self.labels)
+        #: Labels as indices into ``classes``, as out-of-fold predictions are kept.
+        self.codes = np.searchsorted(self.classes, self.labels)
         self.plan = cv_plan(self.labels, cv_folds, small_table_rows)
         splitter = RepeatedStratifiedKFold(
             n_splits=self.plan.folds, n_repeats=self.plan.repeats, random_state=seed
@@ -218,8 +236,14 @@ class FitCount:
 
 
 def _objective(
-    family: str, data: TuningData, n_jobs: int, count: FitCount
+    family: str,
+    data: TuningData,
+    n_jobs: int,
+    count: FitCount,
+    out_of_fold: dict[int, np.ndarray],
 ) -> Callable[[optuna.Trial], float]:
+    """The trial's mean macro-F1 over the folds; on small tables its out-of-fold predictions go
+    into ``out_of_fold`` under the trial's number."""
     labels, seed = data.labels, data.seed
 
     def objective(trial: optuna.Trial) -> float:
@@ -230,6 +254,7 @@ def _objective(
         head_params = REGISTRY[family].suggest(trial)
         scores = []
         matrices = data.fold_matrices(text_params, feature_params)
+        predictions = np.full((data.plan.repeats, len(labels)), -1, dtype=np.int32)
         for step, ((x_train, x_valid), (train_idx, valid_idx)) in enumerate(
             zip(matrices, data.folds, strict=True)
         ):
@@ -237,12 +262,17 @@ def _objective(
             head.fit(x_train, labels[train_idx])
             count.add(head)
             predicted = head.predict(x_valid)
+            predictions[step // data.plan.folds, valid_idx] = np.searchsorted(
+                data.classes, predicted
+            )
             scores.append(float(f1_score(labels[valid_idx], predicted, average="macro")))
             trial.set_user_attr("fold_scores", scores)
             if data.plan.prune:
                 trial.report(float(np.mean(scores)), step)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
+        if data.plan.small:
+            out_of_fold[trial.number] = predictions
         return float(np.mean(scores))
 
     return objective
@@ -295,12 +325,25 @@ def run_study(
         study.enqueue_trial(start, skip_if_exists=True)
     callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
     count = FitCount()
-    objective = _objective(family, data, n_jobs, count)
+    out_of_fold: dict[int, np.ndarray] = {}
+    objective = _objective(family, data, n_jobs, count, out_of_fold)
     study.optimize(
         objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
     )
     result = _result(family, study, time.perf_counter() - started, data.plan.folds, data.encoder)
-    return replace(result, fits=count.fits, unconverged_fits=count.unconverged)
+    kept = [
+        TrialPredictions(
+            dict(trial.params),
+            float(trial.value or 0.0),
+            standard_error(list(trial.user_attrs.get("fold_scores", [])), data.plan.folds),
+            out_of_fold[trial.number].tolist(),
+        )
+        for trial in study.trials
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.number in out_of_fold
+    ]
+    return replace(
+        result, fits=count.fits, unconverged_fits=count.unconverged, trial_predictions=kept
+    )
 
 
 def standard_error(scores: list[float], folds: int) -> float:
@@ -390,14 +433,26 @@ def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
     return sorted((r for r in results if r.ok), key=lambda r: r.cv_macro_f1, reverse=True)
 
 
-def select_winner(results: list[StudyResult], one_standard_error: bool) -> StudyResult | None:
-    """The configuration to refit: the best mean CV macro-F1, or with ``one_standard_error``
-    the simplest configuration within one standard error of it (simplest: a linear family's
-    default, a linear family's best, a tree family's default, a tree family's best; the higher
-    mean among equals). None when no study completed."""
+def select_winner(
+    results: list[StudyResult],
+    one_standard_error: bool,
+    truth: np.ndarray | None = None,
+    seed: int = 0,
+) -> StudyResult | None:
+    """The configuration to refit. On large tables: the best mean CV macro-F1. On small ones
+    (``one_standard_error``): with ``truth`` (label codes) and every study's out-of-fold
+    predictions, bias-corrected selection (core/selection.py) between the best linear default
+    and the best configuration of the search; without them, the simplest configuration within
+    one standard error of the best (a linear family's default, a linear family's best, a tree
+    family's default, a tree family's best; the higher mean among equals). None when no study
+    completed."""
     ranked = leaderboard(results)
     if not ranked:
         return None
+    if one_standard_error and truth is not None:
+        corrected = _bias_corrected_winner(ranked, truth, seed)
+        if corrected is not None:
+            return corrected
     best = ranked[0]
     score = f"CV macro-F1 {best.cv_macro_f1:.4f}"
     if not one_standard_error or not np.isfinite(best.cv_std_error):
@@ -427,6 +482,50 @@ def select_winner(results: list[StudyResult], one_standard_error: bool) -> Study
             f"{best.cv_macro_f1:.4f}: the simpler model is kept (one-standard-error rule)"
         )
     return replace(chosen, selection=why)
+
+
+def _bias_corrected_winner(
+    ranked: list[StudyResult], truth: np.ndarray, seed: int
+) -> StudyResult | None:
+    """BBC-CV's choice, or None when a study kept no out-of-fold predictions (one restored from
+    a cache written before they existed) or no linear default completed."""
+    if any(not r.trial_predictions for r in ranked):
+        return None
+    candidates: list[tuple[StudyResult, TrialPredictions, Candidate]] = []
+    for result in ranked:
+        linear = REGISTRY[result.family].linear
+        for trial in result.trial_predictions:
+            baseline = linear and trial.params == result.default_params
+            candidate = Candidate(
+                result.family,
+                trial.params,
+                trial.cv_macro_f1,
+                np.asarray(trial.predictions, dtype=np.int64),
+                baseline,
+            )
+            candidates.append((result, trial, candidate))
+    if not any(c.baseline for _, _, c in candidates):
+        return None
+    outcome = bootstrap_bias_corrected([c for _, _, c in candidates], truth, seed)
+    pool = [item for item in candidates if outcome.prefer_search or item[2].baseline]
+    result, trial, _ = max(pool, key=lambda item: item[1].cv_macro_f1)
+    default = trial.params == result.default_params
+    what = f"{result.family} {'default' if default else 'tuned'} configuration"
+    evidence = (
+        f"bias-corrected CV ({outcome.rounds} bootstrap rounds over out-of-fold predictions): "
+        f"the search's choice {outcome.search_macro_f1:.4f}, the best linear default "
+        f"{outcome.baseline_macro_f1:.4f}, gain {outcome.gain:+.4f} "
+        f"(won {outcome.search_wins:.0%} of rounds)"
+    )
+    verdict = "the search's choice" if outcome.prefer_search else "the linear default is kept"
+    why = f"{what}, CV macro-F1 {trial.cv_macro_f1:.4f}: {verdict}; {evidence}"
+    return replace(
+        result,
+        best_params=trial.params,
+        cv_macro_f1=trial.cv_macro_f1,
+        cv_std_error=trial.cv_std_error,
+        selection=why,
+    )
 
 
 def leaderboard_rows(results: list[StudyResult]) -> list[dict[str, Any]]:

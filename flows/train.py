@@ -74,7 +74,9 @@ def train(
     )
     prepare_encoder(settings, tuning_data)
     results = run_studies(settings, tuning_data)
-    winner = select_winner(results, one_standard_error=tuning_data.plan.small)
+    winner = select_winner(
+        results, tuning_data.plan.small, truth=tuning_data.codes, seed=settings.seed
+    )
     if winner is None:
         errors = "; ".join(f"{r.family}: {r.error}" for r in results)
         raise TrainingError(f"no family completed a trial ({errors})")

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 
 import core.encoder as encoder
 from core.encoder import EmbeddingCache
 from core.tuning import (
     CvPlan,
     StudyResult,
+    TrialPredictions,
     TuningData,
     cv_plan,
     describe_trial,
@@ -213,3 +216,89 @@ def test_the_one_standard_error_rule_prefers_linear_defaults_within_noise() -> N
     chosen = select_winner(results, one_standard_error=False)
     assert chosen is not None and chosen.family == "extra_trees"
     assert select_winner([], one_standard_error=True) is None
+
+
+def _trials(
+    rng: np.random.Generator, truth: np.ndarray, accuracies: list[float], classes: int
+) -> list[TrialPredictions]:
+    """Trials whose out-of-fold predictions are right with the given probabilities (two repeats),
+    scored by their macro-F1 as a study would."""
+    trials: list[TrialPredictions] = []
+    for accuracy in accuracies:
+        layers = []
+        for _ in range(2):
+            wrong = (truth + rng.integers(1, classes, truth.size)) % classes
+            layers.append(np.where(rng.random(truth.size) < accuracy, truth, wrong))
+        value = float(np.mean([f1_score(truth, layer, average="macro") for layer in layers]))
+        trials.append(
+            TrialPredictions({"i": len(trials)}, value, 0.02, [x.tolist() for x in layers])
+        )
+    return trials
+
+
+def _study(family: str, trials: list[TrialPredictions]) -> StudyResult:
+    best = max(trials, key=lambda t: t.cv_macro_f1)
+    return StudyResult(
+        family,
+        best.params,
+        best.cv_macro_f1,
+        len(trials),
+        0,
+        1.0,
+        cv_std_error=0.02,
+        cv_folds=10,
+        default_params=trials[0].params,
+        default_cv_macro_f1=trials[0].cv_macro_f1,
+        trial_predictions=trials,
+    )
+
+
+def test_bias_corrected_selection_keeps_the_default_when_the_search_won_by_chance() -> None:
+    """Eighty configurations no better than the default: the best of them looks better on CV
+    (the winner's curse), yet on rows it did not choose on it is not, so the default stays."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 6, 150)
+    results = [
+        _study("linear_svm", _trials(rng, truth, [0.7] * 12, 6)),
+        *(_study(f, _trials(rng, truth, [0.7] * 12, 6)) for f in ("extra_trees", "xgboost")),
+        *(_study(f, _trials(rng, truth, [0.7] * 12, 6)) for f in ("lightgbm", "random_forest")),
+    ]
+    searched_best = max(t.cv_macro_f1 for r in results for t in r.trial_predictions)
+    default = results[0].trial_predictions[0]
+    assert searched_best > default.cv_macro_f1 + 0.02  # what CV alone would act on
+    chosen = select_winner(results, one_standard_error=True, truth=truth, seed=1)
+    assert chosen is not None
+    assert (chosen.family, chosen.best_params) == ("linear_svm", default.params)
+    assert "the linear default is kept" in chosen.selection and "bias-corrected" in chosen.selection
+
+
+def test_bias_corrected_selection_takes_a_configuration_that_is_really_better() -> None:
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 6, 150)
+    results = [
+        _study("linear_svm", _trials(rng, truth, [0.7] * 6, 6)),
+        _study("extra_trees", _trials(rng, truth, [0.7] * 5 + [0.85], 6)),
+    ]
+    chosen = select_winner(results, one_standard_error=True, truth=truth, seed=1)
+    assert chosen is not None and chosen.family == "extra_trees"
+    assert chosen.best_params == {"i": 5} and "the search's choice" in chosen.selection
+    # without out-of-fold predictions (a study cached before they existed): the 1-SE rule
+    results[1] = replace(results[1], trial_predictions=[])
+    fallback = select_winner(results, one_standard_error=True, truth=truth, seed=1)
+    assert fallback is not None and "bias-corrected" not in fallback.selection
+
+
+def test_a_small_table_study_keeps_every_trials_out_of_fold_predictions(
+    demo_frame: pd.DataFrame,
+) -> None:
+    small = demo_frame.groupby("label").head(30).reset_index(drop=True)
+    data = TuningData(small, "spanish", 3, 1, small_table_rows=2000)
+    result = run_study("logistic_regression", data, trials=2, timeout_s=120)
+    assert len(result.trial_predictions) == result.trials == 2
+    for trial in result.trial_predictions:
+        layers = np.asarray(trial.predictions)
+        assert layers.shape == (data.plan.repeats, len(small)) and layers.min() >= 0
+        overall = np.mean([f1_score(data.codes, layer, average="macro") for layer in layers])
+        assert overall == pytest.approx(trial.cv_macro_f1, abs=0.05)  # pooled vs fold means
+    large = TuningData(small, "spanish", 3, 1, small_table_rows=0)
+    assert run_study("logistic_regression", large, 1, 120).trial_predictions == []
