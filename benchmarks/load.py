@@ -95,7 +95,7 @@ async def _connection(
 
 
 async def _run(
-    url: str, path: str, bodies: Sequence[bytes], concurrency: int, seconds: float
+    url: str, path: str, bodies: Sequence[bytes], concurrency: int, seconds: float, stride: int
 ) -> LoadResult:
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
@@ -104,7 +104,7 @@ async def _run(
     until = started + seconds
     await asyncio.gather(
         *(
-            _connection(host, int(port), path, bodies, i * 7, until, latencies, errors)
+            _connection(host, int(port), path, bodies, i * stride, until, latencies, errors)
             for i in range(concurrency)
         )
     )
@@ -113,10 +113,17 @@ async def _run(
 
 
 def run_load(
-    url: str, path: str, bodies: Sequence[bytes], concurrency: int, seconds: float
+    url: str,
+    path: str,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    seconds: float,
+    stride: int = 7,
 ) -> LoadResult:
-    """Closed-loop load against ``url + path`` for ``seconds`` with ``concurrency`` connections."""
-    return asyncio.run(_run(url, path, bodies, concurrency, seconds))
+    """Closed-loop load against ``url + path`` for ``seconds`` with ``concurrency`` connections;
+    connection i starts at body ``i * stride`` and walks on (a stride of len(bodies) //
+    concurrency keeps every body sent once until the connections wrap around)."""
+    return asyncio.run(_run(url, path, bodies, concurrency, seconds, stride))
 
 
 @dataclass

@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--families", help="comma-separated subset of the seven families")
     train.add_argument("--trials", type=int, help="Optuna trials per study")
     train.add_argument("--timeout-s", type=float, help="time budget per study, seconds")
+    train.add_argument(
+        "--profile",
+        choices=["standard", "accurate"],
+        help="accurate: the linear families may add the multilingual sentence encoder",
+    )
     train.add_argument("--json", action="store_true", help="end with one JSON summary line")
 
     simulate = commands.add_parser("simulate", help="write Spanish demo tickets")
@@ -75,6 +80,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "families": getattr(args, "families", None),
         "trials": getattr(args, "trials", None),
         "timeout_s": getattr(args, "timeout_s", None),
+        "profile": getattr(args, "profile", None),
     }
     base = get_settings()
     given = {key: value for key, value in overrides.items() if value is not None}
