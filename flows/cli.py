@@ -112,9 +112,11 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
 
     load_training_data(settings, data, test_data)  # fail fast, before Prefect starts
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.progress import study_progress
     from flows.train import train
 
-    summary = train(settings=settings, data_path=data, test_data_path=test_data)
+    with study_progress(settings.families, settings.trials):
+        summary = train(settings=settings, data_path=data, test_data_path=test_data)
     _print_summary(summary)
     if as_json:
         print(json.dumps(summary.as_json()))

@@ -23,7 +23,7 @@ from prefect.events import emit_event
 from prefect.filesystems import LocalFileSystem
 from prefect.runtime import flow_run
 
-from core import bundle, events, registry, training
+from core import bundle, events, progress, registry, training
 from core.data import DataReport, add_production_rows, load_training_data
 from core.encoder import attach_cache
 from core.errors import PromotionError
@@ -31,6 +31,7 @@ from core.evaluation import Evaluation, confusion_matrix_png
 from core.history import PromotionRecord
 from core.manifest import Manifest, MlflowRef
 from core.predictions import open_prediction_log
+from core.progress import StudyProgress
 from core.promotion import promote_challenger
 from core.settings import Settings
 from core.store import open_store
@@ -133,10 +134,30 @@ def study_results(settings: Settings) -> str:
 )
 def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResult:
     logger = get_run_logger()
+    started = time.perf_counter()
+    best: list[float] = []
+
+    def report(done: int, finished: bool = False) -> None:
+        elapsed = time.perf_counter() - started
+        progress.publish(
+            StudyProgress(
+                family,
+                done,
+                settings.trials,
+                max(best) if best else None,
+                elapsed,
+                settings.timeout_s,
+                finished,
+            )
+        )
 
     def on_trial(name: str, trial: optuna.trial.FrozenTrial) -> None:
         logger.info("%s trial %d: %s", name, trial.number, describe_trial(trial))
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
+            best.append(trial.value)
+        report(trial.number + 1)
 
+    report(0)
     result = run_study(
         family,
         data,
@@ -145,6 +166,7 @@ def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResul
         training.threads_per_study(settings),
         on_trial,
     )
+    report(result.trials + result.pruned, finished=True)
     logger.info(
         "%s: best CV macro-F1 %.4f after %d trials", family, result.cv_macro_f1, result.trials
     )

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from core.bundle import champion_bundle_id, load_bundle
+from core.progress import StudyProgress, listening
 from core.settings import Settings
 from core.store import open_store
 from tests.integration.conftest import BUCKET
@@ -56,9 +57,16 @@ def test_train_flow_end_to_end_on_s3(
         trials=2,
         timeout_s=60,
     )
-    state = train(settings=settings, data_path=f"s3://{BUCKET}/data/train.csv", return_state=True)
+    progress: list[StudyProgress] = []
+    with listening(progress.append):
+        state = train(
+            settings=settings, data_path=f"s3://{BUCKET}/data/train.csv", return_state=True
+        )
     summary = state.result()
     assert summary.promoted and summary.promotion_reason == "no champion yet"
+    finished = {p.family: p for p in progress if p.finished}
+    assert set(finished) == {"logistic_regression", "lightgbm"}
+    assert all(p.trials_done >= 1 and p.best is not None for p in finished.values())
     assert {row.family for row in summary.leaderboard} == {"logistic_regression", "lightgbm"}
     assert all(row.trials >= 1 for row in summary.leaderboard)
     assert summary.test_macro_f1 > 0.6
