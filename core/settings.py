@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     profile: Literal["standard", "accurate"] = Field(
         "standard",
         description="standard: TF-IDF (+ token table) features, /predict p99 about 20 ms; "
-        "accurate: the linear families may also add a multilingual sentence encoder "
+        "accurate: the linear SVM may also add a multilingual sentence encoder "
         "(multilingual-e5-small), better on paraphrases and Spanish, about 10 ms a ticket more "
         "to train and to serve (README, Profiles).",
     )

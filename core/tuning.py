@@ -135,7 +135,7 @@ class TuningData:
         self.frame = frame
         self.language = language
         self.seed = seed
-        #: Whether the linear families may add the sentence-encoder block (the accurate profile).
+        #: Whether the linear SVM may add the sentence-encoder block (the accurate profile).
         self.encoder = encoder
         self.labels = frame[LABEL].to_numpy(dtype=object)
         self.classes = np.unique(self.labels)
@@ -249,7 +249,10 @@ def _objective(
     def objective(trial: optuna.Trial) -> float:
         text_params = suggest_text(trial)
         feature_params = suggest_features(
-            trial, REGISTRY[family].embeddings, data.encoder, text_params["text_level"]
+            trial,
+            REGISTRY[family].embeddings,
+            data.encoder and REGISTRY[family].encoder,
+            text_params["text_level"],
         )
         head_params = REGISTRY[family].suggest(trial)
         scores = []

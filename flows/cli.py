@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--profile",
         choices=["standard", "accurate"],
-        help="accurate: the linear families may add the multilingual sentence encoder",
+        help="accurate: the linear SVM may add the multilingual sentence encoder",
     )
     train.add_argument("--json", action="store_true", help="end with one JSON summary line")
 

@@ -76,7 +76,7 @@ def test_with_the_encoder_every_training_text_is_embedded_once_before_the_studie
     before = encoder.COUNTS.embedded
     weights: list[float] = []
     result = run_study(
-        "logistic_regression",
+        "linear_svm",
         data,
         trials=2,
         timeout_s=120,
