@@ -45,6 +45,8 @@ PREFIXES = ("query", "passage")
 BATCH = 64
 #: Vectors kept in memory by default (384 float32 each: 10,000 take 15 MB).
 MEMORY_ROWS = 10_000
+#: Vectors kept on disk (about 1.6 KB each: 300,000 take about 500 MB); the oldest go first.
+DISK_ROWS = 300_000
 
 
 class EncoderUnavailableError(ConfigurationError):
@@ -143,8 +145,9 @@ def _key(namespace: str, text: str) -> bytes:
 class EmbeddingCache:
     """Vectors by key: a bounded in-memory LRU in front of an optional SQLite file."""
 
-    def __init__(self, memory_rows: int = MEMORY_ROWS) -> None:
+    def __init__(self, memory_rows: int = MEMORY_ROWS, disk_rows: int = DISK_ROWS) -> None:
         self.memory_rows = memory_rows
+        self.disk_rows = disk_rows
         self._memory: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._path: Path | None = None
@@ -154,7 +157,8 @@ class EmbeddingCache:
         return self._path
 
     def attach(self, path: Path | None, memory_rows: int | None = None) -> None:
-        """Persist vectors in ``path`` (None: memory only); optionally resize the memory."""
+        """Persist vectors in ``path`` (None: memory only); optionally resize the memory. The
+        file keeps its newest ``disk_rows`` vectors (rowids grow with insertion)."""
         with self._lock:
             if memory_rows is not None:
                 self.memory_rows = memory_rows
@@ -164,6 +168,10 @@ class EmbeddingCache:
                 with self._connect() as db:
                     db.execute(
                         "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB)"
+                    )
+                    db.execute(
+                        "DELETE FROM vectors WHERE rowid <= (SELECT MAX(rowid) FROM vectors) - ?",
+                        (self.disk_rows,),
                     )
             self._trim()
 

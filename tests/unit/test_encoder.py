@@ -107,6 +107,18 @@ def test_each_distinct_text_is_embedded_once_and_kept_on_disk(
     np.testing.assert_array_equal(again[:4], first)
 
 
+def test_the_file_keeps_only_the_newest_vectors(tmp_path: Path) -> None:
+    cache = EmbeddingCache(disk_rows=2)
+    path = tmp_path / "embeddings.sqlite"
+    cache.attach(path)
+    vectors = {bytes([i]) * 16: np.full(384, i, dtype=np.float32) for i in range(5)}
+    for key, vector in vectors.items():
+        cache.store({key: vector})
+    cache.attach(path)  # the next training opens it
+    cache.clear_memory()
+    assert sorted(cache.lookup(list(vectors))) == [bytes([3]) * 16, bytes([4]) * 16]
+
+
 def test_a_bounded_memory_cache_forgets_the_oldest(fresh_cache: EmbeddingCache) -> None:
     fresh_cache.attach(None, memory_rows=2)
     before = COUNTS.embedded
