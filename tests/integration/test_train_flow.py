@@ -146,3 +146,29 @@ def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     assert studied == ["lightgbm"], "finished studies come from the cache"
     assert {row.family for row in summary.leaderboard} == set(settings.families)
     assert list((settings.home / "study-results").iterdir()), "results persisted under home"
+
+
+def test_with_the_accurate_profile_a_retrain_embeds_only_the_new_tickets(
+    tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
+) -> None:
+    from core import encoder
+    from flows.train import train
+
+    first, later = demo_frame.head(150), demo_frame.head(190)
+    for name, frame in (("first", first), ("later", later)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    settings = Settings(
+        home=tmp_path / "home", families=("linear_svm",), trials=2, timeout_s=60, profile="accurate"
+    )
+    encoder.CACHE.clear_memory()  # as a new process would start
+    before = encoder.COUNTS.embedded
+    summary = train(settings=settings, data_path=str(tmp_path / "first.csv"))
+    first_pass = encoder.COUNTS.embedded - before
+    assert summary.leaderboard[0].trials == 2
+    assert settings.encoder_cache_path().is_file()
+    assert first_pass >= 100  # the training rows (and the test rows the model scored)
+
+    encoder.CACHE.clear_memory()
+    before = encoder.COUNTS.embedded
+    train(settings=settings, data_path=str(tmp_path / "later.csv"))
+    assert 0 < encoder.COUNTS.embedded - before <= 40  # only tickets it had never seen
