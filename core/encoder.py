@@ -275,9 +275,7 @@ def encode(texts: Sequence[str], prefix: str = "query", max_words: int = 128) ->
         with _EMBEDDING:
             found.update(CACHE.lookup([k for k in keys if k not in found]))
             todo = {key: text for key, text in zip(keys, texts_in, strict=True) if key not in found}
-            fresh = _embed_all(list(todo.values()), list(todo), prefix)
-            CACHE.store(fresh)
-            found.update(fresh)
+            found.update(_embed_all(list(todo.values()), list(todo), prefix))
     out = np.empty((len(keys), DIMENSIONS), dtype=np.float32)
     for row, key in enumerate(keys):
         out[row] = found[key]
@@ -285,12 +283,16 @@ def encode(texts: Sequence[str], prefix: str = "query", max_words: int = 128) ->
 
 
 def _embed_all(texts: list[str], keys: list[bytes], prefix: str) -> dict[bytes, np.ndarray]:
+    """Embed in batches, each stored as soon as it is done: a training stopped half-way keeps
+    what it paid for."""
     engine = _engine()
     fresh: dict[bytes, np.ndarray] = {}
     for start in range(0, len(texts), BATCH):
         vectors = engine.embed(texts[start : start + BATCH], prefix)
-        fresh.update(zip(keys[start : start + BATCH], vectors, strict=True))
-    COUNTS.embedded += len(texts)
+        batch = dict(zip(keys[start : start + BATCH], vectors, strict=True))
+        CACHE.store(batch)
+        fresh.update(batch)
+        COUNTS.embedded += len(batch)
     return fresh
 
 
