@@ -156,6 +156,11 @@ def encoder_block(weight: float) -> SentenceEncoderEmbedding:
     )
 
 
+def searches_encoder(families: tuple[str, ...], profile: str) -> bool:
+    """Whether a training with these families and this profile may try the encoder block."""
+    return profile == "accurate" and any(REGISTRY[family].encoder for family in families)
+
+
 def uses_encoder(params: Params) -> bool:
     """Whether a configuration's pipeline runs the sentence encoder."""
     return float(params.get("encoder_weight", 0.0)) > 0

@@ -10,6 +10,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from core.data import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
+from core.families import searches_encoder
 from core.settings import Settings, get_settings
 from core.training import TrainingSummary, build_manifest, summarize
 from core.tuning import StudyResult, TuningData, select_winner
@@ -70,7 +71,7 @@ def train(
         settings.cv_folds,
         settings.seed,
         small_table_rows=settings.small_table_rows,
-        encoder=settings.profile == "accurate",
+        encoder=searches_encoder(settings.families, settings.profile),
     )
     prepare_encoder(settings, tuning_data)
     results = run_studies(settings, tuning_data)

@@ -14,6 +14,7 @@ from core.families import (
     REGISTRY,
     build_pipeline,
     default_params,
+    searches_encoder,
     split_params,
     starting_points,
     suggest_features,
@@ -103,6 +104,12 @@ def test_with_the_encoder_the_linear_svm_tries_it_right_after_the_defaults(famil
     ]
     assert names[-1] == "encoder"
     assert "encoder_weight" not in starting_points(family)[0]
+
+
+def test_only_a_profile_and_family_that_use_the_encoder_pay_for_it() -> None:
+    assert searches_encoder(("linear_svm", "lightgbm"), "accurate")
+    assert not searches_encoder(("logistic_regression", "lightgbm"), "accurate")
+    assert not searches_encoder(("linear_svm",), "standard")
 
 
 def test_only_the_linear_svm_gets_the_encoder() -> None:
