@@ -44,6 +44,7 @@ class ServedModel:
             "loaded_at": self.loaded_at,
             "labels": [str(label) for label in self.classes],
             "test_macro_f1": self.manifest.test_macro_f1,
+            "encoder": (self.manifest.encoder or {}).get("name"),
         }
 
     def predict_proba(self, rows: list[tuple[str, str]]) -> np.ndarray:

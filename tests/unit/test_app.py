@@ -85,6 +85,23 @@ def test_a_prediction_is_answered_and_logged(serving: TestClient, tmp_path: Path
     log.close()
 
 
+def test_a_model_with_the_sentence_encoder_is_served_and_says_so(tmp_path: Path) -> None:
+    model, manifest = load_bundle(LocalStore(GOLDEN), "golden-logistic-regression-encoder")
+    served = ServedModel("with-encoder", model, manifest, np.asarray(model.classes_), "now")
+    with _client(tmp_path, served) as client:
+        answers = [
+            client.post("/predict", json={"short_description": text})
+            for text in ("no puedo entrar a mi cuenta", "la impresora no imprime")
+        ]
+        batch = client.post(
+            "/predict/batch", json={"tickets": [{"short_description": "vpn caída"}] * 3}
+        )
+        health = client.get("/health").json()
+    assert [a.status_code for a in answers] == [200, 200] and batch.status_code == 200
+    assert all(a.json()["prediction"] in manifest.labels for a in answers)
+    assert health["model"]["encoder"] == manifest.encoder["name"]  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
