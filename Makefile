@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint format typecheck unit integration lock clean benchmark-quality \
-	benchmark-serving benchmark-drift benchmark-faults benchmark-monitoring benchmark-text \
+	benchmark-serving benchmark-profiles benchmark-small-tables benchmark-drift benchmark-faults benchmark-monitoring benchmark-text \
 	deploy stack demo
 
 install: $(STAMP)
@@ -72,6 +72,12 @@ benchmark-quality: install
 
 benchmark-serving: install
 	$(BIN)/python -m benchmarks.serving
+
+benchmark-profiles: install
+	$(BIN)/python -m benchmarks.serving_profiles
+
+benchmark-small-tables: install
+	$(BIN)/python -m benchmarks.small_tables
 
 benchmark-drift: install
 	$(BIN)/python -m benchmarks.drift

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import core.encoder as encoder
-from core.bundle import load_bundle, serialize_model, write_bundle
+from core.bundle import load_bundle
 from core.embeddings import SentenceEncoderEmbedding
 from core.encoder import (
     COUNTS,
@@ -27,8 +27,6 @@ from core.encoder import (
     weights_path,
 )
 from core.errors import BundleError
-from core.families import build_pipeline, default_params
-from core.manifest import Manifest
 from core.models import lean_predict_proba
 from core.store import LocalStore
 
@@ -141,28 +139,26 @@ def test_a_model_refuses_an_encoder_other_than_the_one_it_was_trained_with(
         block.transform(["hola"])
 
 
-def _encoder_bundle(store: LocalStore, frame: pd.DataFrame, weights_sha256: str) -> Manifest:
-    params = {**default_params("logistic_regression"), "char_ngrams": "none", "encoder_weight": 2.0}
-    model = build_pipeline("logistic_regression", params, "spanish", seed=0)
-    model.fit(frame[TEXT], frame["label"].to_numpy(dtype=object))
-    entry = {**encoder.manifest_entry("query", 48), "weights_sha256": weights_sha256}
-    manifest = Manifest(
-        bundle_id="with-encoder",
-        family="logistic_regression",
-        params=params,
-        labels=[str(label) for label in model.classes_],
-        encoder=entry,
-    )
-    return write_bundle(store, serialize_model(model), manifest)
+GOLDEN = ROOT / "tests" / "fixtures" / "golden"
+ENCODER_BUNDLE = "golden-logistic-regression-encoder"
 
 
-def test_a_bundle_trained_with_other_encoder_weights_is_refused(
-    tmp_path: Path, demo_frame: pd.DataFrame
-) -> None:
-    store = LocalStore(tmp_path / "store")
-    _encoder_bundle(store, demo_frame.head(200), "0" * 64)
+def _encoder_store(tmp_path: Path, weights_sha256: str | None = None) -> LocalStore:
+    """A copy of the committed bundle that runs the encoder, its manifest optionally claiming
+    other encoder weights."""
+    root = tmp_path / "store"
+    shutil.copytree(GOLDEN / "bundles" / ENCODER_BUNDLE, root / "bundles" / ENCODER_BUNDLE)
+    if weights_sha256 is not None:
+        path = root / "bundles" / ENCODER_BUNDLE / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["encoder"]["weights_sha256"] = weights_sha256
+        path.write_text(json.dumps(manifest))
+    return LocalStore(root)
+
+
+def test_a_bundle_trained_with_other_encoder_weights_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="encoder weights"):
-        load_bundle(store, "with-encoder")
+        load_bundle(_encoder_store(tmp_path, "0" * 64), ENCODER_BUNDLE)
 
 
 NO_NETWORK = """
@@ -186,9 +182,8 @@ def _isolated() -> list[str]:
 def test_a_bundle_with_the_encoder_reloads_in_a_fresh_process_without_network(
     tmp_path: Path, demo_frame: pd.DataFrame
 ) -> None:
-    store = LocalStore(tmp_path / "store")
-    _encoder_bundle(store, demo_frame.head(200), encoder.WEIGHTS_SHA256)
-    model, _ = load_bundle(store, "with-encoder")
+    _encoder_store(tmp_path)
+    model, _ = load_bundle(LocalStore(tmp_path / "store"), ENCODER_BUNDLE)
     probe = demo_frame.tail(8)[TEXT]
     expected = lean_predict_proba(model, probe.to_numpy(dtype=object))
     (tmp_path / "probe.json").write_text(json.dumps(probe.to_dict("records")))
@@ -202,7 +197,7 @@ import pandas as pd
 from core.bundle import load_bundle
 from core.models import lean_predict_proba
 from core.store import LocalStore
-model, manifest = load_bundle(LocalStore(Path({str(tmp_path / "store")!r})), "with-encoder")
+model, manifest = load_bundle(LocalStore(Path({str(tmp_path / "store")!r})), {ENCODER_BUNDLE!r})
 rows = pd.DataFrame(json.loads(open({str(tmp_path / "probe.json")!r}).read()))
 print(json.dumps(lean_predict_proba(model, rows.to_numpy(dtype=object)).tolist()))
 print(manifest.encoder["prefix"], sorted(m for m in ("optuna", "torch") if m in sys.modules))
