@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from core.data import LABEL, NOTES, SHORT
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +37,18 @@ def it_tickets_table() -> pd.DataFrame:
     small = counts[counts < IT_MIN_GROUP].index
     frame.loc[frame["Assignment group"].isin(small), "Assignment group"] = "other"
     return frame.reset_index(drop=True)
+
+
+def canonical(frame: pd.DataFrame, short: str, notes: str | None, label: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            SHORT: frame[short].astype(str).to_numpy(dtype=object),
+            NOTES: (frame[notes].astype(str) if notes else pd.Series([""] * len(frame))).to_numpy(
+                dtype=object
+            ),
+            LABEL: frame[label].astype(str).to_numpy(dtype=object),
+        }
+    )
 
 
 def save(name: str, payload: dict[str, Any]) -> Path:

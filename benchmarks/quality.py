@@ -39,11 +39,12 @@ from benchmarks.common import (
     BANKING_TRAIN,
     IT_TICKETS,
     RESULTS,
+    canonical,
     it_tickets_table,
     save,
 )
 from core.data import LABEL, NOTES, SHORT
-from core.families import build_pipeline, default_params, uses_encoder
+from core.families import build_pipeline, default_params
 from core.models import lean_predict_proba
 from core.settings import FAMILIES, Settings
 from core.tuning import standard_error
@@ -97,18 +98,6 @@ def run_flow(
 
 
 Split = tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]
-
-
-def canonical(frame: pd.DataFrame, short: str, notes: str | None, label: str) -> pd.DataFrame:
-    """The data contract's columns, whatever the source called them."""
-    empty = pd.Series([""] * len(frame), index=frame.index)
-    return pd.DataFrame(
-        {
-            SHORT: frame[short].astype(str).to_numpy(dtype=object),
-            NOTES: (frame[notes].astype(str) if notes else empty).to_numpy(dtype=object),
-            LABEL: frame[label].astype(str).to_numpy(dtype=object),
-        }
-    )
 
 
 def it_tickets_split() -> Split | str:
@@ -210,7 +199,7 @@ def ablation_rows(
         row["fit_seconds"] = round(time.perf_counter() - started, 1)
         predicted = model.predict(test[[SHORT, NOTES]])
         row["test_macro_f1"] = round(float(f1_score(test[LABEL], predicted, average="macro")), 4)
-        row.update(serving_cost(model, test, uses_encoder(params)))
+        row.update(serving_cost(model, test))
         rows.append(row)
         print(f"ablation: {row}", flush=True)
     attach_cache(None)
@@ -234,9 +223,7 @@ def cv_scores(params: dict[str, Any], train: pd.DataFrame, settings: Settings) -
     }
 
 
-def serving_cost(
-    model: Any, test: pd.DataFrame, encoder: bool, tickets: int = 128
-) -> dict[str, Any]:
+def serving_cost(model: Any, test: pd.DataFrame, tickets: int = 128) -> dict[str, Any]:
     """Milliseconds a ticket, alone and in batches of 64, on test tickets whose encoder vectors
     are not cached (a help desk rarely sends the same text twice)."""
     from core.encoder import CACHE, attach_cache

@@ -22,13 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from benchmarks.common import save
 from benchmarks.load import run_load
+from benchmarks.quality import serving_cost
 from benchmarks.serving import BIN, TEXT, process, publish
 from core.families import build_pipeline, default_params
-from core.models import lean_predict_proba
 from core.settings import Settings
 from core.simulate import generate_tickets
 from tests.integration.conftest import free_port
@@ -39,25 +37,6 @@ PROFILES = {
     "accurate (+ encoder)": {"embedding_weight": 0.0, "encoder_weight": 2.0},
 }
 TARGET_P99_MS = 50.0
-
-
-def in_process(model: Any, tickets: pd.DataFrame) -> dict[str, float]:
-    from core.encoder import CACHE
-
-    rows = tickets[TEXT].to_numpy(dtype=object)
-    CACHE.clear_memory()
-    started = time.perf_counter()
-    for row in rows[:64]:
-        lean_predict_proba(model, row.reshape(1, -1))
-    alone = (time.perf_counter() - started) / 64
-    started = time.perf_counter()
-    for start in range(64, 320, 64):
-        lean_predict_proba(model, rows[start : start + 64])
-    batched = (time.perf_counter() - started) / 256
-    return {
-        "ms_per_ticket_alone": round(alone * 1000, 2),
-        "ms_per_ticket_batch64": round(batched * 1000, 2),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         model.fit(data[TEXT], data["label"].to_numpy(dtype=object))
         row: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - started, 1)}
-        row.update(in_process(model, tickets.tail(400)))
+        row.update(serving_cost(model, tickets.tail(400), tickets=64))
         publish(Settings(home=home), model)
         env = {
             **os.environ,

@@ -32,7 +32,14 @@ import pandas as pd
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from benchmarks.common import BANKING_TEST, BANKING_TRAIN, IT_TICKETS, it_tickets_table, save
+from benchmarks.common import (
+    BANKING_TEST,
+    BANKING_TRAIN,
+    IT_TICKETS,
+    canonical,
+    it_tickets_table,
+    save,
+)
 from core.data import LABEL, NOTES, SHORT
 from core.families import build_pipeline, starting_points
 from core.settings import FAMILIES, Settings
@@ -45,18 +52,6 @@ DEMO_SIZES = (150,)
 ROWS_PER_CLASS = 15
 BOOTSTRAP_ROUNDS = 300
 DEFAULT_FAMILY = "linear_svm"
-
-
-def canonical(frame: pd.DataFrame, short: str, notes: str | None, label: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            SHORT: frame[short].astype(str).to_numpy(dtype=object),
-            NOTES: (frame[notes].astype(str) if notes else pd.Series([""] * len(frame))).to_numpy(
-                dtype=object
-            ),
-            LABEL: frame[label].astype(str).to_numpy(dtype=object),
-        }
-    )
 
 
 def datasets() -> dict[str, tuple[pd.DataFrame, pd.DataFrame] | str]:

@@ -65,14 +65,19 @@ def model_dir() -> Path:
         ) from error
 
 
-def _checked(path: Path, expected_sha256: str) -> Path:
-    if not path.is_file():
-        raise EmbeddingUnavailableError(f"{path} is missing")
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (weight files are tens of megabytes)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    if digest.hexdigest() != expected_sha256:
+    return digest.hexdigest()
+
+
+def _checked(path: Path, expected_sha256: str) -> Path:
+    if not path.is_file():
+        raise EmbeddingUnavailableError(f"{path} is missing")
+    if file_sha256(path) != expected_sha256:
         raise EmbeddingUnavailableError(f"{path} does not match its pinned SHA-256")
     return path
 

