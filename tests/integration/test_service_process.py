@@ -109,28 +109,37 @@ def _samples(text: str, name: str) -> dict[str, float]:
     return found
 
 
+MAX_ROUNDS = 100
+
+
 def test_metrics_sum_every_worker(tmp_path: Path, demo_frame: pd.DataFrame) -> None:
     settings = Settings(home=tmp_path / "home")
     publish_model(settings, demo_frame, "b7", "7")
     with serve_process(settings.home, workers=2) as (url, _):
 
         def predict(i: int) -> int:
-            with httpx.Client() as client:  # a connection each: both workers take some
+            with httpx.Client() as client:  # a connection each, so either worker may take it
                 answer = client.post(f"{url}/predict", json={"short_description": f"clave {i}"})
                 assert answer.status_code == 200
-                return int(client.get(f"{url}/health").json()["worker_pid"])
+                return int(client.get(f"{url}/health").json()["worker_pid"])  # same connection
 
+        # Which worker accepts a connection is the kernel's choice: on two busy cores one worker
+        # may take a whole round. Send rounds until both have answered (bounded), and count them.
+        pids: set[int] = set()
+        sent = 0
         with ThreadPoolExecutor(12) as pool:
-            pids = set(pool.map(predict, range(120)))
+            while len(pids) < 2 and sent < MAX_ROUNDS * 24:
+                pids |= set(pool.map(predict, range(sent, sent + 24)))
+                sent += 24
         httpx.post(f"{url}/predict", json={"short_description": ""})
         assert len(pids) == 2, "both workers answered"
         text = httpx.get(f"{url}/metrics").text
     predicted = sum(_samples(text, "tickets_predictions_total").values())
-    assert predicted == 120, "every worker's predictions, once"
+    assert predicted == sent, "every worker's predictions, once"
     requests = _samples(text, "tickets_requests_total")
-    assert requests['{endpoint="/predict",status="200"}'] == 120
+    assert requests['{endpoint="/predict",status="200"}'] == sent
     assert requests['{endpoint="/predict",status="400"}'] == 1
-    assert _samples(text, "tickets_prediction_confidence_count")[""] == 120
+    assert _samples(text, "tickets_prediction_confidence_count")[""] == sent
     assert _samples(text, "tickets_model_info")['{family="logistic_regression",version="7"}'] == 1
     assert _samples(text, "tickets_log_commit_seconds_count")[""] >= 1
     assert "tickets_request_seconds_bucket" in text and "tickets_batch_queue_depth" in text
