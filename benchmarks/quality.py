@@ -57,6 +57,11 @@ ABLATION = {
     "tfidf + token table": {"embedding_weight": 1.0, "encoder_weight": 0.0},
     "tfidf + encoder": {"embedding_weight": 0.0, "encoder_weight": 2.0},
     "tfidf + token table + encoder": {"embedding_weight": 1.0, "encoder_weight": 2.0},
+    "tfidf + token table + distilled encoder": {
+        "embedding_weight": 1.0,
+        "encoder_weight": 0.0,
+        "distilled_weight": 2.0,
+    },
 }
 ABLATION_FOLDS = 5
 
@@ -134,8 +139,15 @@ SPLITS = {
 
 
 def run_dataset(
-    name: str, work: Path, families: tuple[str, ...], profile: str, ablation: bool
+    name: str,
+    work: Path,
+    families: tuple[str, ...],
+    profile: str,
+    ablation: bool,
+    saved: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The flow's result and, with ``ablation``, the ablation rows. Given the ``saved`` result of
+    an earlier flow run, only the ablation rows are measured again (``--ablation-only``)."""
     split = SPLITS[name]()
     if isinstance(split, str):
         return {"skipped": split}
@@ -149,8 +161,11 @@ def run_dataset(
         profile=profile,
         **options,
     )
-    summary = run_flow(name, train, test, settings, work)
-    result = _report(name, summary, baseline, len(train) + len(test), train[LABEL].nunique())
+    if saved is None:
+        summary = run_flow(name, train, test, settings, work)
+        result = _report(name, summary, baseline, len(train) + len(test), train[LABEL].nunique())
+    else:
+        result = {key: value for key, value in saved.items() if key != "when"}
     if ablation:
         result["ablation"] = ablation_rows(train, test, settings)
     return result
@@ -194,7 +209,7 @@ def ablation_rows(
         params = {**default_params("linear_svm"), **blocks}
         row: dict[str, Any] = {"variant": variant, **cv_scores(params, train, settings)}
         started = time.perf_counter()
-        model = build_pipeline("linear_svm", params, settings.language, settings.seed)
+        model = ablation_pipeline(params, settings)
         model.fit(train[[SHORT, NOTES]], train[LABEL].to_numpy(dtype=object))
         row["fit_seconds"] = round(time.perf_counter() - started, 1)
         predicted = model.predict(test[[SHORT, NOTES]])
@@ -207,12 +222,22 @@ def ablation_rows(
     return rows
 
 
+def ablation_pipeline(params: dict[str, Any], settings: Settings) -> Any:
+    """linear_svm with these blocks; ``distilled_weight`` adds benchmarks/distilled.py's block."""
+    from benchmarks.distilled import with_distilled
+
+    blocks = dict(params)
+    distilled = float(blocks.pop("distilled_weight", 0.0))
+    model = build_pipeline("linear_svm", blocks, settings.language, settings.seed)
+    return with_distilled(model, distilled) if distilled > 0 else model
+
+
 def cv_scores(params: dict[str, Any], train: pd.DataFrame, settings: Settings) -> dict[str, Any]:
     labels = train[LABEL].to_numpy(dtype=object)
     folds = StratifiedKFold(ABLATION_FOLDS, shuffle=True, random_state=settings.seed)
     scores = []
     for fit_rows, valid_rows in folds.split(np.zeros(len(labels)), labels):
-        model = build_pipeline("linear_svm", params, settings.language, settings.seed)
+        model = ablation_pipeline(params, settings)
         model.set_params(clf__calibration_folds=0)
         model.fit(train.iloc[fit_rows][[SHORT, NOTES]], labels[fit_rows])
         predicted = model.predict(train.iloc[valid_rows][[SHORT, NOTES]])
@@ -255,16 +280,27 @@ def main() -> None:
     parser.add_argument("--profile", default="standard", choices=["standard", "accurate"])
     parser.add_argument("--ablation", action="store_true", help="add the feature ablation rows")
     parser.add_argument(
+        "--ablation-only",
+        action="store_true",
+        help="measure the ablation rows again and keep the saved flow results (implies "
+        "--ablation and --keep-others)",
+    )
+    parser.add_argument(
         "--keep-others", action="store_true", help="keep saved results of runs not made now"
     )
     args = parser.parse_args()
     families = tuple(args.families.split(","))
-    profiles = previous_results() if args.keep_others else {}
+    profiles = previous_results() if args.keep_others or args.ablation_only else {}
     results = profiles.setdefault(args.profile, {})
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
-            started = datetime.now(UTC).isoformat()
-            outcome = run_dataset(name, Path(tmp), families, args.profile, args.ablation)
+            saved = results.get(name) if args.ablation_only else None
+            if args.ablation_only and (saved is None or "skipped" in saved):
+                print(f"{name}: no saved {args.profile} result to add ablation rows to", flush=True)
+                continue
+            started = saved["when"] if saved else datetime.now(UTC).isoformat()
+            ablation = args.ablation or args.ablation_only
+            outcome = run_dataset(name, Path(tmp), families, args.profile, ablation, saved)
             results[name] = {"when": started, **outcome}
             save("quality", {"budget": _budget(), "profiles": profiles})
 

@@ -188,13 +188,13 @@ class StaticTokenEmbedding(TransformerMixin, BaseEstimator):
         sums = np.asarray(counts @ table.vectors, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         scale = np.divide(self.weight, norms, out=np.zeros_like(norms), where=norms > 0)
-        return _dense_as_csr(sums * scale)
+        return dense_as_csr(sums * scale)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.array([f"embedding{i}" for i in range(token_table().dimensions)], dtype=object)
 
 
-def _dense_as_csr(rows: np.ndarray) -> sp.csr_matrix:
+def dense_as_csr(rows: np.ndarray) -> sp.csr_matrix:
     """A dense block as CSR without scanning it for zeros (``csr_matrix(dense)`` does, and costs
     more than computing the block): the other feature blocks are sparse, so the union is too."""
     n_rows, n_columns = rows.shape
@@ -233,7 +233,7 @@ class SentenceEncoderEmbedding(TransformerMixin, BaseEstimator):
                 f"the installed one is {encoder_info().version}"
             )
         vectors = encode([str(text) for text in X], self.prefix, self.max_words)
-        return _dense_as_csr(vectors * np.float32(self.weight))
+        return dense_as_csr(vectors * np.float32(self.weight))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         from core.encoder import DIMENSIONS
