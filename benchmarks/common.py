@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.data import LABEL, NOTES, SHORT
+from core.data.tables import LABEL, NOTES, SHORT
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

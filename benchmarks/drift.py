@@ -16,11 +16,11 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from benchmarks.common import save
-from core.drift import drift_report, family_wise_false_alarms
-from core.families import build_pipeline, default_params
+from core.data.simulate import SCENARIOS, generate_tickets
+from core.monitoring.drift import drift_report, family_wise_false_alarms
 from core.settings import Settings
-from core.simulate import SCENARIOS, generate_tickets
-from core.training import reference_profile, score
+from core.training.families import build_pipeline, default_params
+from core.training.refit import reference_profile, score
 
 TEXT = ["short_description", "close_notes"]
 

@@ -42,13 +42,13 @@ from pydantic import SecretStr
 from benchmarks.common import save
 from benchmarks.load import SteadyLoad
 from benchmarks.serving import process, train_model
-from core.bundle import MODEL_FILE, bundle_key, serialize_model, swap_champion, write_bundle
-from core.local_secrets import new_api_key, new_webhook_secret
-from core.manifest import Manifest, MlflowRef
-from core.predictions import open_prediction_log
+from core.auth.local_secrets import new_api_key, new_webhook_secret
+from core.auth.signing import sign
+from core.io.store import CHAMPION_KEY, ArtifactStore, open_store
+from core.predlog.log import open_prediction_log
+from core.release.bundle import MODEL_FILE, bundle_key, serialize_model, swap_champion, write_bundle
+from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
-from core.store import CHAMPION_KEY, ArtifactStore, open_store
-from core.webhooks import sign
 from deployments.local_servers import RestartableS3, postgres_server, restartable_s3
 from deployments.stack import free_port
 

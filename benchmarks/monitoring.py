@@ -34,13 +34,13 @@ import pandas as pd
 from benchmarks.common import save
 from benchmarks.load import run_load
 from benchmarks.serving import bodies_for, process, train_model
-from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
-from core.manifest import Manifest, MlflowRef
-from core.predictions import COLUMNS, PredictionLog
+from core.data.simulate import generate_tickets
+from core.io.store import open_store
+from core.predlog.log import COLUMNS, PredictionLog
+from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
+from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
-from core.simulate import generate_tickets
-from core.store import open_store
-from core.training import reference_profile, score
+from core.training.refit import reference_profile, score
 from deployments.stack import free_port
 
 

@@ -5,7 +5,7 @@ the chosen ``--profile`` (standard, or accurate: the sentence-encoder block) on:
 - IT tickets: groups with >= 100 tickets plus ``other``, duplicate texts dropped, stratified 80/20
   split with seed 42 (goal: test macro-F1 >= 0.69, all seven families within 15 minutes);
 - Banking77: the official train/test split (goal: test macro-F1 >= 0.93);
-- the Spanish demo set: 5,000 simulated tickets (core/simulate.py, seed 42), stratified 80/20.
+- the Spanish demo set: 5,000 simulated tickets (core/data/simulate.py, seed 42), stratified 80/20.
 Also measures the documented baseline (word 1-2 + char 2-5 TF-IDF, LinearSVC) on the same split.
 
 ``--ablation`` adds, per dataset, the default linear configuration (linear_svm's first starting
@@ -43,11 +43,11 @@ from benchmarks.common import (
     it_tickets_table,
     save,
 )
-from core.data import LABEL, NOTES, SHORT
-from core.families import build_pipeline, default_params
+from core.data.tables import LABEL, NOTES, SHORT
 from core.models import lean_predict_proba
 from core.settings import FAMILIES, Settings
-from core.tuning import standard_error
+from core.training.families import build_pipeline, default_params
+from core.training.tuning import standard_error
 
 TARGETS: dict[str, float | None] = {"it_tickets": 0.69, "banking77": 0.93, "spanish_demo": None}
 IT_TIME_LIMIT_S = 15 * 60
@@ -124,7 +124,7 @@ def banking77_split() -> Split | str:
 
 
 def spanish_demo_split() -> Split | str:
-    from core.simulate import generate_tickets
+    from core.data.simulate import generate_tickets
 
     frame = generate_tickets(DEMO_ROWS, seed=42)
     train, test = train_test_split(frame, test_size=0.2, random_state=42, stratify=frame[LABEL])

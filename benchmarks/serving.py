@@ -23,12 +23,12 @@ import pandas as pd
 
 from benchmarks.common import save
 from benchmarks.load import run_load
-from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
-from core.families import build_pipeline, default_params
-from core.manifest import Manifest
+from core.data.simulate import generate_tickets
+from core.io.store import open_store
+from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
+from core.release.manifest import Manifest
 from core.settings import Settings
-from core.simulate import generate_tickets
-from core.store import open_store
+from core.training.families import build_pipeline, default_params
 from deployments.stack import wait_until
 from tests.integration.conftest import free_port
 
@@ -102,7 +102,7 @@ def log_mlflow_model(model: Any, home: Path, example: pd.DataFrame) -> tuple[str
     import mlflow
     import mlflow.sklearn
 
-    from core.bundle import ALLOWED_TYPES
+    from core.release.bundle import ALLOWED_TYPES
 
     tracking = f"sqlite:///{home / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking)

@@ -22,8 +22,8 @@ from typing import Any
 from benchmarks.common import ROOT, save
 from benchmarks.load import run_load
 from benchmarks.serving import BIN, bodies_for, process, publish, train_model
+from core.data.simulate import generate_tickets
 from core.settings import Settings
-from core.simulate import generate_tickets
 from tests.integration.conftest import free_port
 
 TARGET_P99_RATIO = 1.10

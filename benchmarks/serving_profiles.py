@@ -26,9 +26,9 @@ from benchmarks.common import save
 from benchmarks.load import run_load
 from benchmarks.quality import serving_cost
 from benchmarks.serving import BIN, TEXT, process, publish
-from core.families import build_pipeline, default_params
+from core.data.simulate import generate_tickets
 from core.settings import Settings
-from core.simulate import generate_tickets
+from core.training.families import build_pipeline, default_params
 from tests.integration.conftest import free_port
 
 PROFILES = {

@@ -2,13 +2,13 @@
 linear configuration?
 
 On seeded subsamples of 150, 300 and 600 training rows of the IT tickets and of Banking77 (five
-seeds each), and of 150 rows of the Spanish demo set (long free-text close notes), all seven
-studies run as training runs them (``TuningData`` with the default ``small_table_rows``, so five
-folds, repeated below 500 rows, no pruning: at 150 rows each model is fitted on 120) and the
-winner is chosen three ways: by bias-corrected CV (what training does below the threshold,
-core/selection.py), by the one-standard-error rule (what it did before) and by the highest mean
-CV macro-F1. Each is refitted on the subsample and scored on the untouched test split, beside the
-default linear configuration (``linear_svm``'s first starting point, the project's default)
+seeds each), and of 150 rows of the Spanish demo set (long free-text close notes), all seven studies
+run as training runs them (``TuningData`` with the default ``small_table_rows``, so five folds,
+repeated below 500 rows, no pruning: at 150 rows each model is fitted on 120) and the winner is
+chosen three ways: by bias-corrected CV (what training does below the threshold,
+core/training/selection.py), by the one-standard-error rule (what it did before) and by the highest
+mean CV macro-F1. Each is refitted on the subsample and scored on the untouched test split, beside
+the default linear configuration (``linear_svm``'s first starting point, the project's default)
 fitted on the same rows.
 
 A subsample of n rows keeps n // 15 classes (seeded; all of them when there are fewer) so every
@@ -40,11 +40,11 @@ from benchmarks.common import (
     it_tickets_table,
     save,
 )
-from core.data import LABEL, NOTES, SHORT
-from core.families import build_pipeline, starting_points
+from core.data.simulate import generate_tickets
+from core.data.tables import LABEL, NOTES, SHORT
 from core.settings import FAMILIES, Settings
-from core.simulate import generate_tickets
-from core.tuning import StudyResult, TuningData, run_study, select_winner
+from core.training.families import build_pipeline, starting_points
+from core.training.tuning import StudyResult, TuningData, run_study, select_winner
 
 SIZES = (150, 300, 600)
 #: The demo set's texts are long and alike: its smallest size is the hard case.

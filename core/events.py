@@ -1,6 +1,6 @@
 """The project's Prefect events and the resource labels their triggers match on, in one place.
 
-prefect.yaml's triggers name the same strings; tests/unit/test_events.py keeps the two in step.
+prefect.yaml's triggers name the same strings; tests/unit/core/test_events.py keeps the two in step.
 Serving posts events over HTTP and the flows emit them with Prefect, so this module imports
 neither.
 """

@@ -1,11 +1,11 @@
 """Estimators saved inside every model bundle, and the lean prediction path that serves them.
 
 COMPATIBILITY: the import path of every class here (``core.models.<Name>``) is written into each
-saved bundle and into the skops allow-list (core/bundle.py). Moving or renaming one breaks every
-stored model. ``tests/unit/test_golden_bundle.py`` loads a committed bundle to catch that; a class
-that must move keeps an alias here and an entry in the allow-list.
+saved bundle and into the skops allow-list (core/release/bundle.py). Moving or renaming one breaks
+every stored model. ``tests/unit/core/release/test_golden_bundle.py`` loads a committed bundle to
+catch that; a class that must move keeps an alias here and an entry in the allow-list.
 
-Search spaces, the family registry and pipeline assembly live in ``core/families.py``; this
+Search spaces, the family registry and pipeline assembly live in ``core/training/families.py``; this
 module imports neither Optuna nor the gradient-boosting libraries, so serving stays light.
 """
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from core import events
-from core.local_secrets import new_api_key, new_webhook_secret
-from core.simulate import generate_tickets
-from core.webhooks import sign
+from core.auth.local_secrets import new_api_key, new_webhook_secret
+from core.auth.signing import sign
+from core.data.simulate import generate_tickets
 from deployments.stack import LocalStack, StackError, http_json, wait_until
 
 TEXT = ["short_description", "close_notes"]

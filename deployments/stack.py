@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from core.local_secrets import label_key_help, local_secret
+from core.auth.local_secrets import label_key_help, local_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -19,7 +19,7 @@ from core.errors import ConfigurationError, TicketsError
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from core.training import TrainingSummary
+    from core.training.refit import TrainingSummary
 
 EXIT_USAGE = 2
 
@@ -108,7 +108,7 @@ def _print_summary(summary: TrainingSummary) -> None:
 
 
 def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) -> int:
-    from core.data import load_training_data
+    from core.data.tables import load_training_data
 
     load_training_data(settings, data, test_data)  # fail fast, before Prefect starts
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -124,7 +124,7 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from core.simulate import generate_tickets
+    from core.data.simulate import generate_tickets
 
     frame = generate_tickets(args.n, args.scenario, args.seed)
     out = Path(args.out)
@@ -150,7 +150,7 @@ def _run_data(settings: Settings) -> str:
         return settings.data_path
     path = settings.default_data_path()
     if not path.exists():
-        from core.simulate import generate_tickets
+        from core.data.simulate import generate_tickets
 
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = generate_tickets(settings.demo_rows, "baseline", settings.seed)
@@ -164,8 +164,8 @@ def _phase(text: str) -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from core.bundle import champion_bundle_id
-    from core.store import open_store
+    from core.io.store import open_store
+    from core.release.bundle import champion_bundle_id
 
     background: subprocess.Popen[bytes] | None = None
     if champion_bundle_id(open_store(settings)) is not None:
@@ -184,7 +184,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     if not settings.label_api_keys:
-        from core.local_secrets import label_key_help, local_secret
+        from core.auth.local_secrets import label_key_help, local_secret
 
         key_file = settings.home / "label_api_key"
         os.environ["TICKETS_LABEL_API_KEYS"] = local_secret(

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow
 
-from core.maintenance import MaintenanceReport
+from core.release.retention import MaintenanceReport
 from core.settings import Settings, get_settings
 from tasks.maintenance import (
     archive_versions,

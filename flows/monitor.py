@@ -7,9 +7,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.retraining import FAILED, NOT_PROMOTED, PROMOTED, RetrainDecision
+from core.monitoring.retraining import FAILED, NOT_PROMOTED, PROMOTED, RetrainDecision
 from core.settings import Settings, get_settings
-from core.training import TrainingSummary
+from core.training.refit import TrainingSummary
 from flows.train import train
 from tasks.monitoring import (
     check_drift,

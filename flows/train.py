@@ -8,12 +8,12 @@ from typing import Any, cast
 from prefect import flow
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from core.data import NOTES, SHORT
+from core.data.tables import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
-from core.families import searches_encoder
 from core.settings import Settings, get_settings
-from core.training import TrainingSummary, build_manifest, summarize
-from core.tuning import StudyResult, TuningData, select_winner
+from core.training.families import searches_encoder
+from core.training.refit import TrainingSummary, build_manifest, summarize
+from core.training.tuning import StudyResult, TuningData, select_winner
 from tasks.training import (
     add_feedback,
     announce_promotion,

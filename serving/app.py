@@ -25,9 +25,9 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from core.errors import LogUnavailableError
-from core.predictions import PredictionLog, PredictionRecord, open_prediction_log
+from core.io.store import open_store
+from core.predlog.log import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
-from core.store import open_store
 from serving import metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher
 from serving.dashboard import PageCache, dashboard

@@ -15,7 +15,7 @@ import anyio
 from litestar import MediaType, Response, get
 from litestar.params import Parameter
 
-from core.dashboard import WINDOWS, DashboardData, dashboard_data
+from core.monitoring.dashboard import WINDOWS, DashboardData, dashboard_data
 from serving.errors import bad_request
 from serving.state import ServiceState
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from core.bundle import load_bundle, read_champion
 from core.errors import BundleError
-from core.manifest import Manifest
+from core.io.store import ArtifactStore
 from core.models import lean_predict_proba
-from core.store import ArtifactStore
+from core.release.bundle import load_bundle, read_champion
+from core.release.manifest import Manifest
 from serving import metrics
 
 WARM_UP = [("no puedo ingresar al portal", "")]

@@ -15,10 +15,10 @@ from litestar import get, post
 from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
-from core.drift import NoReferenceProfile, model_window, report_for_model
 from core.errors import InputError
-from core.evaluation import window_metrics
-from core.predictions import window_start
+from core.metrics import window_metrics
+from core.monitoring.drift import NoReferenceProfile, model_window, report_for_model
+from core.predlog.log import window_start
 from core.settings import Settings
 from serving.errors import bad_request
 from serving.security import admin_guard

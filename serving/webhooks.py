@@ -27,16 +27,16 @@ from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
 
 from core import events
-from core.predictions import Claim, PredictionLog
-from core.retraining import (
+from core.auth.signing import WebhookError, verify
+from core.monitoring.retraining import (
     REQUESTED,
     SUPPRESSED_DUPLICATE,
     RetrainDecision,
     duplicate_request,
     new_decision_id,
 )
+from core.predlog.log import Claim, PredictionLog
 from core.settings import Settings
-from core.webhooks import WebhookError, verify
 from serving.schemas import Feedback
 from serving.state import RETRY_AFTER_S, ServiceState, unavailable
 from serving.validation import require_label, require_text

@@ -1,4 +1,4 @@
-"""Thin Prefect tasks for the daily maintenance (core/maintenance.py says what is kept)."""
+"""Thin Prefect tasks for the daily maintenance (core/release/retention.py says what is kept)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from core import registry
-from core.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
-from core.evaluation import window_metrics
-from core.maintenance import Cutoffs, MaintenanceReport, bundles_to_delete
-from core.predictions import open_prediction_log
+from core.io.store import open_store
+from core.metrics import window_metrics
+from core.predlog.log import open_prediction_log
+from core.release import registry
+from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
+from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete
 from core.settings import Settings
-from core.store import open_store
 from tasks.retries import RETRY_TRANSIENT
 
 

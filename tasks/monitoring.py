@@ -12,14 +12,15 @@ from prefect.cache_policies import NONE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from core import events, registry
-from core.bundle import read_champion, read_manifest
-from core.drift import DriftReport, model_window, report_for_model
-from core.manifest import Manifest
-from core.predictions import open_prediction_log, window_start
-from core.retraining import RetrainDecision, decide_retrain
+from core import events
+from core.io.store import open_store
+from core.monitoring.drift import DriftReport, model_window, report_for_model
+from core.monitoring.retraining import RetrainDecision, decide_retrain
+from core.predlog.log import open_prediction_log, window_start
+from core.release import registry
+from core.release.bundle import read_champion, read_manifest
+from core.release.manifest import Manifest
 from core.settings import Settings
-from core.store import open_store
 from tasks.retries import RETRY_TRANSIENT
 
 #: Namespace of event ids derived from a flow run, so a retried emit is the same event.

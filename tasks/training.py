@@ -23,19 +23,21 @@ from prefect.events import emit_event
 from prefect.filesystems import LocalFileSystem
 from prefect.runtime import flow_run
 
-from core import bundle, events, progress, registry, training
-from core.data import DataReport, add_production_rows, load_training_data
+from core import events, progress
+from core.data.tables import DataReport, add_production_rows, load_training_data
 from core.encoder import attach_cache
 from core.errors import PromotionError
-from core.evaluation import Evaluation, confusion_matrix_png
-from core.history import PromotionRecord
-from core.manifest import Manifest, MlflowRef
-from core.predictions import open_prediction_log
+from core.io.store import open_store
+from core.metrics import Evaluation, confusion_matrix_png
+from core.predlog.history import PromotionRecord
+from core.predlog.log import open_prediction_log
 from core.progress import StudyProgress
-from core.promotion import promote_challenger
+from core.release import bundle, registry
+from core.release.manifest import Manifest, MlflowRef
+from core.release.promotion import promote_challenger
 from core.settings import Settings
-from core.store import open_store
-from core.tuning import (
+from core.training import refit as training
+from core.training.tuning import (
     StudyResult,
     TuningData,
     code_version,

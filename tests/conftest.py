@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.data.simulate import generate_tickets
 from core.settings import Settings
-from core.simulate import generate_tickets
 
 
 @pytest.fixture(scope="session")

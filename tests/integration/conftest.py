@@ -83,10 +83,10 @@ def running(app: Any) -> Iterator[str]:
 
 def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str = "") -> None:
     """Fit a small logistic-regression pipeline on ``frame`` and make it the champion."""
-    from core.bundle import serialize_model, swap_champion, write_bundle
-    from core.families import build_pipeline, default_params
-    from core.manifest import Manifest, MlflowRef
-    from core.store import CHAMPION_KEY, open_store
+    from core.io.store import CHAMPION_KEY, open_store
+    from core.release.bundle import serialize_model, swap_champion, write_bundle
+    from core.release.manifest import Manifest, MlflowRef
+    from core.training.families import build_pipeline, default_params
 
     model = build_pipeline(
         "logistic_regression", default_params("logistic_regression"), "spanish", 0

@@ -16,14 +16,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core.bundle import read_champion, serialize_model, swap_champion, write_bundle
-from core.families import build_pipeline, default_params
-from core.history import PromotionRecord
-from core.manifest import Manifest, MlflowRef
-from core.predictions import PredictionLog, PredictionRecord
+from core.io.store import open_store
+from core.predlog.history import PromotionRecord
+from core.predlog.log import PredictionLog, PredictionRecord
+from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
+from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
-from core.store import open_store
-from core.training import reference_profile
+from core.training.families import build_pipeline, default_params
+from core.training.refit import reference_profile
 from serving.app import create_app
 from tests.integration.conftest import running
 

@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 
 from benchmarks.load import SteadyLoad
-from core.bundle import MODEL_FILE, bundle_key
-from core.predictions import open_prediction_log
+from core.io.store import CHAMPION_KEY, open_store
+from core.predlog.log import open_prediction_log
+from core.release.bundle import MODEL_FILE, bundle_key
 from core.settings import Settings
-from core.store import CHAMPION_KEY, open_store
 from deployments.local_servers import PostgresServer, RestartableS3
 from deployments.local_servers import restartable_s3 as start_s3
 from serving.app import create_app

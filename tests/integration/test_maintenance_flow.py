@@ -10,13 +10,13 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from core.bundle import read_champion, stored_bundles, swap_champion, write_bundle
-from core.maintenance import ARCHIVED_TAG
-from core.manifest import Manifest
-from core.predictions import PredictionLog, PredictionRecord
-from core.registry import experiment_id, set_champion_alias
+from core.io.store import open_store
+from core.predlog.log import PredictionLog, PredictionRecord
+from core.release.bundle import read_champion, stored_bundles, swap_champion, write_bundle
+from core.release.manifest import Manifest
+from core.release.registry import experiment_id, set_champion_alias
+from core.release.retention import ARCHIVED_TAG
 from core.settings import Settings
-from core.store import open_store
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.bundle import champion_bundle_id, load_bundle
-from core.predictions import PredictionLog, PredictionRecord
+from core.data.simulate import generate_tickets
+from core.io.store import open_store
+from core.predlog.log import PredictionLog, PredictionRecord
+from core.release.bundle import champion_bundle_id, load_bundle
 from core.settings import Settings
-from core.simulate import generate_tickets
-from core.store import open_store
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from core.drift import DriftReport, DriftTest
-from core.manifest import Manifest, MlflowRef
-from core.retraining import RetrainDecision
+from core.monitoring.drift import DriftReport, DriftTest
+from core.monitoring.retraining import RetrainDecision
+from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
-from core.training import PromotionOutcome
+from core.training.refit import PromotionOutcome
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration

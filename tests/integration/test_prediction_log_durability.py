@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.predictions import PredictionLog
+from core.predlog.log import PredictionLog
 from core.settings import Settings
 from tests.integration.conftest import publish_model, serve_process
 

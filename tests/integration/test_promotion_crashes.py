@@ -12,7 +12,9 @@ from typing import Any
 import mlflow
 import pytest
 
-from core.bundle import (
+from core.data.simulate import generate_tickets
+from core.io.store import open_store
+from core.release.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     bundle_key,
@@ -22,13 +24,11 @@ from core.bundle import (
     swap_champion,
     write_bundle,
 )
-from core.families import build_pipeline, default_params
-from core.manifest import Manifest, MlflowRef
-from core.promotion import promote_challenger
-from core.registry import champion_alias, experiment_id, set_champion_alias
+from core.release.manifest import Manifest, MlflowRef
+from core.release.promotion import promote_challenger
+from core.release.registry import champion_alias, experiment_id, set_champion_alias
 from core.settings import Settings
-from core.simulate import generate_tickets
-from core.store import open_store
+from core.training.families import build_pipeline, default_params
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,32 +38,32 @@ TEXT = ["short_description", "close_notes"]
 CRASH = """
 import os, signal, sys
 from pathlib import Path
-import core.registry, core.store, core.training
-from core.bundle import deserialize_model, write_bundle
-from core.manifest import Manifest
-from core.promotion import promote_challenger
+import core.release.registry, core.io.store, core.training.refit
+from core.release.bundle import deserialize_model, write_bundle
+from core.release.manifest import Manifest
+from core.release.promotion import promote_challenger
 from core.settings import Settings
-from core.simulate import generate_tickets
+from core.data.simulate import generate_tickets
 
 home, step = Path(sys.argv[1]), sys.argv[2]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 if step == "model_file":
-    put = core.store.LocalStore.put
+    put = core.io.store.LocalStore.put
     def put_then_die(self, key, data):
         put(self, key, data)
         if key.endswith("model.skops"):
             die()
-    core.store.LocalStore.put = put_then_die
+    core.io.store.LocalStore.put = put_then_die
 elif step == "pointer":
-    swap = core.training.swap_champion
-    core.training.swap_champion = lambda *a, **k: (swap(*a, **k), die())[0]
+    swap = core.training.refit.swap_champion
+    core.training.refit.swap_champion = lambda *a, **k: (swap(*a, **k), die())[0]
 elif step == "alias":
-    alias = core.registry.set_champion_alias
-    core.registry.set_champion_alias = lambda *a, **k: (alias(*a, **k), die())[0]
+    alias = core.release.registry.set_champion_alias
+    core.release.registry.set_champion_alias = lambda *a, **k: (alias(*a, **k), die())[0]
 settings = Settings(home=home)
 manifest = Manifest.model_validate_json((home / "challenger.json").read_bytes())
 model = deserialize_model((home / "challenger.skops").read_bytes())
-write_bundle(core.store.open_store(settings), (home / "challenger.skops").read_bytes(), manifest)
+write_bundle(core.io.store.open_store(settings), (home / "challenger.skops").read_bytes(), manifest)
 promote_challenger(settings, manifest, model, generate_tickets(400, "baseline", seed=31))
 print("finished without dying")
 """
@@ -127,7 +127,7 @@ def test_a_promotion_killed_at_any_step_is_repaired_by_the_rerun(
     else:
         assert pointer.bundle_id == "new" and champion_alias(settings) == "2"
 
-    from core.bundle import deserialize_model
+    from core.release.bundle import deserialize_model
 
     challenger = deserialize_model(models["strong"])
     write_bundle(store, models["strong"], new)  # the rerun writes its bundle again

@@ -8,12 +8,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from core.evaluation import confusion_matrix_png, evaluate
-from core.families import build_pipeline, default_params
-from core.manifest import MlflowRef
-from core.registry import log_training
+from core.metrics import confusion_matrix_png, evaluate
+from core.release.manifest import MlflowRef
+from core.release.registry import log_training
 from core.settings import Settings
-from core.tuning import StudyResult
+from core.training.families import build_pipeline, default_params
+from core.training.tuning import StudyResult
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]

@@ -15,9 +15,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.predictions import PredictionLog
+from core.auth.signing import sign
+from core.predlog.log import PredictionLog
 from core.settings import Settings
-from core.webhooks import sign
 from tests.integration.conftest import publish_model, serve_process
 
 pytestmark = pytest.mark.integration

@@ -11,14 +11,20 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.bundle import bundle_key, read_champion, serialize_model, swap_champion, write_bundle
-from core.families import build_pipeline, default_params
-from core.manifest import Manifest, MlflowRef
-from core.predictions import PredictionLog
+from core.data.simulate import generate_tickets
+from core.io.store import open_store
+from core.predlog.log import PredictionLog
+from core.release.bundle import (
+    bundle_key,
+    read_champion,
+    serialize_model,
+    swap_champion,
+    write_bundle,
+)
+from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
-from core.simulate import generate_tickets
-from core.store import open_store
-from core.training import reference_profile
+from core.training.families import build_pipeline, default_params
+from core.training.refit import reference_profile
 from serving.app import create_app
 from tests.integration.conftest import BUCKET, running
 

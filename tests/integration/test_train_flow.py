@@ -11,10 +11,10 @@ import mlflow
 import pandas as pd
 import pytest
 
-from core.bundle import champion_bundle_id, load_bundle
+from core.io.store import open_store
 from core.progress import StudyProgress, listening
+from core.release.bundle import champion_bundle_id, load_bundle
 from core.settings import Settings
-from core.store import open_store
 from tests.integration.conftest import BUCKET
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from core.predictions import PredictionLog, PredictionRecord
+from core.auth.signing import sign
+from core.predlog.log import PredictionLog, PredictionRecord
 from core.settings import Settings
-from core.webhooks import sign
 from serving.app import create_app
 from tests.integration.conftest import free_port, running
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.bundle import deserialize_model, serialize_model
-from core.families import build_pipeline, default_params
+from core.data.simulate import generate_tickets
 from core.models import lean_predict_proba
-from core.simulate import generate_tickets
+from core.release.bundle import deserialize_model, serialize_model
+from core.training.families import build_pipeline, default_params
 
 TEXT = ["short_description", "close_notes"]
 

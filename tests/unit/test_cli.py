@@ -78,13 +78,13 @@ def test_every_tickets_error_is_a_one_line_user_error(
     monkeypatch: pytest.MonkeyPatch,
     error: Exception,
 ) -> None:
-    import core.data
+    import core.data.tables
 
     def fail(*args: object, **kwargs: object) -> None:
         raise error
 
     monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(core.data, "load_training_data", fail)
+    monkeypatch.setattr(core.data.tables, "load_training_data", fail)
     assert cli.main(["train", "--data", "x.csv"]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.strip() == f"error: {error}"
 
@@ -112,22 +112,22 @@ def test_a_bug_raising_value_error_keeps_its_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A ValueError from our own code (say, during refit) is a bug, not a user mistake."""
-    import core.data
+    import core.data.tables
 
     def bug(*args: object, **kwargs: object) -> None:
         raise ValueError("shapes (3,) and (4,) not aligned")
 
     monkeypatch.setenv("TICKETS_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(core.data, "load_training_data", bug)
+    monkeypatch.setattr(core.data.tables, "load_training_data", bug)
     with pytest.raises(ValueError, match="not aligned"):
         cli.main(["train", "--data", "x.csv"])
 
 
 def test_a_bug_exits_1_with_a_traceback_in_a_real_process(tmp_path: Path) -> None:
     script = (
-        "import sys, core.data, flows.cli\n"
+        "import sys, core.data.tables, flows.cli\n"
         "def bug(*a, **k): raise KeyError('model_version')\n"
-        "core.data.load_training_data = bug\n"
+        "core.data.tables.load_training_data = bug\n"
         "sys.exit(flows.cli.main(['train', '--data', 'x.csv']))\n"
     )
     done = subprocess.run(

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from prefect.logging import disable_run_logger
 
-from core.drift import DRIFT, NO_DRIFT, DriftReport, DriftTest
 from core.errors import ConfigurationError, TrainingError
-from core.manifest import Manifest
-from core.retraining import REQUESTED, SUPPRESSED_COOLDOWN, RetrainDecision
+from core.monitoring.drift import DRIFT, NO_DRIFT, DriftReport, DriftTest
+from core.monitoring.retraining import REQUESTED, SUPPRESSED_COOLDOWN, RetrainDecision
+from core.release.manifest import Manifest
 from core.settings import Settings
-from core.tuning import StudyResult
+from core.training.tuning import StudyResult
 from flows import monitor as monitor_flow
 from flows import train as train_flow
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from prefect.logging import disable_run_logger
 
-from core.bundle import read_champion, swap_champion
-from core.predictions import PredictionLog, PredictionRecord
+from core.io.store import open_store
+from core.predlog.log import PredictionLog, PredictionRecord
+from core.release.bundle import read_champion, swap_champion
 from core.settings import Settings
-from core.store import open_store
-from core.tuning import StudyResult, TuningData
+from core.training.tuning import StudyResult, TuningData
 from tasks import monitoring, training
 
 
@@ -30,7 +30,7 @@ def task_settings(tmp_path: Path) -> Settings:
 
 
 def _winner() -> StudyResult:
-    from core.families import default_params
+    from core.training.families import default_params
 
     return StudyResult("linear_svm", default_params("linear_svm"), 0.9, 1, 0, 1.0)
 
@@ -52,8 +52,8 @@ def test_tune_family_returns_the_study_result(
 def test_refit_write_and_check_drift_on_the_champion(
     task_settings: Settings, demo_frame: pd.DataFrame
 ) -> None:
-    from core.manifest import MlflowRef
-    from core.training import build_manifest
+    from core.release.manifest import MlflowRef
+    from core.training.refit import build_manifest
 
     train, test = demo_frame.iloc[:450], demo_frame.iloc[450:]
     model, evaluation, profile, seconds = training.refit_and_score.fn(

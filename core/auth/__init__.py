@@ -1,0 +1,1 @@
+"""Keys and signatures: webhook signing and verification, and the local secrets file."""

@@ -1,0 +1,1 @@
+"""Ticket tables: reading, validation, splitting, and the Spanish demo simulator."""

@@ -1,0 +1,1 @@
+"""Artifact stores: where bundles and pointers live (a local folder, or S3 over HTTP)."""

@@ -1,0 +1,508 @@
+"""Drift statistics. The reference profile is computed once at training time and stored in the
+bundle's manifest, so a check never touches the training data again.
+
+Each test has two gates: statistical significance (where a sampling model exists; Holm-corrected
+over the family of tests) and an effect size (KS statistic, PSI, Jensen-Shannon distance, a rise of
+the out-of-vocabulary rate, a share of low-confidence answers, a drop of macro-F1). Large windows
+make every p-value tiny on harmless differences; the effect-size gate is what keeps those quiet.
+Token counts have no trustworthy p-value (tokens of one ticket are not independent), so the
+vocabulary test reports the Jensen-Shannon distance in excess of what sampling alone produces at the
+window's size (a multinomial draw from the reference), and fires on that excess.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from core.data.tables import LABEL, NOTES, SHORT
+from core.errors import BundleError
+from core.metrics import macro_f1_replicates
+from core.predlog.log import PredictionLog
+from core.release.manifest import Manifest
+from core.settings import Settings
+from core.text import as_documents, normalize
+
+LOW_CONFIDENCE = 0.5
+LENGTH_SAMPLE = 2000
+VOCABULARY_SIZE = 2000
+LENGTH_BINS = 10
+OTHER_TOKENS = "<other>"
+BOOTSTRAP_ROUNDS = 1000
+JS_TOKENS = 300
+NULL_DRAWS = 50
+#: Tickets the vocabulary tests tokenise at most (a seeded sample of larger windows; their
+#: sampling-noise correction uses the sample's size): tokenising is most of a report's cost.
+VOCABULARY_DOCS = 5000
+TEST_OUTCOMES = 5000
+DRIFT, NO_DRIFT, INSUFFICIENT = "drift", "no drift", "insufficient data"
+
+
+def text_lengths(frame: pd.DataFrame) -> np.ndarray:
+    """Characters per ticket (all text fields joined)."""
+    return np.asarray([len(doc) for doc in as_documents(frame)], dtype=np.int64)
+
+
+def token_counts(frame: pd.DataFrame, language: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for doc in as_documents(frame):
+        counts.update(normalize(doc, language).split())
+    return counts
+
+
+def _shares(values: Any) -> dict[str, float]:
+    series = pd.Series(np.asarray(values, dtype=object)).value_counts(normalize=True)
+    return {str(label): float(share) for label, share in series.sort_index().items()}
+
+
+def _outside_share(counts: Counter[str], vocabulary: dict[str, float]) -> float:
+    total = sum(counts.values())
+    return (
+        sum(n for token, n in counts.items() if token not in vocabulary) / total if total else 0.0
+    )
+
+
+def build_reference_profile(
+    train: pd.DataFrame,
+    test_texts: pd.DataFrame,
+    test_probabilities: np.ndarray,
+    classes: list[str],
+    language: str,
+    seed: int,
+    test_truth: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """What production traffic is compared against: lengths, classes, vocabulary, confidence.
+    Class, vocabulary and confidence references come from the held-out test set, which the model
+    sees the way it sees production traffic."""
+    texts = train[[SHORT, NOTES]]
+    lengths = text_lengths(texts)
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(lengths, size=min(LENGTH_SAMPLE, len(lengths)), replace=False)
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, LENGTH_BINS + 1)))
+    vocabulary = token_counts(texts, language)
+    total = sum(vocabulary.values()) or 1
+    top = {token: count / total for token, count in vocabulary.most_common(VOCABULARY_SIZE)}
+    test_tokens = token_counts(test_texts[[SHORT, NOTES]], language)
+    confidence = test_probabilities.max(axis=1) if len(test_probabilities) else np.zeros(0)
+    predicted = [classes[i] for i in test_probabilities.argmax(axis=1)]
+    return {
+        "language": language,
+        "text_length": {"bin_edges": edges.tolist(), "sample": sorted(sample.tolist())},
+        "label_distribution": _shares(train[LABEL]),
+        "predicted_class_distribution": _shares(predicted),
+        "predicted_rows": len(predicted),
+        "vocabulary": {
+            "token_shares": top,
+            "covered_share": sum(top.values()),
+            "oov_rate": _outside_share(test_tokens, top),
+        },
+        "confidence": {
+            "mean": float(confidence.mean()) if len(confidence) else 0.0,
+            "low_share": float((confidence < LOW_CONFIDENCE).mean()) if len(confidence) else 0.0,
+        },
+        "rows": len(train),
+        "test_outcomes": _test_outcomes(test_truth, predicted, seed),
+    }
+
+
+def _test_outcomes(
+    truth: Sequence[str] | None, predicted: list[str], seed: int
+) -> dict[str, list[str]] | None:
+    """The held-out test set's (true, predicted) labels, at most TEST_OUTCOMES of them: what the
+    concept test resamples to know the macro-F1 to expect from a window of a given size."""
+    if truth is None or len(truth) != len(predicted) or not len(truth):
+        return None
+    rows = np.arange(len(truth))
+    if len(rows) > TEST_OUTCOMES:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, TEST_OUTCOMES, replace=False))
+    return {
+        "truth": [str(truth[int(i)]) for i in rows],
+        "predicted": [predicted[int(i)] for i in rows],
+    }
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """One test: its statistic against its threshold, and (where it has one) its p-value
+    against the Holm-corrected level."""
+
+    name: str
+    statistic: float | None
+    threshold: float
+    verdict: str
+    detail: str
+    p_value: float | None = None
+    alpha: float | None = None
+    effect_exceeded: bool = False
+
+    @property
+    def fired(self) -> bool:
+        return self.verdict == DRIFT
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    tests: list[DriftTest]
+    n_predictions: int
+    n_feedback: int
+    drift_score: float
+    drift_score_threshold: float
+    drift_detected: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def insufficient_data(self) -> bool:
+        return all(test.verdict == INSUFFICIENT for test in self.tests)
+
+    @property
+    def dataset_drift(self) -> bool:
+        """The share of fired tests reaches the drift-score threshold (a broad shift)."""
+        return self.drift_score >= self.drift_score_threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["insufficient_data"] = self.insufficient_data
+        body["dataset_drift"] = self.dataset_drift
+        body["fired"] = [test.name for test in self.tests if test.fired]
+        return body
+
+    def markdown(self) -> str:
+        verdict = "DRIFT" if self.drift_detected else "no drift"
+        if self.insufficient_data:
+            verdict = "insufficient data"
+        lines = [
+            f"# Drift report: {verdict}",
+            "",
+            f"{self.n_predictions} predictions, {self.n_feedback} with feedback; "
+            f"drift score {self.drift_score:.2f} (threshold {self.drift_score_threshold}).",
+            "",
+            "| test | statistic | threshold | p-value | level | verdict | detail |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for test in self.tests:
+            lines.append(
+                f"| {test.name} | {_fmt(test.statistic)} | {test.threshold:g} | "
+                f"{_fmt(test.p_value)} | {_fmt(test.alpha)} | {test.verdict} | {test.detail} |"
+            )
+        if self.reasons:
+            lines += ["", "Reasons:", *[f"- {reason}" for reason in self.reasons]]
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _insufficient(name: str, threshold: float, detail: str) -> DriftTest:
+    return DriftTest(name, None, threshold, INSUFFICIENT, detail)
+
+
+def _length_test(window: pd.DataFrame, profile: dict[str, Any], settings: Settings) -> DriftTest:
+    lengths = text_lengths(window[[SHORT, NOTES]])
+    reference = np.asarray(profile["text_length"]["sample"], dtype=float)
+    result = stats.ks_2samp(lengths, reference)
+    median, reference_median = float(np.median(lengths)), float(np.median(reference))
+    return DriftTest(
+        "text_length_ks",
+        float(result.statistic),
+        settings.ks_threshold,
+        NO_DRIFT,
+        f"median length {median:.0f} vs {reference_median:.0f} characters",
+        p_value=float(result.pvalue),
+        effect_exceeded=float(result.statistic) >= settings.ks_threshold,
+    )
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
+    """Population stability index of two share vectors over the same categories."""
+    expected = np.clip(expected, floor, None)
+    actual = np.clip(actual, floor, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def _class_test(window: pd.DataFrame, profile: dict[str, Any], settings: Settings) -> DriftTest:
+    reference_shares: dict[str, float] = profile["predicted_class_distribution"]
+    window_counts = window["prediction"].astype(str).value_counts()
+    classes = sorted(set(reference_shares) | set(window_counts.index))
+    reference_n = int(profile.get("predicted_rows") or 1000)
+    expected = np.array([reference_shares.get(c, 0.0) for c in classes])
+    actual_counts = np.array([int(window_counts.get(c, 0)) for c in classes])
+    table = np.vstack([np.round(expected * reference_n), actual_counts])
+    table = table[:, table.sum(axis=0) > 0]
+    p_value = float(stats.chi2_contingency(table).pvalue) if table.shape[1] > 1 else 1.0
+    value = psi(expected, actual_counts / actual_counts.sum())
+    moved = classes[int(np.argmax(np.abs(actual_counts / actual_counts.sum() - expected)))]
+    return DriftTest(
+        "predicted_class_psi",
+        value,
+        settings.psi_threshold,
+        NO_DRIFT,
+        f"chi-square over {len(classes)} classes; largest move: {moved}"
+        + ("; PSI above 0.1 (moderate)" if 0.1 <= value < settings.psi_threshold else ""),
+        p_value=p_value,
+        effect_exceeded=value >= settings.psi_threshold,
+    )
+
+
+def _vocabulary_tests(
+    window: pd.DataFrame, profile: dict[str, Any], settings: Settings
+) -> list[DriftTest]:
+    vocabulary: dict[str, float] = profile["vocabulary"]["token_shares"]
+    texts = window[[SHORT, NOTES]]
+    if len(texts) > VOCABULARY_DOCS:
+        texts = texts.sample(VOCABULARY_DOCS, random_state=settings.seed)
+    counts = token_counts(texts, profile.get("language", settings.language))
+    total = sum(counts.values())
+    if not total:
+        return [
+            _insufficient("vocabulary_js", settings.js_threshold, "no tokens in the window"),
+            _insufficient("oov_rate", settings.oov_increase, "no tokens in the window"),
+        ]
+    tokens = list(vocabulary)[:JS_TOKENS]
+    reference = np.array([*(vocabulary[t] for t in tokens), 0.0])
+    reference[-1] = max(0.0, 1.0 - reference.sum())
+    reference /= reference.sum()
+    current = np.array([*(counts.get(t, 0) for t in tokens), 0.0]) / total
+    current[-1] = max(0.0, 1.0 - current.sum())
+    observed = float(jensenshannon(reference, current, base=2))
+    rng = np.random.default_rng(settings.seed)
+    draws = rng.multinomial(total, reference, size=NULL_DRAWS) / total
+    noise = float(np.median([jensenshannon(reference, draw, base=2) for draw in draws]))
+    excess = observed - noise
+    outside = _outside_share(counts, vocabulary)
+    reference_oov = float(profile["vocabulary"]["oov_rate"])
+    new_tokens = [t for t, _ in counts.most_common() if t not in vocabulary][:5]
+    return [
+        DriftTest(
+            "vocabulary_js",
+            excess,
+            settings.js_threshold,
+            NO_DRIFT,
+            f"Jensen-Shannon distance {observed:.3f} over the {len(tokens)} commonest reference "
+            f"tokens, {noise:.3f} expected from sampling alone",
+            effect_exceeded=excess >= settings.js_threshold,
+        ),
+        DriftTest(
+            "oov_rate",
+            outside - reference_oov,
+            settings.oov_increase,
+            NO_DRIFT,
+            f"out-of-vocabulary rate {outside:.3f} vs {reference_oov:.3f}; "
+            f"frequent new tokens: {', '.join(new_tokens) or 'none'}",
+            effect_exceeded=outside - reference_oov >= settings.oov_increase,
+        ),
+    ]
+
+
+def _confidence_test(
+    window: pd.DataFrame, profile: dict[str, Any], settings: Settings
+) -> DriftTest:
+    low = int((window["confidence"].astype(float) < LOW_CONFIDENCE).sum())
+    share = low / len(window)
+    reference = float(profile["confidence"]["low_share"])
+    p_value = stats.binomtest(low, len(window), min(max(reference, 1e-3), 0.999), "greater").pvalue
+    return DriftTest(
+        "low_confidence_share",
+        share,
+        settings.low_confidence_share,
+        NO_DRIFT,
+        f"{low} of {len(window)} under {LOW_CONFIDENCE} (reference share {reference:.3f})",
+        p_value=float(p_value),
+        effect_exceeded=share >= settings.low_confidence_share,
+    )
+
+
+def macro_f1_bootstrap(
+    truth: Sequence[str], predicted: Sequence[str], rounds: int, seed: int
+) -> tuple[float, np.ndarray]:
+    """Macro-F1 over the true labels, and its bootstrap replicates."""
+    scores = macro_f1_replicates(truth, [predicted], rounds, seed)[:, 0]
+    return float(scores[0]), scores[1:]
+
+
+def _concept_test(
+    window: pd.DataFrame,
+    reference_f1: float | None,
+    settings: Settings,
+    outcomes: dict[str, list[str]] | None = None,
+) -> DriftTest:
+    labelled = window[window["true_label"].notna()]
+    name = "concept_macro_f1_drop"
+    if reference_f1 is None:
+        return _insufficient(name, settings.performance_drop, "the model has no test macro-F1")
+    if len(labelled) < settings.min_feedback:
+        return _insufficient(
+            name,
+            settings.performance_drop,
+            f"{len(labelled)} labelled predictions; {settings.min_feedback} needed",
+        )
+    truth = labelled["true_label"].astype(str).tolist()
+    predicted = labelled["prediction"].astype(str).tolist()
+    if outcomes:
+        # Macro-F1 on a small sample is biased low (rare classes score 0 more often), so compare
+        # with the test set's macro-F1 at the window's size: resampled, it says what to expect.
+        # The p-value asks whether the drop is larger than the tolerated one, not merely above
+        # zero: production usually scores a little under the test set, and a few dozen labels
+        # cannot tell a small gap from noise, so testing against zero would alarm on every
+        # modest window.
+        observed = float(macro_f1_replicates(truth, [predicted], 0, settings.seed)[0, 0])
+        expected = _resampled_macro_f1(outcomes, len(labelled), settings.seed)
+        reference_f1 = float(np.median(expected))
+        drop = reference_f1 - observed
+        tolerated = expected - settings.performance_drop
+        p_value = float((np.sum(tolerated <= observed) + 1) / (len(expected) + 1))
+    else:  # profiles written before test outcomes were kept
+        observed, replicates = macro_f1_bootstrap(truth, predicted, BOOTSTRAP_ROUNDS, settings.seed)
+        drop = reference_f1 - observed
+        p_value = float((np.sum(replicates >= reference_f1) + 1) / (len(replicates) + 1))
+    return DriftTest(
+        name,
+        drop,
+        settings.performance_drop,
+        NO_DRIFT,
+        f"macro-F1 {observed:.3f} on {len(labelled)} labelled vs {reference_f1:.3f} expected "
+        "from the test set",
+        p_value=p_value,
+        effect_exceeded=drop >= settings.performance_drop,
+    )
+
+
+def _resampled_macro_f1(outcomes: dict[str, list[str]], size: int, seed: int) -> np.ndarray:
+    """Macro-F1 of BOOTSTRAP_ROUNDS resamples of ``size`` test outcomes (with replacement)."""
+    truth, predicted = outcomes["truth"], outcomes["predicted"]
+    labels = sorted(set(truth) | set(predicted))
+    index = {label: i for i, label in enumerate(labels)}
+    t = np.array([index[x] for x in truth])
+    p = np.array([index[x] for x in predicted])
+    rng = np.random.default_rng(seed)
+    k = len(labels)
+    scores = np.empty(BOOTSTRAP_ROUNDS)
+    for round_ in range(BOOTSTRAP_ROUNDS):
+        rows = rng.integers(0, len(t), size=size)
+        ts, ps = t[rows], p[rows]
+        support = np.bincount(ts, minlength=k)
+        hits = np.bincount(ts[ts == ps], minlength=k)
+        denominator = support + np.bincount(ps, minlength=k)
+        f1 = np.divide(2 * hits, denominator, out=np.zeros(k), where=denominator > 0)
+        scores[round_] = f1[support > 0].mean()
+    return scores
+
+
+def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
+    """Holm's step-down levels for the tests with p-values; a test fires when it is significant
+    at its level (effect-only tests need no level) and its effect size exceeds the threshold."""
+    tested = sorted(
+        (i for i, t in enumerate(tests) if t.p_value is not None and t.verdict != INSUFFICIENT),
+        key=lambda i: float(tests[i].p_value or 0.0),
+    )
+    levels: dict[int, tuple[float | None, bool]] = {}
+    rejecting = True
+    for rank, i in enumerate(tested):
+        holm_level = alpha / (len(tested) - rank)
+        rejecting = rejecting and float(tests[i].p_value or 0.0) < holm_level
+        levels[i] = (holm_level, rejecting)
+    decided = []
+    for i, test in enumerate(tests):
+        if test.verdict == INSUFFICIENT:
+            decided.append(test)
+            continue
+        level, significant = levels.get(i, (None, True))
+        verdict = DRIFT if significant and test.effect_exceeded else NO_DRIFT
+        decided.append(replace(test, alpha=level, verdict=verdict))
+    return decided
+
+
+def drift_report(
+    window: pd.DataFrame, profile: dict[str, Any], reference_f1: float | None, settings: Settings
+) -> DriftReport:
+    """The report for a prediction-log window against a model's reference profile."""
+    n = len(window)
+    labelled = int(window["true_label"].notna().sum()) if n else 0
+    if n < settings.min_predictions:
+        detail = f"{n} predictions; {settings.min_predictions} needed"
+        thresholds = {
+            "text_length_ks": settings.ks_threshold,
+            "predicted_class_psi": settings.psi_threshold,
+            "vocabulary_js": settings.js_threshold,
+            "oov_rate": settings.oov_increase,
+            "low_confidence_share": settings.low_confidence_share,
+        }
+        tests = [_insufficient(name, limit, detail) for name, limit in thresholds.items()]
+    else:
+        tests = [
+            _length_test(window, profile, settings),
+            _class_test(window, profile, settings),
+            *_vocabulary_tests(window, profile, settings),
+            _confidence_test(window, profile, settings),
+        ]
+    concept = _concept_test(window, reference_f1, settings, profile.get("test_outcomes"))
+    tests = _holm([*tests, concept], settings.drift_p_value)
+    decided = [test for test in tests if test.verdict != INSUFFICIENT]
+    fired = [test for test in decided if test.fired]
+    score = len(fired) / len(decided) if decided else 0.0
+    return DriftReport(
+        tests=tests,
+        n_predictions=n,
+        n_feedback=labelled,
+        drift_score=score,
+        drift_score_threshold=settings.drift_score_threshold,
+        drift_detected=bool(fired),
+        reasons=[f"{test.name}: {test.detail}" for test in fired],
+    )
+
+
+class NoReferenceProfile(BundleError):
+    """The model's manifest carries no reference profile to compare against."""
+
+
+def model_window(
+    log: PredictionLog, since: str, manifest: Manifest, settings: Settings
+) -> pd.DataFrame:
+    """The rows a drift report of this model reads, the same for the monitor flow and the
+    service: its predictions since ``since``, a seeded sample of at most
+    ``monitoring_max_rows`` of them when there are more."""
+    return log.sample(
+        since, settings.monitoring_max_rows, settings.seed, model_version=manifest.model_version
+    )
+
+
+def report_for_model(window: pd.DataFrame, manifest: Manifest, settings: Settings) -> DriftReport:
+    """Drift of the predictions the manifest's model made in ``window`` against its profile."""
+    version = manifest.model_version
+    profile = manifest.reference_profile
+    if not profile:
+        raise NoReferenceProfile(f"model {version} has no reference profile in its manifest")
+    own = window[window["model_version"].astype(str) == version]
+    return drift_report(own.reset_index(drop=True), profile, manifest.test_macro_f1, settings)
+
+
+def family_wise_false_alarms(
+    pool: pd.DataFrame,
+    profile: dict[str, Any],
+    reference_f1: float | None,
+    settings: Settings,
+    size: int,
+    windows: int,
+    seed: int = 0,
+) -> tuple[int, Counter[str]]:
+    """How many of ``windows`` same-distribution windows of ``size`` predictions (drawn with
+    replacement from ``pool``) would start a retrain, i.e. fire any test; and which fired. This
+    is the false-alarm rate that matters: any test firing is what asks for a retrain."""
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    fired: Counter[str] = Counter()
+    for _ in range(windows):
+        rows = rng.integers(0, len(pool), size=size)
+        report = drift_report(
+            pool.iloc[rows].reset_index(drop=True), profile, reference_f1, settings
+        )
+        alarms += int(report.drift_detected)
+        fired.update(test.name for test in report.tests if test.fired)
+    return alarms, fired

@@ -1,0 +1,2 @@
+"""Publishing models: manifest, verified bundle, champion pointer, promotion, MLflow registry
+aliases and retention of old bundles."""

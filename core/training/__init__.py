@@ -1,0 +1,2 @@
+"""From a table to a fitted model: families and search spaces, studies, selection, refit and
+the training summary."""

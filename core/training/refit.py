@@ -1,0 +1,270 @@
+"""The training steps the flow composes: refit, score, manifest, promotion. Pure of Prefect."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from core.data.tables import LABEL, NOTES, SHORT
+from core.encoder import manifest_entry
+from core.errors import BundleError, PromotionError, StoreError
+from core.io.store import ArtifactStore
+from core.metrics import Evaluation, decide_promotion, evaluate
+from core.monitoring.drift import build_reference_profile
+from core.release.bundle import load_bundle, new_bundle_id, read_champion, swap_champion
+from core.release.manifest import ChampionPointer, Manifest, MlflowRef
+from core.settings import Settings
+from core.training.families import ENCODER_MAX_WORDS, ENCODER_PREFIX, build_pipeline, uses_encoder
+from core.training.tuning import StudyResult, leaderboard_rows
+
+TEXT = [SHORT, NOTES]
+
+
+def threads_per_study(settings: Settings) -> int:
+    return max(1, (os.cpu_count() or 1) // settings.max_concurrent_studies)
+
+
+def refit(winner: StudyResult, train: pd.DataFrame, settings: Settings) -> tuple[Any, float]:
+    """Fit the winning family's best pipeline on the whole training set."""
+    started = time.perf_counter()
+    model = build_pipeline(
+        winner.family, winner.best_params, settings.language, settings.seed, os.cpu_count() or 1
+    )
+    model.fit(train[TEXT], train[LABEL].to_numpy(dtype=object))
+    return model, time.perf_counter() - started
+
+
+def score(model: Any, test: pd.DataFrame) -> tuple[Evaluation, np.ndarray]:
+    """Evaluation on a labelled set, plus the class probabilities behind it."""
+    probabilities = np.asarray(model.predict_proba(test[TEXT]))
+    classes = np.asarray(model.classes_, dtype=object)
+    predicted = classes[probabilities.argmax(axis=1)]
+    return evaluate(test[LABEL].to_numpy(dtype=object), predicted), probabilities
+
+
+def reference_profile(
+    model: Any,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    probabilities: np.ndarray,
+    settings: Settings,
+) -> dict[str, Any]:
+    classes = [str(label) for label in model.classes_]
+    return build_reference_profile(
+        train,
+        test[TEXT],
+        probabilities,
+        classes,
+        settings.language,
+        settings.seed,
+        test[LABEL].astype(str).tolist(),
+    )
+
+
+def build_manifest(
+    winner: StudyResult,
+    evaluation: Evaluation,
+    profile: dict[str, Any],
+    mlflow: MlflowRef,
+    data_report: dict[str, Any],
+    settings: Settings,
+    labels: list[str],
+) -> Manifest:
+    """The manifest of the winner's bundle, under a new bundle id."""
+    return Manifest(
+        bundle_id=new_bundle_id(winner.family),
+        family=winner.family,
+        params=winner.best_params,
+        labels=labels,
+        language=settings.language,
+        input_columns={"short_description": SHORT, "close_notes": NOTES},
+        metrics={
+            **evaluation.metrics(),
+            "cv_macro_f1": winner.cv_macro_f1,
+            "cv_std_error": winner.cv_std_error if np.isfinite(winner.cv_std_error) else None,
+        },
+        mlflow=mlflow,
+        data=data_report,
+        reference_profile=profile,
+        encoder=manifest_entry(ENCODER_PREFIX, ENCODER_MAX_WORDS)
+        if uses_encoder(winner.best_params)
+        else None,
+    )
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    promoted: bool
+    reason: str
+    champion_bundle_id: str | None
+    challenger_macro_f1: float
+    champion_macro_f1: float | None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    evaluation_rows: int = 0
+    champion_version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def predict_labels(model: Any, rows: pd.DataFrame) -> list[str]:
+    probabilities = np.asarray(model.predict_proba(rows[TEXT]))
+    classes = np.asarray(model.classes_, dtype=object)
+    return [str(label) for label in classes[probabilities.argmax(axis=1)]]
+
+
+def _current_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str | None]:
+    """The pointer and its token; only a pointer that does not exist means "no champion"."""
+    try:
+        return read_champion(store)
+    except (BundleError, StoreError) as exc:
+        raise PromotionError(
+            f"promotion refused: the current champion pointer cannot be read ({exc}); "
+            "repair or roll back champion.json, then promote again"
+        ) from exc
+
+
+def _champion_predictions(
+    store: ArtifactStore, pointer: ChampionPointer | None, evaluation_set: pd.DataFrame
+) -> tuple[list[str] | None, str]:
+    if pointer is None:
+        return None, "no champion yet"
+    try:
+        model, _ = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
+    except (BundleError, StoreError) as exc:
+        raise PromotionError(
+            f"promotion refused: the current champion {pointer.bundle_id} cannot be loaded "
+            f"({exc}); repair its bundle or roll the pointer back, then promote again"
+        ) from exc
+    return predict_labels(model, evaluation_set), f"champion {pointer.bundle_id}"
+
+
+def promote_if_better(
+    store: ArtifactStore,
+    manifest: Manifest,
+    challenger: Any,
+    evaluation_set: pd.DataFrame,
+    margin: float,
+    seed: int,
+    attempts: int = 5,
+) -> PromotionOutcome:
+    """Score challenger and champion on the same evaluation rows and swap the pointer when the
+    challenger wins (margin and paired bootstrap). The swap is a compare-and-set: when another
+    promotion moved the pointer meanwhile, the challenger is judged again against the new
+    champion, so racing promotions end with one champion, the better one. Idempotent.
+
+    Fails safe: a champion pointer or bundle that cannot be read raises PromotionError instead of
+    counting as "no champion", which would promote the challenger without comparison."""
+    truth = evaluation_set[LABEL].astype(str).tolist()
+    challenger_labels = predict_labels(challenger, evaluation_set)
+    for _ in range(attempts):
+        pointer, token = _current_champion(store)
+        current_id = pointer.bundle_id if pointer else None
+        if current_id == manifest.bundle_id:
+            return PromotionOutcome(True, "already champion", current_id, 0.0, None)
+        champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
+        decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
+        reason = decision.reason if pointer is None else f"{decision.reason}; {note}"
+        outcome = PromotionOutcome(
+            decision.promote,
+            reason,
+            current_id,
+            decision.challenger_macro_f1,
+            decision.champion_macro_f1,
+            decision.gain,
+            decision.gain_ci,
+            decision.evaluation_rows,
+            pointer.model_version if pointer else None,
+        )
+        if not decision.promote or swap_champion(store, manifest, token):
+            return outcome
+    raise BundleError("the champion pointer kept changing during promotion; try again")
+
+
+class LeaderboardEntry(BaseModel):
+    """One family's line of the leaderboard."""
+
+    model_config = ConfigDict(frozen=True)
+
+    family: str
+    cv_macro_f1: float | None
+    cv_std_error: float | None = None
+    cv_folds: int = 0
+    default_cv_macro_f1: float | None = None
+    trials: int
+    pruned: int = 0
+    fit_seconds: float
+    error: str | None = None
+
+
+class TrainingSummary(BaseModel):
+    """What a training run returns and prints: the winner's test scores, its bundle and whether it
+    was promoted, the leaderboard, and what happened to the data on the way in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    champion_family: str
+    #: The refitted configuration (text, features, head).
+    champion_params: dict[str, Any] = {}
+    test_macro_f1: float
+    test_weighted_f1: float
+    test_accuracy: float
+    model_version: str | None
+    promoted: bool
+    promotion_reason: str
+    previous_champion: str | None
+    bundle_id: str
+    bundle_uri: str
+    mlflow_run_id: str | None
+    leaderboard: list[LeaderboardEntry]
+    #: Why the refitted configuration won (highest mean, or the one-standard-error rule).
+    selection: str = ""
+    data: dict[str, Any]
+    production: dict[str, Any] | None = None
+    promotion: PromotionOutcome
+    test_rows: int
+    refit_seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready (non-finite numbers become null)."""
+        return self.model_dump(mode="json")
+
+
+def summarize(
+    manifest: Manifest,
+    bundle_uri: str,
+    evaluation: Evaluation,
+    outcome: PromotionOutcome,
+    results: list[StudyResult],
+    test_rows: int,
+    refit_seconds: float,
+    selection: str = "",
+) -> TrainingSummary:
+    return TrainingSummary(
+        champion_family=manifest.family,
+        champion_params=dict(manifest.params),
+        test_macro_f1=evaluation.macro_f1,
+        test_weighted_f1=evaluation.weighted_f1,
+        test_accuracy=evaluation.accuracy,
+        model_version=manifest.mlflow.model_version,
+        promoted=outcome.promoted,
+        promotion_reason=outcome.reason,
+        previous_champion=outcome.champion_bundle_id,
+        bundle_id=manifest.bundle_id,
+        bundle_uri=bundle_uri,
+        mlflow_run_id=manifest.mlflow.run_id,
+        leaderboard=[LeaderboardEntry.model_validate(row) for row in leaderboard_rows(results)],
+        selection=selection,
+        data={key: value for key, value in manifest.data.items() if key != "production"},
+        production=manifest.data.get("production"),
+        promotion=outcome,
+        test_rows=test_rows,
+        refit_seconds=refit_seconds,
+    )

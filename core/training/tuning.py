@@ -1,0 +1,565 @@
+"""One Optuna study per family: stratified CV, macro-F1, pruning across folds, fixed seeds.
+
+Normalised documents and per-fold TF-IDF matrices are cached by their settings, so a trial that
+revisits a text setting only fits its model head.
+
+Small tables are where help desks start, and where this search misleads most: three folds of a
+hundred rows underestimate a linear model trained on all of them, one fold's macro-F1 has a
+standard error of about 0.05 while families are ranked on thousandths, and median pruning after
+one fold throws most trials away. Below ``small_table_rows`` the search therefore uses five
+folds (fewer when a class has fewer rows; repeated twice below 500 rows), without pruning, and
+``select_winner`` applies the one-standard-error rule: among the configurations whose CV
+macro-F1 is within one standard error of the best, it takes a family's default configuration
+before a tuned one and a linear family before a tree ensemble.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.metrics import f1_score
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from core.data.tables import LABEL, NOTES, SHORT
+from core.training.families import (
+    DEFAULT_TEXT,
+    REGISTRY,
+    Params,
+    build_features,
+    build_head,
+    build_normalizer,
+    encoder_block,
+    starting_points,
+    suggest_features,
+    suggest_text,
+)
+from core.training.selection import Candidate, bootstrap_bias_corrected
+
+FoldMatrices = list[tuple[Any, Any]]
+#: Folds and repeats of cross-validation below the small-table threshold.
+SMALL_TABLE_FOLDS = 5
+SMALL_TABLE_REPEATS = 2
+#: Below this many rows the folds are repeated (a fold of under 100 rows is too noisy alone).
+REPEAT_BELOW_ROWS = 500
+
+
+@dataclass
+class TrialPredictions:
+    """A completed trial of a small-table study: its configuration, CV score and out-of-fold
+    predictions (class indices into ``TuningData.classes``, one list per repeat of the folds),
+    which bias-corrected selection (core/training/selection.py) reuses instead of refitting."""
+
+    params: Params
+    cv_macro_f1: float
+    cv_std_error: float
+    predictions: list[list[int]]
+
+
+@dataclass
+class StudyResult:
+    """The outcome of one family's study."""
+
+    family: str
+    best_params: Params
+    cv_macro_f1: float
+    trials: int
+    pruned: int
+    seconds: float
+    error: str | None = None
+    fits: int = 0
+    unconverged_fits: int = 0
+    #: Standard error of the best trial's mean over its folds, and how many folds it had.
+    cv_std_error: float = float("nan")
+    cv_folds: int = 0
+    #: The family's default configuration (its first trial) and how it scored.
+    default_params: Params | None = None
+    default_cv_macro_f1: float = float("nan")
+    default_cv_std_error: float = float("nan")
+    #: Why this result won, once select_winner has chosen it.
+    selection: str = ""
+    #: Every completed trial's out-of-fold predictions (small tables only).
+    trial_predictions: list[TrialPredictions] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.trials > 0
+
+
+@dataclass(frozen=True)
+class CvPlan:
+    """How the studies cross-validate: folds, repeats, pruning, and whether the table counts as
+    small (which also turns on the one-standard-error rule)."""
+
+    folds: int
+    repeats: int = 1
+    prune: bool = True
+    small: bool = False
+
+
+def cv_plan(labels: np.ndarray, cv_folds: int, small_table_rows: int = 0) -> CvPlan:
+    """``cv_folds`` folds with pruning, or below ``small_table_rows`` rows up to five folds (as
+    many as the rarest class allows, at least ``cv_folds``) without pruning, repeated twice
+    below ``REPEAT_BELOW_ROWS`` rows."""
+    if len(labels) >= small_table_rows:
+        return CvPlan(cv_folds)
+    rarest = int(pd.Series(labels).value_counts().min())
+    folds = max(cv_folds, min(SMALL_TABLE_FOLDS, rarest))
+    repeats = SMALL_TABLE_REPEATS if len(labels) < REPEAT_BELOW_ROWS else 1
+    return CvPlan(folds, repeats, prune=False, small=True)
+
+
+class TuningData:
+    """Training rows shared by every study, with thread-safe caches of normalised documents and
+    of per-fold TF-IDF matrices (studies running side by side often want the same setting, and
+    the vectoriser is the slow part for linear models)."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        language: str,
+        cv_folds: int,
+        seed: int,
+        capacity: int = 4,
+        small_table_rows: int = 0,
+        encoder: bool = False,
+    ) -> None:
+        self.frame = frame
+        self.language = language
+        self.seed = seed
+        #: Whether the linear SVM may add the sentence-encoder block (the accurate profile).
+        self.encoder = encoder
+        self.labels = frame[LABEL].to_numpy(dtype=object)
+        self.classes = np.unique(self.labels)
+        #: Labels as indices into ``classes``, as out-of-fold predictions are kept.
+        self.codes = np.searchsorted(self.classes, self.labels)
+        self.plan = cv_plan(self.labels, cv_folds, small_table_rows)
+        splitter = RepeatedStratifiedKFold(
+            n_splits=self.plan.folds, n_repeats=self.plan.repeats, random_state=seed
+        )
+        self.folds = list(splitter.split(np.zeros(len(frame)), self.labels))
+        self.capacity = capacity
+        self._documents: dict[tuple[Any, ...], np.ndarray] = {}
+        self._matrices: OrderedDict[tuple[Any, ...], FoldMatrices] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def fingerprint(self) -> str:
+        """A digest of what a study sees: the rows (texts and labels, in order), the language,
+        the folds and the seed. Two runs with the same fingerprint search the same problem."""
+        digest = hashlib.sha256()
+        rows = pd.util.hash_pandas_object(self.frame[[SHORT, NOTES, LABEL]], index=False)
+        digest.update(rows.to_numpy().tobytes())
+        plan = self.plan
+        digest.update(f"{self.language}|{plan.folds}x{plan.repeats}|{self.seed}".encode())
+        if self.encoder:
+            digest.update(b"|encoder")
+        return digest.hexdigest()[:32]
+
+    def warm_encoder(self) -> int:
+        """Embed every training text the encoder block can see, once, before the studies start:
+        their trials then find the vectors cached, and no study's time budget pays for them.
+        Returns the number of texts the engine embedded (0 when all were cached)."""
+        if not self.encoder:
+            return 0
+        from core.encoder import COUNTS
+
+        before = COUNTS.embedded
+        documents = self.documents(DEFAULT_TEXT)
+        encoder_block(1.0).fit(documents).transform(documents)
+        return COUNTS.embedded - before
+
+    def _key_lock(self, key: tuple[Any, ...]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def documents(self, text_params: Params) -> np.ndarray:
+        key = tuple(sorted(text_params.items()))
+        with self._key_lock(("documents", key)):
+            if key not in self._documents:
+                normalizer = build_normalizer(text_params, self.language)
+                self._documents[key] = normalizer.transform(self.frame[[SHORT, NOTES]])
+            return self._documents[key]
+
+    def fold_matrices(self, text_params: Params, feature_params: Params) -> FoldMatrices:
+        """(train, validation) TF-IDF matrices per fold, fitted on each fold's training part.
+
+        Each caller gets its own copies: SciPy may sort a sparse matrix's indices in place while
+        another thread reads them, which crashes the process, so cached matrices are never
+        handed out to two studies at once."""
+        key = (tuple(sorted(text_params.items())), tuple(sorted(feature_params.items())))
+        with self._key_lock(("matrices", key)):
+            with self._lock:
+                cached = self._matrices.get(key)
+                if cached is not None:
+                    self._matrices.move_to_end(key)
+            if cached is None:
+                cached = self._build_matrices(text_params, feature_params)
+                with self._lock:
+                    self._matrices[key] = cached
+                    while len(self._matrices) > self.capacity:
+                        self._matrices.popitem(last=False)
+            return [(train.copy(), valid.copy()) for train, valid in cached]
+
+    def _build_matrices(self, text_params: Params, feature_params: Params) -> FoldMatrices:
+        documents = self.documents(text_params)
+        matrices = []
+        for train_idx, valid_idx in self.folds:
+            features = build_features(feature_params)
+            train_matrix = features.fit_transform(documents[train_idx])
+            valid_matrix = features.transform(documents[valid_idx])
+            for matrix in (train_matrix, valid_matrix):
+                matrix.sum_duplicates()  # canonical form: later operations need no in-place fixes
+            matrices.append((train_matrix, valid_matrix))
+        return matrices
+
+
+@dataclass
+class FitCount:
+    """Model fits of a study, and how many stopped at their iteration limit (liblinear)."""
+
+    fits: int = 0
+    unconverged: int = 0
+
+    def add(self, head: Any) -> None:
+        self.fits += 1
+        if not getattr(head.steps[-1][1], "converged_", True):
+            self.unconverged += 1
+
+
+def _objective(
+    family: str,
+    data: TuningData,
+    n_jobs: int,
+    count: FitCount,
+    out_of_fold: dict[int, np.ndarray],
+) -> Callable[[optuna.Trial], float]:
+    """The trial's mean macro-F1 over the folds; on small tables its out-of-fold predictions go
+    into ``out_of_fold`` under the trial's number."""
+    labels, seed = data.labels, data.seed
+
+    def objective(trial: optuna.Trial) -> float:
+        text_params = suggest_text(trial)
+        feature_params = suggest_features(
+            trial,
+            REGISTRY[family].embeddings,
+            data.encoder and REGISTRY[family].encoder,
+            text_params["text_level"],
+        )
+        head_params = REGISTRY[family].suggest(trial)
+        scores = []
+        matrices = data.fold_matrices(text_params, feature_params)
+        predictions = np.full((data.plan.repeats, len(labels)), -1, dtype=np.int32)
+        for step, ((x_train, x_valid), (train_idx, valid_idx)) in enumerate(
+            zip(matrices, data.folds, strict=True)
+        ):
+            head = build_head(family, head_params, seed, n_jobs, calibrate=False)
+            head.fit(x_train, labels[train_idx])
+            count.add(head)
+            predicted = head.predict(x_valid)
+            predictions[step // data.plan.folds, valid_idx] = np.searchsorted(
+                data.classes, predicted
+            )
+            scores.append(float(f1_score(labels[valid_idx], predicted, average="macro")))
+            trial.set_user_attr("fold_scores", scores)
+            if data.plan.prune:
+                trial.report(float(np.mean(scores)), step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        if data.plan.small:
+            out_of_fold[trial.number] = predictions
+        return float(np.mean(scores))
+
+    return objective
+
+
+#: Modules whose code decides what a study finds; a change to any of them is a new search.
+SEARCH_CODE = (
+    "core.training.tuning",
+    "core.training.families",
+    "core.models",
+    "core.text",
+    "core.ngrams",
+    "core.embeddings",
+    "core.encoder",
+)
+
+
+def code_version() -> str:
+    """A digest of the search code and the package version, for study result caches."""
+    import importlib
+    import inspect
+    from importlib import metadata
+
+    digest = hashlib.sha256(metadata.version("tickets").encode())
+    for name in SEARCH_CODE:
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()[:16]
+
+
+def run_study(
+    family: str,
+    data: TuningData,
+    trials: int,
+    timeout_s: float,
+    n_jobs: int = 1,
+    on_trial: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
+) -> StudyResult:
+    """Tune one family; a failing family is reported, not raised, so the others still count."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=family,
+        direction="maximize",
+        sampler=_sampler(trials, data.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2)
+        if data.plan.prune
+        else optuna.pruners.NopPruner(),
+    )
+    for start in starting_points(family, data.encoder):
+        study.enqueue_trial(start, skip_if_exists=True)
+    callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
+    count = FitCount()
+    out_of_fold: dict[int, np.ndarray] = {}
+    objective = _objective(family, data, n_jobs, count, out_of_fold)
+    study.optimize(
+        objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
+    )
+    result = _result(family, study, time.perf_counter() - started, data.plan.folds, data.encoder)
+    kept = [
+        TrialPredictions(
+            dict(trial.params),
+            float(trial.value or 0.0),
+            standard_error(list(trial.user_attrs.get("fold_scores", [])), data.plan.folds),
+            out_of_fold[trial.number].tolist(),
+        )
+        for trial in study.trials
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.number in out_of_fold
+    ]
+    return replace(
+        result, fits=count.fits, unconverged_fits=count.unconverged, trial_predictions=kept
+    )
+
+
+def standard_error(scores: list[float], folds: int) -> float:
+    """Standard error of a mean over cross-validation scores, corrected for the rows the folds
+    share (Nadeau and Bengio: the variance is scaled by 1/k + n_valid/n_train rather than 1/k;
+    with 5 folds repeated twice that is 3.5 times the naive variance). The naive figure treats
+    ten overlapping folds as ten independent samples and makes every difference look real.
+    NaN for fewer than two scores."""
+    if len(scores) < 2:
+        return float("nan")
+    scale = 1 / len(scores) + 1 / (folds - 1)
+    return float(np.sqrt(scale * np.var(scores, ddof=1)))
+
+
+def convergence_note(result: StudyResult) -> str | None:
+    """One line for a study whose models stopped at their iteration limit, or None."""
+    if not result.unconverged_fits:
+        return None
+    return (
+        f"{result.family}: {result.unconverged_fits} of {result.fits} fits stopped at the "
+        "solver's iteration limit (liblinear); their scores count as they are"
+    )
+
+
+def _sampler(trials: int, seed: int) -> optuna.samplers.TPESampler:
+    """TPE that starts modelling after a third of the budget (at least the enqueued starting
+    points): with Optuna's default of 10 random trials first, a 12-trial study would be almost
+    pure random search."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, trials // 3))
+
+
+def _result(
+    family: str, study: optuna.Study, seconds: float, folds: int, encoder: bool = False
+) -> StudyResult:
+    states = [trial.state for trial in study.trials]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    pruned = states.count(optuna.trial.TrialState.PRUNED)
+    if complete == 0:
+        failures = [t.system_attrs.get("fail_reason", "") for t in study.trials]
+        reason = next((f for f in failures if f), "no trial completed within the budget")
+        return StudyResult(family, {}, float("nan"), 0, pruned, seconds, error=reason)
+    best = study.best_trial
+    best_folds = list(best.user_attrs.get("fold_scores", []))
+    default = starting_points(family, encoder)[0]
+    default_trial = next(
+        (
+            t
+            for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+            and all(default.get(key) == value for key, value in t.params.items())
+        ),
+        None,
+    )
+    default_folds = list(default_trial.user_attrs.get("fold_scores", [])) if default_trial else []
+    return StudyResult(
+        family,
+        dict(best.params),
+        float(best.value or 0.0),
+        complete,
+        pruned,
+        seconds,
+        cv_std_error=standard_error(best_folds, folds),
+        cv_folds=len(best_folds),
+        default_params=dict(default_trial.params) if default_trial else None,
+        default_cv_macro_f1=float(default_trial.value or 0.0) if default_trial else float("nan"),
+        default_cv_std_error=standard_error(default_folds, folds),
+    )
+
+
+def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
+    """One line for the progress log. Optuna gives a pruned trial the last fold mean it reported,
+    which can be above the study's best (the first fold is often the easiest), so a pruned trial
+    says so instead of looking like a better score that was thrown away."""
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        if not trial.intermediate_values:
+            return "pruned"
+        last = trial.intermediate_values[max(trial.intermediate_values)]
+        folds = len(trial.intermediate_values)
+        return f"pruned after {folds} fold{'s' if folds > 1 else ''} (mean so far {last:.4f})"
+    if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
+        return f"{trial.value:.4f}"
+    return trial.state.name.lower()
+
+
+def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
+    """Successful studies, best CV macro-F1 first."""
+    return sorted((r for r in results if r.ok), key=lambda r: r.cv_macro_f1, reverse=True)
+
+
+def select_winner(
+    results: list[StudyResult],
+    one_standard_error: bool,
+    truth: np.ndarray | None = None,
+    seed: int = 0,
+) -> StudyResult | None:
+    """The configuration to refit. On large tables: the best mean CV macro-F1. On small ones
+    (``one_standard_error``): with ``truth`` (label codes) and every study's out-of-fold
+    predictions, bias-corrected selection (core/training/selection.py) between the best linear
+    default and the best configuration of the search; without them, the simplest configuration
+    within one standard error of the best (a linear family's default, a linear family's best, a tree
+    family's default, a tree family's best; the higher mean among equals). None when no study
+    completed."""
+    ranked = leaderboard(results)
+    if not ranked:
+        return None
+    if one_standard_error and truth is not None:
+        corrected = _bias_corrected_winner(ranked, truth, seed)
+        if corrected is not None:
+            return corrected
+    best = ranked[0]
+    score = f"CV macro-F1 {best.cv_macro_f1:.4f}"
+    if not one_standard_error or not np.isfinite(best.cv_std_error):
+        return replace(best, selection=f"highest mean {score} ({best.family})")
+    floor = best.cv_macro_f1 - best.cv_std_error
+    # (simplicity rank, -mean, kind, result): the lowest rank wins, then the higher mean.
+    candidates: list[tuple[int, float, str, StudyResult]] = []
+    for result in ranked:
+        simple = 0 if REGISTRY[result.family].linear else 2
+        if result.default_params is not None and result.default_cv_macro_f1 >= floor:
+            default = replace(
+                result,
+                best_params=result.default_params,
+                cv_macro_f1=result.default_cv_macro_f1,
+                cv_std_error=result.default_cv_std_error,
+            )
+            candidates.append((simple, -default.cv_macro_f1, "default configuration", default))
+        if result.cv_macro_f1 >= floor:
+            candidates.append((simple + 1, -result.cv_macro_f1, "tuned configuration", result))
+    _, _, kind, chosen = min(candidates, key=lambda c: (c[0], c[1]))
+    if chosen is best:
+        why = f"highest mean {score} ({best.family}); nothing simpler within one standard error"
+    else:
+        why = (
+            f"{chosen.family} {kind}, CV macro-F1 {chosen.cv_macro_f1:.4f}, within one standard "
+            f"error ({best.cv_std_error:.4f}) of the best, {best.family} "
+            f"{best.cv_macro_f1:.4f}: the simpler model is kept (one-standard-error rule)"
+        )
+    return replace(chosen, selection=why)
+
+
+def _bias_corrected_winner(
+    ranked: list[StudyResult], truth: np.ndarray, seed: int
+) -> StudyResult | None:
+    """BBC-CV's choice, or None when a study kept no out-of-fold predictions (one restored from
+    a cache written before they existed) or no linear default completed."""
+    if any(not r.trial_predictions for r in ranked):
+        return None
+    candidates: list[tuple[StudyResult, TrialPredictions, Candidate]] = []
+    for result in ranked:
+        linear = REGISTRY[result.family].linear
+        for trial in result.trial_predictions:
+            baseline = linear and trial.params == result.default_params
+            candidate = Candidate(
+                result.family,
+                trial.params,
+                trial.cv_macro_f1,
+                np.asarray(trial.predictions, dtype=np.int64),
+                baseline,
+            )
+            candidates.append((result, trial, candidate))
+    if not any(c.baseline for _, _, c in candidates):
+        return None
+    outcome = bootstrap_bias_corrected([c for _, _, c in candidates], truth, seed)
+    pool = [item for item in candidates if outcome.prefer_search or item[2].baseline]
+    result, trial, _ = max(pool, key=lambda item: item[1].cv_macro_f1)
+    default = trial.params == result.default_params
+    what = f"{result.family} {'default' if default else 'tuned'} configuration"
+    evidence = (
+        f"bias-corrected CV ({outcome.rounds} bootstrap rounds over out-of-fold predictions): "
+        f"the search's choice {outcome.search_macro_f1:.4f}, the best linear default "
+        f"{outcome.baseline_macro_f1:.4f}, gain {outcome.gain:+.4f} "
+        f"(won {outcome.search_wins:.0%} of rounds)"
+    )
+    verdict = "the search's choice" if outcome.prefer_search else "the linear default is kept"
+    why = f"{what}, CV macro-F1 {trial.cv_macro_f1:.4f}: {verdict}; {evidence}"
+    return replace(
+        result,
+        best_params=trial.params,
+        cv_macro_f1=trial.cv_macro_f1,
+        cv_std_error=trial.cv_std_error,
+        selection=why,
+    )
+
+
+def leaderboard_rows(results: list[StudyResult]) -> list[dict[str, Any]]:
+    """Every study, best first, failed ones last with their error."""
+    ordered = leaderboard(results) + [r for r in results if not r.ok]
+    return [
+        {
+            "family": r.family,
+            "cv_macro_f1": round(r.cv_macro_f1, 4) if r.ok else None,
+            "cv_std_error": _rounded(r.cv_std_error) if r.ok else None,
+            "cv_folds": r.cv_folds,
+            "default_cv_macro_f1": _rounded(r.default_cv_macro_f1) if r.ok else None,
+            "trials": r.trials,
+            "pruned": r.pruned,
+            "fit_seconds": round(r.seconds, 1),
+            "error": r.error,
+        }
+        for r in ordered
+    ]
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 4) if np.isfinite(value) else None
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = ["" if row[c] is None else str(row[c]).replace("|", "/") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""Drift tests against a real (small) model's reference profile and real simulated traffic."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+
+from core.data.simulate import SCENARIOS, generate_tickets
+from core.monitoring.drift import (
+    INSUFFICIENT,
+    drift_report,
+    family_wise_false_alarms,
+    macro_f1_bootstrap,
+    psi,
+)
+from core.settings import Settings
+from core.training.families import build_pipeline, default_params
+from core.training.refit import reference_profile, score
+
+TEXT = ["short_description", "close_notes"]
+SETTINGS = Settings()
+
+
+@dataclass
+class Reference:
+    model: Any
+    profile: dict[str, Any]
+    test_f1: float
+    pool: pd.DataFrame
+
+
+def _window(model: Any, tickets: pd.DataFrame, labelled_share: float = 0.0) -> pd.DataFrame:
+    probabilities = np.asarray(model.predict_proba(tickets[TEXT]))
+    window = tickets[TEXT].copy()
+    window["prediction"] = np.asarray(model.classes_)[probabilities.argmax(axis=1)]
+    window["confidence"] = probabilities.max(axis=1)
+    labelled = np.arange(len(window)) < labelled_share * len(window)
+    window["true_label"] = pd.Series(tickets["label"].where(labelled, None), dtype=object).values
+    return window
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    data = generate_tickets(2500, "baseline", seed=1)
+    train, test = train_test_split(data, test_size=0.3, random_state=0, stratify=data["label"])
+    model = build_pipeline("linear_svm", default_params("linear_svm"), "spanish", 0)
+    model.fit(train[TEXT], train["label"].to_numpy(dtype=object))
+    evaluation, probabilities = score(model, test)
+    profile = reference_profile(model, train, test, probabilities, SETTINGS)
+    pool = _window(model, generate_tickets(4000, "baseline", seed=99), labelled_share=1.0)
+    return Reference(model, profile, evaluation.macro_f1, pool)
+
+
+def test_same_distribution_rarely_fires(reference: Reference) -> None:
+    rng = np.random.default_rng(0)
+    fired: Counter[str] = Counter()
+    trials = 100
+    for _ in range(trials):
+        rows = rng.choice(len(reference.pool), size=150, replace=False)
+        window = reference.pool.iloc[rows].reset_index(drop=True)
+        report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
+        fired.update(test.name for test in report.tests if test.fired)
+    assert all(count <= 0.06 * trials for count in fired.values()), fired
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("size", "windows"), [(500, 60), (5000, 20), (50_000, 10)])
+def test_same_distribution_windows_rarely_start_a_retrain(
+    reference: Reference, size: int, windows: int
+) -> None:
+    """Family-wise: the share of windows in which any test fires (what asks for a retrain)
+    stays at or below 5%, from small windows to large ones, with a fifth of them labelled."""
+    pool = reference.pool.copy()
+    pool.loc[pool.index % 5 != 0, "true_label"] = None
+    alarms, fired = family_wise_false_alarms(
+        pool, reference.profile, reference.test_f1, SETTINGS, size, windows, seed=size
+    )
+    assert alarms <= 0.05 * windows, (alarms, fired)
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "baseline"])
+def test_every_drift_scenario_is_detected_at_500_predictions(
+    reference: Reference, scenario: str
+) -> None:
+    window = _window(reference.model, generate_tickets(500, scenario, seed=5))
+    report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
+    assert report.drift_detected, report.markdown()
+    assert report.reasons and 0 < report.drift_score <= 1
+
+
+def test_expected_tests_fire_for_their_scenarios(reference: Reference) -> None:
+    def fired(scenario: str) -> set[str]:
+        window = _window(reference.model, generate_tickets(500, scenario, seed=5))
+        report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
+        return {test.name for test in report.tests if test.fired}
+
+    assert "predicted_class_psi" in fired("prior_shift")
+    assert "text_length_ks" in fired("long_texts")
+    assert "text_length_ks" in fired("short_texts")
+    assert {"oov_rate", "vocabulary_js"} <= fired("new_product")
+
+
+def test_concept_drift_needs_enough_feedback_and_fires_on_a_new_category(
+    reference: Reference,
+) -> None:
+    window = _window(reference.model, generate_tickets(500, "new_category", seed=3), 1.0)
+    report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
+    concept = next(t for t in report.tests if t.name == "concept_macro_f1_drop")
+    assert concept.fired and concept.statistic is not None and concept.statistic > 0.05
+    few = _window(reference.model, generate_tickets(500, "new_category", seed=3), 0.02)
+    concept = next(
+        t
+        for t in drift_report(few, reference.profile, reference.test_f1, SETTINGS).tests
+        if t.name == "concept_macro_f1_drop"
+    )
+    assert concept.verdict == INSUFFICIENT and "needed" in concept.detail
+
+
+def test_below_the_minimum_the_report_says_insufficient_data(reference: Reference) -> None:
+    window = reference.pool.iloc[:40].assign(true_label=None)
+    report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
+    assert report.insufficient_data and not report.drift_detected
+    assert all(test.verdict == INSUFFICIENT for test in report.tests)
+    assert "insufficient data" in report.markdown()
+
+
+def test_a_harmless_shift_in_a_large_window_is_significant_but_does_not_fire(
+    reference: Reference,
+) -> None:
+    pool = reference.pool
+    commonest = pool["prediction"].value_counts().index[0]
+    extra = pool[pool["prediction"] == commonest].sample(frac=0.25, random_state=0)
+    window = pd.concat([pool, extra], ignore_index=True)
+    report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
+    classes = next(t for t in report.tests if t.name == "predicted_class_psi")
+    assert classes.p_value is not None and classes.alpha is not None
+    assert classes.p_value < classes.alpha and not classes.fired
+    assert classes.statistic is not None and classes.statistic < SETTINGS.psi_threshold
+
+
+def test_psi_and_bootstrapped_macro_f1() -> None:
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0
+    assert psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])) > 0.25
+    truth = ["a", "a", "b", "b", "c", "c"] * 10
+    predicted = ["a", "b", "b", "b", "c", "a"] * 10
+    observed, replicates = macro_f1_bootstrap(truth, predicted, 200, seed=0)
+    assert observed == pytest.approx(f1_score(truth, predicted, average="macro"))
+    assert len(replicates) == 200 and 0.4 < replicates.mean() < 0.85

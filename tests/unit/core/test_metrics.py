@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from core.metrics import confusion_matrix_png, decide_promotion, evaluate
+
+
+def test_metrics_on_a_known_case() -> None:
+    evaluation = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"])
+    assert evaluation.accuracy == 0.75
+    assert evaluation.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
+    assert evaluation.confusion == [[1, 1], [0, 2]]
+    assert evaluation.report["a"]["recall"] == 0.5
+    assert confusion_matrix_png(evaluation, "t").startswith(b"\x89PNG")
+
+
+def test_window_metrics_count_confidence_and_score_feedback_only() -> None:
+    from core.metrics import window_metrics
+    from core.predlog.log import WindowAggregates
+
+    aggregates = WindowAggregates(
+        groups=[("1", "a", 1, 0.9, 0), ("1", "b", 1, 0.4, 1), ("2", "a", 1, 0.7, 0)],
+        confusion=[("a", "a", 1), ("b", "a", 1), ("nueva", "a", 2)],
+        first_at="2026-11-26T10:00",
+        last_at="2026-11-26T12:00",
+    )
+    metrics = window_metrics(aggregates, served_labels=["a", "b"])
+    assert metrics["count"] == 3 and metrics["label_distribution"] == {"a": 2, "b": 1}
+    assert metrics["model_versions"] == {"1": 2, "2": 1}
+    assert metrics["mean_confidence"] == pytest.approx(2.0 / 3)
+    assert metrics["low_confidence_share"] == pytest.approx(1 / 3)
+    assert metrics["feedback_count"] == 4 and metrics["accuracy"] == 0.25
+    assert metrics["feedback_labels_outside_model"] == 2
+    empty = window_metrics(WindowAggregates([], [], None, None))
+    assert empty["count"] == 0 and empty["macro_f1"] is None and empty["mean_confidence"] is None
+
+
+def test_macro_f1_from_counts_equals_evaluate() -> None:
+    from collections import Counter
+
+    import numpy as np
+
+    from core.metrics import macro_f1_from_counts
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        truth = rng.choice(list("abcd"), size=200).tolist()
+        predicted = rng.choice(list("abcde"), size=200).tolist()
+        counts = Counter(zip(truth, predicted, strict=True))
+        assert macro_f1_from_counts(counts) == pytest.approx(evaluate(truth, predicted).macro_f1)
+
+
+def test_promotion_needs_the_margin_and_a_gain_that_is_not_noise() -> None:
+    truth = ["a", "b", "c", "d"] * 250
+    champion = list(truth)
+    for i in range(0, 1000, 5):
+        champion[i] = "a" if truth[i] != "a" else "b"
+    assert decide_promotion(truth, champion, None, 0.01, seed=0).promote
+    better = list(truth)
+    for i in range(0, 1000, 10):
+        better[i] = "a" if truth[i] != "a" else "b"
+    decision = decide_promotion(truth, better, champion, 0.01, seed=0)
+    assert decision.promote and decision.gain_ci is not None and decision.gain_ci[0] > 0
+    assert "interval excludes 0" in decision.reason
+    small = list(champion)
+    small[0] = truth[0]
+    decision = decide_promotion(truth, small, champion, 0.0, seed=0)
+    assert not decision.promote and "could be noise" in decision.reason
+    decision = decide_promotion(truth, champion, better, 0.01, seed=0)
+    assert not decision.promote and "below the margin" in decision.reason

@@ -1,0 +1,304 @@
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+import core.encoder as encoder
+from core.encoder import EmbeddingCache
+from core.training.tuning import (
+    CvPlan,
+    StudyResult,
+    TrialPredictions,
+    TuningData,
+    cv_plan,
+    describe_trial,
+    leaderboard,
+    leaderboard_rows,
+    markdown_table,
+    run_study,
+    select_winner,
+    standard_error,
+)
+
+
+def test_a_study_tunes_within_its_trial_budget_and_reports_progress(
+    demo_frame: pd.DataFrame,
+) -> None:
+    data = TuningData(demo_frame, "spanish", cv_folds=3, seed=1)
+    seen: list[int] = []
+    result = run_study(
+        "logistic_regression",
+        data,
+        trials=3,
+        timeout_s=120,
+        on_trial=lambda f, t: seen.append(t.number),
+    )
+    assert result.ok and result.trials + result.pruned == 3
+    assert seen == [0, 1, 2]
+    assert 0.5 < result.cv_macro_f1 <= 1.0
+    assert "C" in result.best_params and "text_level" in result.best_params
+    assert "embedding_weight" in result.best_params
+
+
+def test_a_linear_study_compares_tfidf_alone_with_the_embedding_block(
+    demo_frame: pd.DataFrame,
+) -> None:
+    weights: list[float] = []
+    result = run_study(
+        "linear_svm",
+        TuningData(demo_frame, "spanish", 3, 1),
+        trials=2,
+        timeout_s=120,
+        on_trial=lambda _family, trial: weights.append(trial.params["embedding_weight"]),
+    )
+    assert result.ok and result.trials == 2
+    assert weights == [0.0, 1.0]
+    tree = run_study("random_forest", TuningData(demo_frame, "spanish", 3, 1), 1, 120)
+    assert tree.ok and "embedding_weight" not in tree.best_params
+
+
+def test_with_the_encoder_every_training_text_is_embedded_once_before_the_studies(
+    demo_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(encoder, "CACHE", EmbeddingCache())
+    frame = demo_frame.head(150)
+    data = TuningData(frame, "spanish", 3, 1, encoder=True)
+    assert data.fingerprint() != TuningData(frame, "spanish", 3, 1).fingerprint()
+    distinct = len(set(data.documents({"text_level": "light"})))
+    assert data.warm_encoder() == distinct
+    assert data.warm_encoder() == 0
+    before = encoder.COUNTS.embedded
+    weights: list[float] = []
+    result = run_study(
+        "linear_svm",
+        data,
+        trials=2,
+        timeout_s=120,
+        on_trial=lambda _family, trial: weights.append(trial.params["encoder_weight"]),
+    )
+    assert result.ok and weights == [0.0, 2.0]
+    assert encoder.COUNTS.embedded == before  # every fold of the encoder trial found its vectors
+    assert TuningData(frame, "spanish", 3, 1).warm_encoder() == 0  # without the profile: nothing
+
+
+def test_same_seed_same_study(demo_frame: pd.DataFrame) -> None:
+    first = run_study(
+        "linear_svm", TuningData(demo_frame, "spanish", 3, 5), trials=3, timeout_s=120
+    )
+    second = run_study(
+        "linear_svm", TuningData(demo_frame, "spanish", 3, 5), trials=3, timeout_s=120
+    )
+    assert first.best_params == second.best_params
+    assert first.cv_macro_f1 == second.cv_macro_f1
+
+
+def test_matrices_are_cached_per_setting(demo_frame: pd.DataFrame) -> None:
+    data = TuningData(demo_frame, "spanish", 3, 1)
+    params = {"word_ngram_max": 1, "char_ngrams": "none", "min_df": 2}
+    first = data.fold_matrices({"text_level": "light"}, params)
+    again = data.fold_matrices({"text_level": "light"}, params)
+    assert len(data._matrices) == 1  # built once
+    assert again[0][0] is not first[0][0]  # but every caller gets its own copy
+    assert (again[0][0] != first[0][0]).nnz == 0
+    assert first[0][0].has_canonical_format
+    assert len(first) == 3
+    train_matrix, valid_matrix = first[0]
+    assert train_matrix.shape[1] == valid_matrix.shape[1] < 2000
+    assert train_matrix.shape[0] + valid_matrix.shape[0] == len(demo_frame)
+
+
+def test_leaderboard_ranks_and_keeps_failures_last() -> None:
+    results = [
+        StudyResult("a", {}, 0.7, 3, 0, 1.0),
+        StudyResult("b", {}, math.nan, 0, 0, 2.0, error="boom"),
+        StudyResult("c", {}, 0.8, 2, 1, 1.5),
+    ]
+    assert [r.family for r in leaderboard(results)] == ["c", "a"]
+    rows = leaderboard_rows(results)
+    assert [r["family"] for r in rows] == ["c", "a", "b"]
+    assert rows[2]["error"] == "boom" and rows[2]["cv_macro_f1"] is None
+    table = markdown_table(rows)
+    assert table.splitlines()[0].startswith("| family | cv_macro_f1") and "boom" in table
+
+
+def test_a_pruned_trial_is_not_logged_as_a_score() -> None:
+    pruned = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 0.93, 1: 0.91}
+    )
+    done = optuna.trial.create_trial(value=0.88, intermediate_values={0: 0.9, 1: 0.87, 2: 0.88})
+    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL)
+    assert describe_trial(pruned) == "pruned after 2 folds (mean so far 0.9100)"
+    assert describe_trial(done) == "0.8800"
+    assert describe_trial(failed) == "fail"
+
+
+def test_small_tables_get_more_folds_repeats_and_no_pruning() -> None:
+    labels = np.asarray(["a"] * 150 + ["b"] * 150, dtype=object)
+    assert cv_plan(labels, 3, small_table_rows=0) == CvPlan(3)
+    assert cv_plan(labels, 3, small_table_rows=300) == CvPlan(3)
+    small = cv_plan(labels, 3, small_table_rows=2000)
+    assert (small.folds, small.repeats, small.prune, small.small) == (5, 2, False, True)
+    medium = cv_plan(np.concatenate([labels, labels]), 3, small_table_rows=2000)
+    assert (medium.folds, medium.repeats) == (5, 1)
+    rare = np.asarray(["a"] * 100 + ["b"] * 4, dtype=object)
+    assert cv_plan(rare, 3, small_table_rows=2000).folds == 4, "no more folds than the rarest class"
+    rarer = np.asarray(["a"] * 100 + ["b"] * 2, dtype=object)
+    assert cv_plan(rarer, 3, small_table_rows=2000).folds == 3, "at least cv_folds"
+
+
+def test_a_small_table_study_scores_every_fold_and_the_default(demo_frame: pd.DataFrame) -> None:
+    small = demo_frame.groupby("label").head(30).reset_index(drop=True)
+    data = TuningData(small, "spanish", 3, 1, small_table_rows=2000)
+    assert data.plan.small and len(data.folds) == 10
+    result = run_study("linear_svm", data, trials=3, timeout_s=120)
+    assert result.ok and result.pruned == 0 and result.cv_folds == 10
+    assert 0 < result.cv_std_error < 0.2
+    assert result.default_params is not None and result.default_params["C"] == 0.5
+    assert result.default_cv_macro_f1 <= result.cv_macro_f1
+
+
+def test_the_standard_error_counts_the_rows_folds_share() -> None:
+    scores = [0.6, 0.7] * 5
+    naive = float(np.std(scores, ddof=1) / np.sqrt(10))
+    assert standard_error(scores, folds=5) == pytest.approx(naive * np.sqrt(3.5))
+    assert math.isnan(standard_error([0.6], folds=5))
+
+
+def _result(family: str, score: float, error: float, default: float) -> StudyResult:
+    return StudyResult(
+        family,
+        {"tuned": True},
+        score,
+        12,
+        0,
+        1.0,
+        cv_std_error=error,
+        cv_folds=10,
+        default_params={"tuned": False},
+        default_cv_macro_f1=default,
+        default_cv_std_error=error,
+    )
+
+
+def test_the_one_standard_error_rule_prefers_linear_defaults_within_noise() -> None:
+    results = [
+        _result("extra_trees", 0.70, 0.03, 0.66),
+        _result("linear_svm", 0.69, 0.03, 0.68),
+        _result("logistic_regression", 0.66, 0.03, 0.62),
+    ]
+    chosen = select_winner(results, one_standard_error=True)
+    assert chosen is not None
+    assert (chosen.family, chosen.best_params, chosen.cv_macro_f1) == (
+        "linear_svm",
+        {"tuned": False},
+        0.68,
+    )
+    assert "one-standard-error rule" in chosen.selection and "extra_trees" in chosen.selection
+    # beyond the noise the best wins
+    results[0] = _result("extra_trees", 0.80, 0.01, 0.75)
+    chosen = select_winner(results, one_standard_error=True)
+    assert chosen is not None and chosen.family == "extra_trees"
+    assert chosen.best_params == {"tuned": True} and "nothing simpler" in chosen.selection
+    # a tuned linear model within noise beats a tree's default
+    results = [_result("extra_trees", 0.70, 0.03, 0.69), _result("linear_svm", 0.68, 0.03, 0.60)]
+    chosen = select_winner(results, one_standard_error=True)
+    assert chosen is not None and (chosen.family, chosen.best_params) == (
+        "linear_svm",
+        {"tuned": True},
+    )
+    # large tables: the highest mean
+    chosen = select_winner(results, one_standard_error=False)
+    assert chosen is not None and chosen.family == "extra_trees"
+    assert select_winner([], one_standard_error=True) is None
+
+
+def _trials(
+    rng: np.random.Generator, truth: np.ndarray, accuracies: list[float], classes: int
+) -> list[TrialPredictions]:
+    """Trials whose out-of-fold predictions are right with the given probabilities (two repeats),
+    scored by their macro-F1 as a study would."""
+    trials: list[TrialPredictions] = []
+    for accuracy in accuracies:
+        layers = []
+        for _ in range(2):
+            wrong = (truth + rng.integers(1, classes, truth.size)) % classes
+            layers.append(np.where(rng.random(truth.size) < accuracy, truth, wrong))
+        value = float(np.mean([f1_score(truth, layer, average="macro") for layer in layers]))
+        trials.append(
+            TrialPredictions({"i": len(trials)}, value, 0.02, [x.tolist() for x in layers])
+        )
+    return trials
+
+
+def _study(family: str, trials: list[TrialPredictions]) -> StudyResult:
+    best = max(trials, key=lambda t: t.cv_macro_f1)
+    return StudyResult(
+        family,
+        best.params,
+        best.cv_macro_f1,
+        len(trials),
+        0,
+        1.0,
+        cv_std_error=0.02,
+        cv_folds=10,
+        default_params=trials[0].params,
+        default_cv_macro_f1=trials[0].cv_macro_f1,
+        trial_predictions=trials,
+    )
+
+
+def test_bias_corrected_selection_keeps_the_default_when_the_search_won_by_chance() -> None:
+    """Eighty configurations no better than the default: the best of them looks better on CV
+    (the winner's curse), yet on rows it did not choose on it is not, so the default stays."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 6, 150)
+    results = [
+        _study("linear_svm", _trials(rng, truth, [0.7] * 12, 6)),
+        *(_study(f, _trials(rng, truth, [0.7] * 12, 6)) for f in ("extra_trees", "xgboost")),
+        *(_study(f, _trials(rng, truth, [0.7] * 12, 6)) for f in ("lightgbm", "random_forest")),
+    ]
+    searched_best = max(t.cv_macro_f1 for r in results for t in r.trial_predictions)
+    default = results[0].trial_predictions[0]
+    assert searched_best > default.cv_macro_f1 + 0.02  # what CV alone would act on
+    chosen = select_winner(results, one_standard_error=True, truth=truth, seed=1)
+    assert chosen is not None
+    assert (chosen.family, chosen.best_params) == ("linear_svm", default.params)
+    assert "the linear default is kept" in chosen.selection and "bias-corrected" in chosen.selection
+
+
+def test_bias_corrected_selection_takes_a_configuration_that_is_really_better() -> None:
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 6, 150)
+    results = [
+        _study("linear_svm", _trials(rng, truth, [0.7] * 6, 6)),
+        _study("extra_trees", _trials(rng, truth, [0.7] * 5 + [0.85], 6)),
+    ]
+    chosen = select_winner(results, one_standard_error=True, truth=truth, seed=1)
+    assert chosen is not None and chosen.family == "extra_trees"
+    assert chosen.best_params == {"i": 5} and "the search's choice" in chosen.selection
+    # without out-of-fold predictions (a study cached before they existed): the 1-SE rule
+    results[1] = replace(results[1], trial_predictions=[])
+    fallback = select_winner(results, one_standard_error=True, truth=truth, seed=1)
+    assert fallback is not None and "bias-corrected" not in fallback.selection
+
+
+def test_a_small_table_study_keeps_every_trials_out_of_fold_predictions(
+    demo_frame: pd.DataFrame,
+) -> None:
+    small = demo_frame.groupby("label").head(30).reset_index(drop=True)
+    data = TuningData(small, "spanish", 3, 1, small_table_rows=2000)
+    result = run_study("logistic_regression", data, trials=2, timeout_s=120)
+    assert len(result.trial_predictions) == result.trials == 2
+    for trial in result.trial_predictions:
+        layers = np.asarray(trial.predictions)
+        assert layers.shape == (data.plan.repeats, len(small)) and layers.min() >= 0
+        overall = np.mean([f1_score(data.codes, layer, average="macro") for layer in layers])
+        assert overall == pytest.approx(trial.cv_macro_f1, abs=0.05)  # pooled vs fold means
+    large = TuningData(small, "spanish", 3, 1, small_table_rows=0)
+    assert run_study("logistic_regression", large, 1, 120).trial_predictions == []
