@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from core.predlog.log import WindowAggregates
+from core.records import WindowAggregates
 
 
 @dataclass(frozen=True)
@@ -100,55 +100,6 @@ def macro_f1_replicates(
             f1 = np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
             scores[row, column] = f1[true_classes].mean()
     return scores
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    challenger_macro_f1: float
-    champion_macro_f1: float | None
-    gain: float | None = None
-    gain_ci: tuple[float, float] | None = None
-    evaluation_rows: int = 0
-
-
-def decide_promotion(
-    truth: Sequence[str],
-    challenger: Sequence[str],
-    champion: Sequence[str] | None,
-    margin: float,
-    seed: int,
-    rounds: int = 1000,
-    confidence: float = 0.95,
-) -> PromotionDecision:
-    """Promote the first model always; later ones only when, on the same evaluation rows, the
-    macro-F1 gain reaches ``margin`` and the paired-bootstrap interval of the gain excludes 0."""
-    if champion is None:
-        alone = macro_f1_replicates(truth, [challenger], 0, seed)[0, 0]
-        return PromotionDecision(
-            True, "no champion yet", float(alone), None, None, None, len(truth)
-        )
-    scores = macro_f1_replicates(truth, [challenger, champion], rounds, seed)
-    challenger_f1, champion_f1 = (float(v) for v in scores[0])
-    gains = scores[1:, 0] - scores[1:, 1]
-    tail = (1 - confidence) / 2 * 100
-    low, high = (float(v) for v in np.percentile(gains, [tail, 100 - tail]))
-    gain = challenger_f1 - champion_f1
-    promote = gain >= margin and low > 0
-    if promote:
-        verdict = "meets the margin and the interval excludes 0"
-    elif gain < margin:
-        verdict = f"is below the margin {margin}"
-    else:
-        verdict = "meets the margin but the interval includes 0 (could be noise)"
-    reason = (
-        f"macro-F1 {challenger_f1:.4f} vs champion {champion_f1:.4f} on {len(truth)} rows: "
-        f"gain {gain:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}) {verdict}"
-    )
-    return PromotionDecision(
-        promote, reason, challenger_f1, champion_f1, gain, (low, high), len(truth)
-    )
 
 
 def window_metrics(

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from core.monitoring.retraining import FAILED, NOT_PROMOTED, PROMOTED, RetrainDecision
+from core.records import RetrainDecision, RetrainOutcome
 from core.settings import Settings, get_settings
 from core.training.refit import TrainingSummary
 from flows.train import train
@@ -32,10 +32,10 @@ def train_and_record(
         summary = train(settings=settings, include_feedback=True)
     except BaseException:
         if decision_id:
-            record_retrain_outcome(settings, decision_id, FAILED)
+            record_retrain_outcome(settings, decision_id, RetrainOutcome.FAILED)
         raise
     if decision_id:
-        outcome = PROMOTED if summary.promoted else NOT_PROMOTED
+        outcome = RetrainOutcome.PROMOTED if summary.promoted else RetrainOutcome.NOT_PROMOTED
         record_retrain_outcome(settings, decision_id, outcome)
     return summary
 

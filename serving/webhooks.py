@@ -28,14 +28,9 @@ from litestar.exceptions import HTTPException
 
 from core import events
 from core.auth.signing import WebhookError, verify
-from core.monitoring.retraining import (
-    REQUESTED,
-    SUPPRESSED_DUPLICATE,
-    RetrainDecision,
-    duplicate_request,
-    new_decision_id,
-)
+from core.monitoring.retraining import duplicate_request
 from core.predlog.log import Claim, PredictionLog
+from core.records import RetrainAction, RetrainDecision, new_decision_id
 from core.settings import Settings
 from serving.schemas import Feedback
 from serving.state import RETRY_AFTER_S, ServiceState, unavailable
@@ -198,7 +193,7 @@ def _record_request(
 
     def decide(history: list[RetrainDecision]) -> RetrainDecision:
         earlier = duplicate_request(history, reason, now, window)
-        action = SUPPRESSED_DUPLICATE if earlier else REQUESTED
+        action = RetrainAction.SUPPRESSED_DUPLICATE if earlier else RetrainAction.REQUESTED
         why = (
             f"same as request {earlier.decision_id} at {earlier.decided_at}" if earlier else reason
         )

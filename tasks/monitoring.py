@@ -15,9 +15,10 @@ from prefect.runtime import flow_run
 from core import events
 from core.io.store import open_store
 from core.monitoring.drift import DriftReport, model_window, report_for_model
-from core.monitoring.retraining import RetrainDecision, decide_retrain
+from core.monitoring.retraining import decide_retrain
+from core.monitoring.tracking import log_drift_report
 from core.predlog.log import open_prediction_log, window_start
-from core.release import registry
+from core.records import RetrainDecision
 from core.release.bundle import read_champion, read_manifest
 from core.release.manifest import Manifest
 from core.settings import Settings
@@ -109,7 +110,7 @@ def publish_report(
         "retrain": decision.as_dict() if decision else None,
     }
     tags = {"retrain_action": decision.action} if decision else {}
-    return registry.log_drift_report(settings, body, markdown, _run_key(), tags)
+    return log_drift_report(settings, body, markdown, _run_key(), tags)
 
 
 @task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)

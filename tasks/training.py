@@ -29,14 +29,14 @@ from core.encoder import attach_cache
 from core.errors import PromotionError
 from core.io.store import open_store
 from core.metrics import Evaluation, confusion_matrix_png
-from core.predlog.history import PromotionRecord
 from core.predlog.log import open_prediction_log
 from core.progress import StudyProgress
 from core.release import bundle, registry
 from core.release.manifest import Manifest, MlflowRef
-from core.release.promotion import promote_challenger
+from core.release.promotion import PromotionOutcome, promote_challenger, promotion_record
 from core.settings import Settings
 from core.training import refit as training
+from core.training.tracking import log_training
 from core.training.tuning import (
     StudyResult,
     TuningData,
@@ -203,7 +203,7 @@ def log_to_mlflow(
     example: pd.DataFrame,
 ) -> MlflowRef:
     png = confusion_matrix_png(evaluation, f"{winner.family} on the test set")
-    return registry.log_training(
+    return log_training(
         settings,
         results,
         winner,
@@ -233,7 +233,7 @@ PROMOTION_LIMIT = "tickets-promotion"
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def promote(
     settings: Settings, manifest: Manifest, model: Any, evaluation_set: pd.DataFrame
-) -> training.PromotionOutcome:
+) -> PromotionOutcome:
     """Promote under a Prefect global concurrency limit of one slot, so promotions queue; the
     pointer and the MLflow ``champion`` alias move under that same lock. The slot is a lease
     renewed while held: a worker killed mid-promotion frees it within about a minute. A champion
@@ -255,27 +255,13 @@ def promote(
 
 
 @task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
-def announce_promotion(
-    settings: Settings, manifest: Manifest, outcome: training.PromotionOutcome
-) -> None:
+def announce_promotion(settings: Settings, manifest: Manifest, outcome: PromotionOutcome) -> None:
     """The decision in the log's database (the dashboard's history) and as an event
     (``tickets.model.promoted`` or ``tickets.model.rejected``) that notifications act on; the
     event's id comes from the flow run, so a retry is the same event."""
     if outcome.reason == "already champion":
         return
-    record = PromotionRecord(
-        decided_at=datetime.now(UTC).isoformat(),
-        challenger=manifest.bundle_id,
-        challenger_version=manifest.mlflow.model_version,
-        champion=outcome.champion_bundle_id,
-        champion_version=outcome.champion_version,
-        challenger_macro_f1=outcome.challenger_macro_f1,
-        champion_macro_f1=outcome.champion_macro_f1,
-        gain=outcome.gain,
-        gain_ci=outcome.gain_ci,
-        promoted=outcome.promoted,
-        reason=outcome.reason,
-    )
+    record = promotion_record(manifest, outcome, datetime.now(UTC).isoformat())
     log = open_prediction_log(settings)
     try:
         log.record_promotion(record)

@@ -10,48 +10,10 @@ problem and may retrain at once; a new champion starts with a clean slate.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-REQUESTED = "requested"
-SUPPRESSED_COOLDOWN = "suppressed: cooldown"
-SUPPRESSED_SAME_DRIFT = "suppressed: same drift"
-SUPPRESSED_DUPLICATE = "suppressed: duplicate request"
-NOT_NEEDED = "not needed"
-#: Outcomes of a requested retrain, recorded when it ends.
-PROMOTED, NOT_PROMOTED, FAILED = "promoted", "not promoted", "failed"
-
-
-@dataclass(frozen=True)
-class RetrainDecision:
-    """One decision about retraining, as stored and shown (monitor result, artifact, MLflow)."""
-
-    decision_id: str
-    decided_at: str
-    model_version: str
-    fired: tuple[str, ...]
-    action: str
-    reason: str
-    source: str
-    next_allowed_at: str | None = None
-    outcome: str | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.action == REQUESTED
-
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "fired": list(self.fired)}
-
-    def fired_json(self) -> str:
-        return json.dumps(sorted(self.fired))
-
-
-def new_decision_id() -> str:
-    return str(uuid.uuid4())
+from core.records import RetrainAction, RetrainDecision, RetrainOutcome, new_decision_id
 
 
 def decide_retrain(
@@ -80,22 +42,25 @@ def decide_retrain(
         )
 
     if not fired_set:
-        return decision(NOT_NEEDED, "no drift test fired")
+        return decision(RetrainAction.NOT_NEEDED, "no drift test fired")
     earlier = sorted(
         (h for h in history if h.model_version == model_version and h.requested),
         key=lambda h: h.decided_at,
     )
     if not earlier:
-        return decision(REQUESTED, f"first retrain for model {model_version}'s drift")
+        return decision(RetrainAction.REQUESTED, f"first retrain for model {model_version}'s drift")
     last = earlier[-1]
     if set(last.fired) != set(fired_set):
         return decision(
-            REQUESTED,
+            RetrainAction.REQUESTED,
             f"the fired tests changed ({', '.join(last.fired)} -> {', '.join(fired_set)})",
         )
     failures = 0
     for record in reversed(earlier):
-        if set(record.fired) != set(fired_set) or record.outcome not in (NOT_PROMOTED, FAILED):
+        if set(record.fired) != set(fired_set) or record.outcome not in (
+            RetrainOutcome.NOT_PROMOTED,
+            RetrainOutcome.FAILED,
+        ):
             break
         failures += 1
     wait = min(cooldown * 2 ** max(failures - 1, 0), max(cooldown, max_backoff))
@@ -104,19 +69,21 @@ def decide_retrain(
     allowed = datetime.fromisoformat(last.decided_at) + wait
     if since < cooldown:
         return decision(
-            SUPPRESSED_COOLDOWN,
+            RetrainAction.SUPPRESSED_COOLDOWN,
             f"a retrain for the same drift was requested at {last.decided_at}; the cooldown "
             f"({cooldown}) lasts until {cooled.isoformat()}",
             cooled,
         )
     if since < wait:
         return decision(
-            SUPPRESSED_SAME_DRIFT,
+            RetrainAction.SUPPRESSED_SAME_DRIFT,
             f"the last {failures} retrain(s) for the same drift did not promote; backing off "
             f"({wait}) until {allowed.isoformat()}",
             allowed,
         )
-    return decision(REQUESTED, f"the same drift persists after {since} (wait was {wait})")
+    return decision(
+        RetrainAction.REQUESTED, f"the same drift persists after {since} (wait was {wait})"
+    )
 
 
 def duplicate_request(

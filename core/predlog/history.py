@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from core.records import LOW_CONFIDENCE, HourStats, PromotionRecord, StoredDriftReport
 
 if TYPE_CHECKING:
     import contextlib
@@ -72,7 +73,6 @@ SELECT substr(created_at, 1, 13), model_version, prediction, COUNT(*), SUM(confi
        SUM(CASE WHEN confidence < 0.5 THEN 1 ELSE 0 END)
 FROM predictions GROUP BY substr(created_at, 1, 13), model_version, prediction
 """
-LOW_CONFIDENCE = 0.5
 REPORT_COLUMNS = (
     "SELECT report_id, checked_at, model_version, window_since, drift_detected, drift_score, "
     "retrain_action, report FROM drift_reports"
@@ -107,50 +107,6 @@ def hour_rows(rows: Sequence[tuple[str, str, str, float]]) -> list[tuple[Any, ..
         group[1] += confidence
         group[2] += confidence < LOW_CONFIDENCE
     return [(*key, int(n), float(total), int(low)) for key, (n, total, low) in groups.items()]
-
-
-@dataclass(frozen=True)
-class HourStats:
-    hour: str
-    model_version: str
-    prediction: str
-    n: int
-    confidence_sum: float
-    low: int
-
-
-@dataclass(frozen=True)
-class StoredDriftReport:
-    """A monitor run's report as the dashboard reads it back."""
-
-    report_id: str
-    checked_at: str
-    model_version: str
-    window_since: str | None
-    drift_detected: bool
-    drift_score: float
-    retrain_action: str | None
-    report: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PromotionRecord:
-    """One promotion decision: who challenged whom, the scores, the decision and why."""
-
-    decided_at: str
-    challenger: str
-    challenger_version: str | None
-    champion: str | None
-    champion_version: str | None
-    challenger_macro_f1: float | None
-    champion_macro_f1: float | None
-    gain: float | None
-    gain_ci: tuple[float, float] | None
-    promoted: bool
-    reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _Transactions(Protocol):

@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from core.errors import InputError, LogUnavailableError
-from core.monitoring.retraining import RetrainDecision
 from core.predlog.history import HISTORY_SCHEMA, HOUR_UPSERT, HistoryTables, hour_rows
+from core.records import RetrainDecision, WindowAggregates
 from core.settings import Settings, duration_seconds
 
 SCHEMA = """
@@ -164,19 +164,6 @@ class Claim(StrEnum):
     CLAIMED = "claimed"
     DUPLICATE = "duplicate"
     IN_PROGRESS = "in_progress"
-
-
-@dataclass(frozen=True)
-class WindowAggregates:
-    """What the monitoring endpoints need from a window, computed by the database: counts per
-    (model version, prediction) and the confusion counts of the labelled rows."""
-
-    groups: list[tuple[str, str, int, float, int]]
-    """(model_version, prediction, count, sum of confidence, count under 0.5)"""
-    confusion: list[tuple[str, str, int]]
-    """(true_label, prediction, count) over rows with feedback"""
-    first_at: str | None
-    last_at: str | None
 
 
 class PredictionLog(HistoryTables):

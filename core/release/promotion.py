@@ -1,4 +1,6 @@
-"""The promotion sequence, in the order that makes every crash repairable:
+"""Promotion, all of it: the rule (``decide_promotion``: margin and paired bootstrap on the same
+rows), the compare-and-set swap (``promote_if_better``), the outcome, the record the history
+keeps, and the sequence, in the order that makes every crash repairable:
 
 1. the bundle (model file, then the manifest that vouches for it) is already written;
 2. the MLflow ``champion`` alias is brought in line with the champion pointer (repairing a
@@ -13,15 +15,24 @@ promotion lock around all of it (tasks/training.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from core.io.store import open_store
+from core.data.tables import LABEL, NOTES, SHORT
+from core.errors import BundleError, PromotionError, StoreError
+from core.io.store import ArtifactStore, open_store
+from core.metrics import macro_f1_replicates
+from core.records import PromotionRecord
 from core.release import registry
-from core.release.manifest import Manifest
+from core.release.bundle import load_bundle, read_champion, swap_champion
+from core.release.manifest import ChampionPointer, Manifest
 from core.settings import Settings
-from core.training.refit import PromotionOutcome, promote_if_better
+
+TEXT = [SHORT, NOTES]
 
 
 def promote_challenger(
@@ -35,3 +46,161 @@ def promote_challenger(
     if outcome.promoted:
         registry.align_champion_alias(settings, store)
     return outcome
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+    challenger_macro_f1: float
+    champion_macro_f1: float | None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    evaluation_rows: int = 0
+
+
+def decide_promotion(
+    truth: Sequence[str],
+    challenger: Sequence[str],
+    champion: Sequence[str] | None,
+    margin: float,
+    seed: int,
+    rounds: int = 1000,
+    confidence: float = 0.95,
+) -> PromotionDecision:
+    """Promote the first model always; later ones only when, on the same evaluation rows, the
+    macro-F1 gain reaches ``margin`` and the paired-bootstrap interval of the gain excludes 0."""
+    if champion is None:
+        alone = macro_f1_replicates(truth, [challenger], 0, seed)[0, 0]
+        return PromotionDecision(
+            True, "no champion yet", float(alone), None, None, None, len(truth)
+        )
+    scores = macro_f1_replicates(truth, [challenger, champion], rounds, seed)
+    challenger_f1, champion_f1 = (float(v) for v in scores[0])
+    gains = scores[1:, 0] - scores[1:, 1]
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(v) for v in np.percentile(gains, [tail, 100 - tail]))
+    gain = challenger_f1 - champion_f1
+    promote = gain >= margin and low > 0
+    if promote:
+        verdict = "meets the margin and the interval excludes 0"
+    elif gain < margin:
+        verdict = f"is below the margin {margin}"
+    else:
+        verdict = "meets the margin but the interval includes 0 (could be noise)"
+    reason = (
+        f"macro-F1 {challenger_f1:.4f} vs champion {champion_f1:.4f} on {len(truth)} rows: "
+        f"gain {gain:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}) {verdict}"
+    )
+    return PromotionDecision(
+        promote, reason, challenger_f1, champion_f1, gain, (low, high), len(truth)
+    )
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    promoted: bool
+    reason: str
+    champion_bundle_id: str | None
+    challenger_macro_f1: float
+    champion_macro_f1: float | None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    evaluation_rows: int = 0
+    champion_version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def predict_labels(model: Any, rows: pd.DataFrame) -> list[str]:
+    probabilities = np.asarray(model.predict_proba(rows[TEXT]))
+    classes = np.asarray(model.classes_, dtype=object)
+    return [str(label) for label in classes[probabilities.argmax(axis=1)]]
+
+
+def _current_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str | None]:
+    """The pointer and its token; only a pointer that does not exist means "no champion"."""
+    try:
+        return read_champion(store)
+    except (BundleError, StoreError) as exc:
+        raise PromotionError(
+            f"promotion refused: the current champion pointer cannot be read ({exc}); "
+            "repair or roll back champion.json, then promote again"
+        ) from exc
+
+
+def _champion_predictions(
+    store: ArtifactStore, pointer: ChampionPointer | None, evaluation_set: pd.DataFrame
+) -> tuple[list[str] | None, str]:
+    if pointer is None:
+        return None, "no champion yet"
+    try:
+        model, _ = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
+    except (BundleError, StoreError) as exc:
+        raise PromotionError(
+            f"promotion refused: the current champion {pointer.bundle_id} cannot be loaded "
+            f"({exc}); repair its bundle or roll the pointer back, then promote again"
+        ) from exc
+    return predict_labels(model, evaluation_set), f"champion {pointer.bundle_id}"
+
+
+def promote_if_better(
+    store: ArtifactStore,
+    manifest: Manifest,
+    challenger: Any,
+    evaluation_set: pd.DataFrame,
+    margin: float,
+    seed: int,
+    attempts: int = 5,
+) -> PromotionOutcome:
+    """Score challenger and champion on the same evaluation rows and swap the pointer when the
+    challenger wins (margin and paired bootstrap). The swap is a compare-and-set: when another
+    promotion moved the pointer meanwhile, the challenger is judged again against the new
+    champion, so racing promotions end with one champion, the better one. Idempotent.
+
+    Fails safe: a champion pointer or bundle that cannot be read raises PromotionError instead of
+    counting as "no champion", which would promote the challenger without comparison."""
+    truth = evaluation_set[LABEL].astype(str).tolist()
+    challenger_labels = predict_labels(challenger, evaluation_set)
+    for _ in range(attempts):
+        pointer, token = _current_champion(store)
+        current_id = pointer.bundle_id if pointer else None
+        if current_id == manifest.bundle_id:
+            return PromotionOutcome(True, "already champion", current_id, 0.0, None)
+        champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
+        decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
+        reason = decision.reason if pointer is None else f"{decision.reason}; {note}"
+        outcome = PromotionOutcome(
+            decision.promote,
+            reason,
+            current_id,
+            decision.challenger_macro_f1,
+            decision.champion_macro_f1,
+            decision.gain,
+            decision.gain_ci,
+            decision.evaluation_rows,
+            pointer.model_version if pointer else None,
+        )
+        if not decision.promote or swap_champion(store, manifest, token):
+            return outcome
+    raise BundleError("the champion pointer kept changing during promotion; try again")
+
+
+def promotion_record(
+    manifest: Manifest, outcome: PromotionOutcome, decided_at: str
+) -> PromotionRecord:
+    """The decision as the log's history keeps it and the promotion event carries it."""
+    return PromotionRecord(
+        decided_at=decided_at,
+        challenger=manifest.bundle_id,
+        challenger_version=manifest.mlflow.model_version,
+        champion=outcome.champion_bundle_id,
+        champion_version=outcome.champion_version,
+        challenger_macro_f1=outcome.challenger_macro_f1,
+        champion_macro_f1=outcome.champion_macro_f1,
+        gain=outcome.gain,
+        gain_ci=outcome.gain_ci,
+        promoted=outcome.promoted,
+        reason=outcome.reason,
+    )

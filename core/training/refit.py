@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -13,12 +12,11 @@ from pydantic import BaseModel, ConfigDict
 
 from core.data.tables import LABEL, NOTES, SHORT
 from core.encoder import manifest_entry
-from core.errors import BundleError, PromotionError, StoreError
-from core.io.store import ArtifactStore
-from core.metrics import Evaluation, decide_promotion, evaluate
+from core.metrics import Evaluation, evaluate
 from core.monitoring.drift import build_reference_profile
-from core.release.bundle import load_bundle, new_bundle_id, read_champion, swap_champion
-from core.release.manifest import ChampionPointer, Manifest, MlflowRef
+from core.release.bundle import new_bundle_id
+from core.release.manifest import Manifest, MlflowRef
+from core.release.promotion import PromotionOutcome
 from core.settings import Settings
 from core.training.families import ENCODER_MAX_WORDS, ENCODER_PREFIX, build_pipeline, uses_encoder
 from core.training.tuning import StudyResult, leaderboard_rows
@@ -96,96 +94,6 @@ def build_manifest(
         if uses_encoder(winner.best_params)
         else None,
     )
-
-
-@dataclass(frozen=True)
-class PromotionOutcome:
-    promoted: bool
-    reason: str
-    champion_bundle_id: str | None
-    challenger_macro_f1: float
-    champion_macro_f1: float | None
-    gain: float | None = None
-    gain_ci: tuple[float, float] | None = None
-    evaluation_rows: int = 0
-    champion_version: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def predict_labels(model: Any, rows: pd.DataFrame) -> list[str]:
-    probabilities = np.asarray(model.predict_proba(rows[TEXT]))
-    classes = np.asarray(model.classes_, dtype=object)
-    return [str(label) for label in classes[probabilities.argmax(axis=1)]]
-
-
-def _current_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str | None]:
-    """The pointer and its token; only a pointer that does not exist means "no champion"."""
-    try:
-        return read_champion(store)
-    except (BundleError, StoreError) as exc:
-        raise PromotionError(
-            f"promotion refused: the current champion pointer cannot be read ({exc}); "
-            "repair or roll back champion.json, then promote again"
-        ) from exc
-
-
-def _champion_predictions(
-    store: ArtifactStore, pointer: ChampionPointer | None, evaluation_set: pd.DataFrame
-) -> tuple[list[str] | None, str]:
-    if pointer is None:
-        return None, "no champion yet"
-    try:
-        model, _ = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
-    except (BundleError, StoreError) as exc:
-        raise PromotionError(
-            f"promotion refused: the current champion {pointer.bundle_id} cannot be loaded "
-            f"({exc}); repair its bundle or roll the pointer back, then promote again"
-        ) from exc
-    return predict_labels(model, evaluation_set), f"champion {pointer.bundle_id}"
-
-
-def promote_if_better(
-    store: ArtifactStore,
-    manifest: Manifest,
-    challenger: Any,
-    evaluation_set: pd.DataFrame,
-    margin: float,
-    seed: int,
-    attempts: int = 5,
-) -> PromotionOutcome:
-    """Score challenger and champion on the same evaluation rows and swap the pointer when the
-    challenger wins (margin and paired bootstrap). The swap is a compare-and-set: when another
-    promotion moved the pointer meanwhile, the challenger is judged again against the new
-    champion, so racing promotions end with one champion, the better one. Idempotent.
-
-    Fails safe: a champion pointer or bundle that cannot be read raises PromotionError instead of
-    counting as "no champion", which would promote the challenger without comparison."""
-    truth = evaluation_set[LABEL].astype(str).tolist()
-    challenger_labels = predict_labels(challenger, evaluation_set)
-    for _ in range(attempts):
-        pointer, token = _current_champion(store)
-        current_id = pointer.bundle_id if pointer else None
-        if current_id == manifest.bundle_id:
-            return PromotionOutcome(True, "already champion", current_id, 0.0, None)
-        champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
-        decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
-        reason = decision.reason if pointer is None else f"{decision.reason}; {note}"
-        outcome = PromotionOutcome(
-            decision.promote,
-            reason,
-            current_id,
-            decision.challenger_macro_f1,
-            decision.champion_macro_f1,
-            decision.gain,
-            decision.gain_ci,
-            decision.evaluation_rows,
-            pointer.model_version if pointer else None,
-        )
-        if not decision.promote or swap_champion(store, manifest, token):
-            return outcome
-    raise BundleError("the champion pointer kept changing during promotion; try again")
 
 
 class LeaderboardEntry(BaseModel):

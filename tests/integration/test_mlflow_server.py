@@ -15,7 +15,7 @@ import boto3
 import httpx
 import pytest
 
-from core.release.registry import log_drift_report
+from core.monitoring.tracking import log_drift_report
 from core.settings import Settings
 from deployments.stack import free_port
 from tests.integration.conftest import BUCKET, wait_for_http

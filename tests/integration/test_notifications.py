@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from core.monitoring.drift import DriftReport, DriftTest
-from core.monitoring.retraining import RetrainDecision
+from core.records import RetrainDecision
 from core.release.manifest import Manifest, MlflowRef
+from core.release.promotion import PromotionOutcome
 from core.settings import Settings
-from core.training.refit import PromotionOutcome
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -38,7 +38,7 @@ TEXT = ["short_description", "close_notes"]
 CRASH = """
 import os, signal, sys
 from pathlib import Path
-import core.release.registry, core.io.store, core.training.refit
+import core.release.registry, core.io.store, core.release.promotion
 from core.release.bundle import deserialize_model, write_bundle
 from core.release.manifest import Manifest
 from core.release.promotion import promote_challenger
@@ -55,8 +55,8 @@ if step == "model_file":
             die()
     core.io.store.LocalStore.put = put_then_die
 elif step == "pointer":
-    swap = core.training.refit.swap_champion
-    core.training.refit.swap_champion = lambda *a, **k: (swap(*a, **k), die())[0]
+    swap = core.release.promotion.swap_champion
+    core.release.promotion.swap_champion = lambda *a, **k: (swap(*a, **k), die())[0]
 elif step == "alias":
     alias = core.release.registry.set_champion_alias
     core.release.registry.set_champion_alias = lambda *a, **k: (alias(*a, **k), die())[0]

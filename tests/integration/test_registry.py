@@ -10,9 +10,9 @@ import pytest
 
 from core.metrics import confusion_matrix_png, evaluate
 from core.release.manifest import MlflowRef
-from core.release.registry import log_training
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
+from core.training.tracking import log_training
 from core.training.tuning import StudyResult
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from prefect.logging import disable_run_logger
 
 from core.errors import ConfigurationError, TrainingError
 from core.monitoring.drift import DRIFT, NO_DRIFT, DriftReport, DriftTest
-from core.monitoring.retraining import REQUESTED, SUPPRESSED_COOLDOWN, RetrainDecision
+from core.records import RetrainAction, RetrainDecision
 from core.release.manifest import Manifest
 from core.settings import Settings
 from core.training.tuning import StudyResult
@@ -45,7 +45,7 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-def _decision(action: str = REQUESTED) -> RetrainDecision:
+def _decision(action: str = RetrainAction.REQUESTED) -> RetrainDecision:
     return RetrainDecision(
         "d1", "2026-11-30T00:00:00+00:00", "b1", ("x",), action, "why", "monitor"
     )
@@ -55,7 +55,7 @@ def _patch_monitor(
     monkeypatch: pytest.MonkeyPatch,
     recorder: Recorder,
     fired: bool | None,
-    action: str = REQUESTED,
+    action: str = RetrainAction.REQUESTED,
 ) -> None:
     manifest = Manifest(bundle_id="b1", family="linear_svm")
     checked = None if fired is None else (_report(fired), manifest)
@@ -123,16 +123,22 @@ def test_drift_with_the_retrain_branch_retrains_in_the_same_run(
     assert recorder.calls[4][1][-1] is True, "the event says this run retrains itself"
     assert recorder.calls[5][2] == {"settings": settings, "include_feedback": True}
     assert recorder.calls[6][1][1:] == ("d1", "promoted")
-    assert result["retrained"] and result["promoted"] and result["retrain_decision"] == REQUESTED
+    assert (
+        result["retrained"]
+        and result["promoted"]
+        and result["retrain_decision"] == RetrainAction.REQUESTED
+    )
 
 
 def test_suppressed_drift_is_reported_but_not_retrained(
     monkeypatch: pytest.MonkeyPatch, recorder: Recorder, settings: Settings
 ) -> None:
-    _patch_monitor(monkeypatch, recorder, True, action=SUPPRESSED_COOLDOWN)
+    _patch_monitor(monkeypatch, recorder, True, action=RetrainAction.SUPPRESSED_COOLDOWN)
     result = monitor_flow.monitor.fn(retrain=True, settings=settings)
     assert "train" not in recorder.names()
-    assert result["retrain_decision"] == SUPPRESSED_COOLDOWN and not result["retrained"]
+    assert (
+        result["retrain_decision"] == RetrainAction.SUPPRESSED_COOLDOWN and not result["retrained"]
+    )
 
 
 def test_a_retrain_that_fails_is_recorded_as_failed(

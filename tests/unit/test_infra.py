@@ -177,7 +177,7 @@ def test_prometheus_scrapes_the_service_and_grafana_reads_prometheus() -> None:
 
 
 def test_every_metric_grafana_charts_is_one_the_service_exposes() -> None:
-    from core.predlog.history import StoredDriftReport
+    from core.records import StoredDriftReport
     from serving import metrics
 
     report = StoredDriftReport(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.metrics import confusion_matrix_png, decide_promotion, evaluate
+from core.metrics import confusion_matrix_png, evaluate
 
 
 def test_metrics_on_a_known_case() -> None:
@@ -16,7 +16,7 @@ def test_metrics_on_a_known_case() -> None:
 
 def test_window_metrics_count_confidence_and_score_feedback_only() -> None:
     from core.metrics import window_metrics
-    from core.predlog.log import WindowAggregates
+    from core.records import WindowAggregates
 
     aggregates = WindowAggregates(
         groups=[("1", "a", 1, 0.9, 0), ("1", "b", 1, 0.4, 1), ("2", "a", 1, 0.7, 0)],
@@ -48,23 +48,3 @@ def test_macro_f1_from_counts_equals_evaluate() -> None:
         predicted = rng.choice(list("abcde"), size=200).tolist()
         counts = Counter(zip(truth, predicted, strict=True))
         assert macro_f1_from_counts(counts) == pytest.approx(evaluate(truth, predicted).macro_f1)
-
-
-def test_promotion_needs_the_margin_and_a_gain_that_is_not_noise() -> None:
-    truth = ["a", "b", "c", "d"] * 250
-    champion = list(truth)
-    for i in range(0, 1000, 5):
-        champion[i] = "a" if truth[i] != "a" else "b"
-    assert decide_promotion(truth, champion, None, 0.01, seed=0).promote
-    better = list(truth)
-    for i in range(0, 1000, 10):
-        better[i] = "a" if truth[i] != "a" else "b"
-    decision = decide_promotion(truth, better, champion, 0.01, seed=0)
-    assert decision.promote and decision.gain_ci is not None and decision.gain_ci[0] > 0
-    assert "interval excludes 0" in decision.reason
-    small = list(champion)
-    small[0] = truth[0]
-    decision = decide_promotion(truth, small, champion, 0.0, seed=0)
-    assert not decision.promote and "could be noise" in decision.reason
-    decision = decide_promotion(truth, champion, better, 0.01, seed=0)
-    assert not decision.promote and "below the margin" in decision.reason

@@ -15,8 +15,8 @@ from core.monitoring.dashboard import (
     feedback_scores,
     hourly,
 )
-from core.predlog.history import HourStats, StoredDriftReport
 from core.predlog.log import PredictionLog, PredictionRecord
+from core.records import HourStats, StoredDriftReport
 from core.release.manifest import Manifest, MlflowRef
 from serving.dashboard import render
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from core.predlog.history import PromotionRecord
 from core.predlog.log import PredictionLog, PredictionRecord
+from core.records import PromotionRecord
 
 
 def _record(i: int, hour: int, label: str, confidence: float) -> PredictionRecord:

@@ -14,8 +14,8 @@ from core.data.simulate import generate_tickets
 from core.io.store import LocalStore
 from core.release.bundle import champion_bundle_id, serialize_model, write_bundle
 from core.release.manifest import Manifest
+from core.release.promotion import PromotionOutcome, decide_promotion, promote_if_better
 from core.training.families import build_pipeline, default_params
-from core.training.refit import PromotionOutcome, promote_if_better
 
 TEXT = ["short_description", "close_notes"]
 MARGIN = 0.01
@@ -123,3 +123,23 @@ def test_an_unreadable_champion_refuses_the_promotion(
         _promote(store, "strong", models["strong"], evaluation_set)
     pointer = store.get(CHAMPION_KEY)
     assert pointer == b"[]" or b'"weak"' in pointer, "the pointer did not move"
+
+
+def test_promotion_needs_the_margin_and_a_gain_that_is_not_noise() -> None:
+    truth = ["a", "b", "c", "d"] * 250
+    champion = list(truth)
+    for i in range(0, 1000, 5):
+        champion[i] = "a" if truth[i] != "a" else "b"
+    assert decide_promotion(truth, champion, None, 0.01, seed=0).promote
+    better = list(truth)
+    for i in range(0, 1000, 10):
+        better[i] = "a" if truth[i] != "a" else "b"
+    decision = decide_promotion(truth, better, champion, 0.01, seed=0)
+    assert decision.promote and decision.gain_ci is not None and decision.gain_ci[0] > 0
+    assert "interval excludes 0" in decision.reason
+    small = list(champion)
+    small[0] = truth[0]
+    decision = decide_promotion(truth, small, champion, 0.0, seed=0)
+    assert not decision.promote and "could be noise" in decision.reason
+    decision = decide_promotion(truth, champion, better, 0.01, seed=0)
+    assert not decision.promote and "below the margin" in decision.reason

@@ -1,0 +1,122 @@
+"""MLflow tracking of a training: a parent run per training, a child run per family, the
+leaderboard and reports, and the winning model registered (skops format) under
+``settings.registered_model_name``."""
+
+from __future__ import annotations
+
+import io
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+
+from core.metrics import Evaluation
+from core.release.bundle import ALLOWED_TYPES
+from core.release.manifest import MlflowRef, library_versions
+from core.release.registry import KEY_TAG, experiment_id, find_run, mlflow_client, run_for
+from core.settings import Settings
+from core.training.tuning import StudyResult, leaderboard_rows, markdown_table
+
+
+def _log_child(client: Any, exp_id: str, parent_id: str, result: StudyResult, key: str) -> None:
+    child_key = f"{key}/{result.family}"
+    if find_run(client, exp_id, child_key) is not None:
+        return
+    tags = {"mlflow.parentRunId": parent_id, "family": result.family}
+    run = client.create_run(exp_id, run_name=result.family, tags={**tags, KEY_TAG: child_key})
+    for key, value in result.best_params.items():
+        client.log_param(run.info.run_id, key, value)
+    if result.ok:
+        client.log_metric(run.info.run_id, "cv_macro_f1", result.cv_macro_f1)
+    client.log_metric(run.info.run_id, "trials", result.trials)
+    client.log_metric(run.info.run_id, "pruned_trials", result.pruned)
+    client.log_metric(run.info.run_id, "fit_seconds", result.seconds)
+    status = "FINISHED" if result.ok else "FAILED"
+    if result.error:
+        client.set_tag(run.info.run_id, "error", result.error[:500])
+    client.set_terminated(run.info.run_id, status=status)
+
+
+def log_training(
+    settings: Settings,
+    results: list[StudyResult],
+    winner: StudyResult,
+    model: Any,
+    evaluation: Evaluation,
+    confusion_png: bytes,
+    extra_metrics: dict[str, float],
+    data_summary: dict[str, Any],
+    input_example: pd.DataFrame,
+    key: str,
+) -> MlflowRef:
+    """Log everything about one training and register the winning model, once per ``key``
+    (the flow run): a retry after a failure part-way reuses the run and the registered version
+    the failed attempt made."""
+    import mlflow
+    import mlflow.sklearn
+
+    client = mlflow_client(settings)
+    exp_id = experiment_id(settings)
+    run_id = run_for(client, exp_id, key, f"train-{winner.family}", {})
+    with mlflow.start_run(run_id=run_id):
+        for result in results:
+            _log_child(client, exp_id, run_id, result, key)
+        mlflow.log_params({"champion_family": winner.family, **winner.best_params})
+        if winner.selection:
+            mlflow.set_tag("selection", winner.selection)
+        mlflow.log_metrics({**evaluation.metrics(), **extra_metrics})
+        mlflow.log_dict(evaluation.report, "classification_report.json")
+        mlflow.log_dict(data_summary, "data_report.json")
+        rows = leaderboard_rows(results)
+        mlflow.log_text(markdown_table(rows), "leaderboard.md")
+        mlflow.log_table(pd.DataFrame(rows), "leaderboard.json")
+        client.log_image(run_id, _png_image(confusion_png), "confusion_matrix.png")
+        model_uri = _logged_model_uri(client, exp_id, run_id)
+        if model_uri is None:
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                serialization_format="skops",
+                skops_trusted_types=sorted(ALLOWED_TYPES),
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+            )
+            model_uri = str(info.model_uri)
+        version = _register_once(client, settings.registered_model_name, run_id, model_uri)
+    return MlflowRef(
+        run_id=run_id, experiment_id=exp_id, model_version=version, model_uri=model_uri
+    )
+
+
+def _logged_model_uri(client: Any, exp_id: str, run_id: str) -> str | None:
+    """The model an earlier attempt logged in this run, if any."""
+    models = client.search_logged_models(
+        experiment_ids=[exp_id], filter_string=f"source_run_id = '{run_id}'", max_results=1
+    )
+    return f"models:/{models[0].model_id}" if models else None
+
+
+def _register_once(client: Any, name: str, run_id: str, model_uri: str) -> str:
+    """The registered version of this run's model, registering it the first time."""
+    import mlflow
+
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        return str(existing[0].version)
+    return str(mlflow.register_model(model_uri, name).version)
+
+
+def pip_requirements() -> list[str]:
+    """What a logged model needs, pinned to what trained it. Given explicitly because MLflow's
+    inference loads the model in a subprocess to watch its imports: about 4 s per training, and
+    it also picked up whatever the caller had imported (pytest, in the tests)."""
+    pinned = {name: version for name, version in library_versions().items() if name != "python"}
+    pinned["pandas"] = metadata.version("pandas")
+    return [f"{name}=={version}" for name, version in sorted(pinned.items())]
+
+
+def _png_image(png: bytes) -> Any:
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png))
