@@ -45,7 +45,7 @@ from benchmarks.serving import process, train_model
 from core.auth.local_secrets import new_api_key, new_webhook_secret
 from core.auth.signing import sign
 from core.io.store import CHAMPION_KEY, ArtifactStore, open_store
-from core.predlog.log import open_prediction_log
+from core.predlog import open_prediction_log
 from core.release.bundle import MODEL_FILE, bundle_key, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
@@ -244,11 +244,8 @@ def prefect_down_during_webhook(bench: Bench, _: float) -> tuple[float, dict[str
 
 def unauthenticated_label_flood(bench: Bench, _: float) -> tuple[float, dict[str, Any]]:
     def labelled() -> int:
-        log = open_prediction_log(bench.settings)
-        try:
+        with open_prediction_log(bench.settings) as log:
             return int(log.window(limit=None)["true_label"].notna().sum())
-        finally:
-            log.close()
 
     before = labelled()
 
@@ -307,11 +304,8 @@ FAULTS: dict[str, Callable[[Bench, float], tuple[float, dict[str, Any]]]] = {
 
 
 def lost(bench: Bench, acknowledged: list[str]) -> int:
-    log = open_prediction_log(bench.settings)
-    try:
+    with open_prediction_log(bench.settings) as log:
         logged = set(log.window()["request_id"])
-    finally:
-        log.close()
     return len(set(acknowledged) - logged)
 
 

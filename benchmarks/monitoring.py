@@ -36,7 +36,7 @@ from benchmarks.load import run_load
 from benchmarks.serving import bodies_for, process, train_model
 from core.data.simulate import generate_tickets
 from core.io.store import open_store
-from core.predlog.log import COLUMNS, PredictionLog
+from core.predlog import COLUMNS, PredictionLog
 from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings

@@ -26,7 +26,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from core.errors import LogUnavailableError
 from core.io.store import open_store
-from core.predlog.log import PredictionLog, PredictionRecord, open_prediction_log
+from core.predlog import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
 from serving import metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher

@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.settings import Settings
 from serving.model_holder import ModelHolder, ServedModel
 

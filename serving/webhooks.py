@@ -29,7 +29,7 @@ from litestar.exceptions import HTTPException
 from core import events
 from core.auth.signing import WebhookError, verify
 from core.monitoring.retraining import duplicate_request
-from core.predlog.log import Claim, PredictionLog
+from core.predlog import Claim, PredictionLog
 from core.records import RetrainAction, RetrainDecision, new_decision_id
 from core.settings import Settings
 from serving.schemas import Feedback

@@ -10,7 +10,7 @@ from prefect.cache_policies import NONE
 
 from core.io.store import open_store
 from core.metrics import window_metrics
-from core.predlog.log import open_prediction_log
+from core.predlog import open_prediction_log
 from core.release import registry
 from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
 from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete
@@ -26,20 +26,16 @@ def save_yesterday(settings: Settings) -> str:
     store = open_store(settings)
     pointer, _ = read_champion(store)
     labels = read_manifest(store, pointer.bundle_id).labels if pointer else None
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         aggregates = log.aggregates(start.isoformat(), today.isoformat())
         log.save_daily(start.date().isoformat(), window_metrics(aggregates, labels))
-    finally:
-        log.close()
     return start.date().isoformat()
 
 
 @task(cache_policy=NONE, timeout_seconds=3600, **RETRY_TRANSIENT)
 def prune_log(settings: Settings) -> dict[str, int]:
     cutoffs = Cutoffs.at(datetime.now(UTC), settings)
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         deleted, labelled = log.delete_before(cutoffs.predictions, cutoffs.feedback)
         counts = {
             "predictions_deleted": deleted,
@@ -47,8 +43,6 @@ def prune_log(settings: Settings) -> dict[str, int]:
             "decisions_deleted": log.delete_decisions_before(cutoffs.feedback),
             "webhook_ids_deleted": log.forget_old_webhook_ids(),
         }
-    finally:
-        log.close()
     get_run_logger().info("deleted %d prediction rows (%d labelled)", deleted, labelled)
     return counts
 

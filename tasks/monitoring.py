@@ -17,7 +17,7 @@ from core.io.store import open_store
 from core.monitoring.drift import DriftReport, model_window, report_for_model
 from core.monitoring.retraining import decide_retrain
 from core.monitoring.tracking import log_drift_report
-from core.predlog.log import open_prediction_log, window_start
+from core.predlog import open_prediction_log, window_start
 from core.records import RetrainDecision
 from core.release.bundle import read_champion, read_manifest
 from core.release.manifest import Manifest
@@ -41,12 +41,9 @@ def check_drift(settings: Settings, window: str) -> tuple[DriftReport, Manifest]
         get_run_logger().warning("no champion model yet: run the train flow first")
         return None
     manifest = read_manifest(store, pointer.bundle_id, pointer.manifest_file_sha256)
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         since = window_start(window, longest=settings.monitoring_max_window)
         frame = model_window(log, since, manifest, settings)
-    finally:
-        log.close()
     report = report_for_model(frame, manifest, settings)
     get_run_logger().info(
         "model %s, %d predictions in %s: drift=%s score=%.2f %s",
@@ -68,25 +65,19 @@ def decide_retraining(settings: Settings, report: DriftReport, version: str) -> 
     now = datetime.now(UTC)
     cooldown = settings.duration("retrain_cooldown")
     backoff = settings.duration("retrain_max_backoff")
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         decision = log.record_decision(
             lambda history: decide_retrain(history, version, fired, now, cooldown, backoff),
             model_version=version,
         )
-    finally:
-        log.close()
     get_run_logger().info("retrain %s: %s", decision.action, decision.reason)
     return decision
 
 
 @task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
 def record_retrain_outcome(settings: Settings, decision_id: str, outcome: str) -> None:
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         log.record_outcome(decision_id, outcome)
-    finally:
-        log.close()
 
 
 def report_markdown(report: DriftReport, decision: RetrainDecision | None) -> str:
@@ -122,8 +113,7 @@ def record_report(
     decision: RetrainDecision | None,
 ) -> str:
     """The report in the log's database, for the dashboard and Grafana to show over time."""
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         return log.record_drift_report(
             datetime.now(UTC).isoformat(),
             version,
@@ -131,8 +121,6 @@ def record_report(
             {**report.as_dict(), "window": window},
             decision.action if decision else None,
         )
-    finally:
-        log.close()
 
 
 @task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)

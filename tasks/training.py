@@ -29,7 +29,7 @@ from core.encoder import attach_cache
 from core.errors import PromotionError
 from core.io.store import open_store
 from core.metrics import Evaluation, confusion_matrix_png
-from core.predlog.log import open_prediction_log
+from core.predlog import open_prediction_log
 from core.progress import StudyProgress
 from core.release import bundle, registry
 from core.release.manifest import Manifest, MlflowRef
@@ -74,11 +74,8 @@ def add_feedback(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """The retraining set: base rows plus feedback-labelled production tickets."""
     since = datetime.now(UTC) - timedelta(days=settings.feedback_retention_days)
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         production = log.feedback_rows(since=since.isoformat())
-    finally:
-        log.close()
     train, test, report = add_production_rows(train, test, production, settings)
     get_run_logger().info(
         "feedback: %d labelled production tickets -> %d train / %d evaluation; new classes %s",
@@ -262,11 +259,8 @@ def announce_promotion(settings: Settings, manifest: Manifest, outcome: Promotio
     if outcome.reason == "already champion":
         return
     record = promotion_record(manifest, outcome, datetime.now(UTC).isoformat())
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         log.record_promotion(record)
-    finally:
-        log.close()
     name = events.MODEL_PROMOTED if outcome.promoted else events.MODEL_REJECTED
     version = manifest.model_version
     emit_event(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.metrics import macro_f1_from_counts
-from core.predlog.log import PredictionLog, window_start
+from core.predlog import PredictionLog, window_start
 from core.records import PromotionRecord, StoredDriftReport
 from core.release.manifest import Manifest
 

@@ -25,7 +25,7 @@ from scipy.spatial.distance import jensenshannon
 from core.data.tables import LABEL, NOTES, SHORT
 from core.errors import BundleError
 from core.metrics import macro_f1_replicates
-from core.predlog.log import PredictionLog
+from core.predlog import PredictionLog
 from core.release.manifest import Manifest
 from core.settings import Settings
 from core.text import as_documents, normalize

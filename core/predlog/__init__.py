@@ -1,2 +1,25 @@
 """The operational database (SQLite or PostgreSQL): predictions, feedback, webhook claims,
-retrain decisions, drift reports, promotions and hourly history."""
+retrain decisions, drift reports, promotions and hourly history. Import from here; the modules
+behind it are one per table group, plus the dialect that holds what differs between engines."""
+
+from core.predlog.claims import Claim
+from core.predlog.log import (
+    PostgresPredictionLog,
+    PredictionLog,
+    open_prediction_log,
+    window_seconds,
+    window_start,
+)
+from core.predlog.predictions import COLUMNS, PredictionRecord, utc_now
+
+__all__ = [
+    "COLUMNS",
+    "Claim",
+    "PostgresPredictionLog",
+    "PredictionLog",
+    "PredictionRecord",
+    "open_prediction_log",
+    "utc_now",
+    "window_seconds",
+    "window_start",
+]

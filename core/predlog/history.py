@@ -8,57 +8,22 @@
 - ``promotion_decisions``: every promotion decision (challenger, champion, scores, gain and its
   interval, decision, reason).
 
-``HistoryTables`` is mixed into the prediction log (core/predlog/log.py), whose connections and
-transactions it uses.
+- ``daily_metrics``: each day's metrics, saved once the day is over (the daily save).
+
+``HistoryTables`` is mixed into the prediction log (core/predlog/log.py).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
+from core.predlog.dialect import Tables
 from core.records import LOW_CONFIDENCE, HourStats, PromotionRecord, StoredDriftReport
 
-if TYPE_CHECKING:
-    import contextlib
-
-HISTORY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS prediction_hours (
-    hour TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    prediction TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    confidence_sum DOUBLE PRECISION NOT NULL,
-    low INTEGER NOT NULL,
-    PRIMARY KEY (hour, model_version, prediction)
-);
-CREATE INDEX IF NOT EXISTS predictions_feedback
-    ON predictions (created_at, true_label, prediction) WHERE true_label IS NOT NULL;
-CREATE TABLE IF NOT EXISTS drift_reports (
-    report_id TEXT PRIMARY KEY,
-    checked_at TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    window_since TEXT,
-    drift_detected INTEGER NOT NULL,
-    drift_score DOUBLE PRECISION NOT NULL,
-    retrain_action TEXT,
-    report TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS drift_reports_checked_at ON drift_reports (checked_at);
-CREATE TABLE IF NOT EXISTS promotion_decisions (
-    decision_id TEXT PRIMARY KEY,
-    decided_at TEXT NOT NULL,
-    challenger TEXT NOT NULL,
-    challenger_version TEXT,
-    champion TEXT,
-    promoted INTEGER NOT NULL,
-    gain DOUBLE PRECISION,
-    decision TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS promotion_decisions_decided_at ON promotion_decisions (decided_at);
-"""
 HOUR_UPSERT = """
 INSERT INTO prediction_hours (hour, model_version, prediction, n, confidence_sum, low)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -67,11 +32,9 @@ ON CONFLICT (hour, model_version, prediction) DO UPDATE SET
     confidence_sum = prediction_hours.confidence_sum + excluded.confidence_sum,
     low = prediction_hours.low + excluded.low
 """
-HOUR_BACKFILL = """
-INSERT INTO prediction_hours (hour, model_version, prediction, n, confidence_sum, low)
-SELECT substr(created_at, 1, 13), model_version, prediction, COUNT(*), SUM(confidence),
-       SUM(CASE WHEN confidence < 0.5 THEN 1 ELSE 0 END)
-FROM predictions GROUP BY substr(created_at, 1, 13), model_version, prediction
+SAVE_DAILY_SQL = """
+INSERT INTO daily_metrics (day, saved_at, metrics) VALUES (?, ?, ?)
+ON CONFLICT (day) DO UPDATE SET saved_at = excluded.saved_at, metrics = excluded.metrics
 """
 REPORT_COLUMNS = (
     "SELECT report_id, checked_at, model_version, window_since, drift_detected, drift_score, "
@@ -99,41 +62,22 @@ def hour_of(created_at: str) -> str:
 
 
 def hour_rows(rows: Sequence[tuple[str, str, str, float]]) -> list[tuple[Any, ...]]:
-    """(created_at, model_version, prediction, confidence) rows as hourly upserts."""
+    """(created_at, model_version, prediction, confidence) rows as hourly upserts, sorted by
+    key: two workers whose group commits touch the same hours then lock those rows in the same
+    order, and PostgreSQL cannot deadlock them (in batch order it did, failing whole groups)."""
     groups: dict[tuple[str, str, str], list[float]] = {}
     for created_at, version, prediction, confidence in rows:
         group = groups.setdefault((hour_of(created_at), version, prediction), [0, 0.0, 0])
         group[0] += 1
         group[1] += confidence
         group[2] += confidence < LOW_CONFIDENCE
-    return [(*key, int(n), float(total), int(low)) for key, (n, total, low) in groups.items()]
+    return [(*key, int(n), float(t), int(low)) for key, (n, t, low) in sorted(groups.items())]
 
 
-class _Transactions(Protocol):
-    def _write(self) -> contextlib.AbstractContextManager[Any]: ...
+class HistoryTables(Tables):
+    """Reads and writes of the history tables and the saved daily aggregates."""
 
-    def _read(self) -> contextlib.AbstractContextManager[Any]: ...
-
-    def _sql(self, sql: str) -> str: ...
-
-
-class HistoryTables:
-    """Reads and writes of the history tables, on the prediction log's transactions."""
-
-    def _history_schema_statements(self) -> Iterator[str]:
-        for statement in HISTORY_SCHEMA.split(";"):
-            if statement.strip():
-                yield statement
-
-    def _backfill_hours(self: _Transactions, cursor: Any) -> None:
-        """An older log gets its hourly rollup once, from the rows it already has."""
-        cursor.execute("SELECT COUNT(*) FROM prediction_hours")
-        if int(cursor.fetchone()[0]) == 0:
-            cursor.execute(HOUR_BACKFILL)
-
-    def prediction_hours(
-        self: _Transactions, since: str, until: str | None = None
-    ) -> list[HourStats]:
+    def prediction_hours(self, since: str, until: str | None = None) -> list[HourStats]:
         where, params = "hour >= ?", [since[:13]]
         if until:
             where += " AND hour < ?"
@@ -149,7 +93,7 @@ class HistoryTables:
                 for h, v, p, n, s, low in cursor.fetchall()
             ]
 
-    def feedback_by_day(self: _Transactions, since: str) -> list[tuple[str, str, str, int]]:
+    def feedback_by_day(self, since: str) -> list[tuple[str, str, str, int]]:
         """(day, true label, predicted label, count) of predictions with feedback."""
         sql = (
             "SELECT substr(created_at, 1, 10), true_label, prediction, COUNT(*) FROM predictions "
@@ -161,7 +105,7 @@ class HistoryTables:
             return [(str(d), str(t), str(p), int(n)) for d, t, p, n in cursor.fetchall()]
 
     def record_drift_report(
-        self: _Transactions,
+        self,
         checked_at: str,
         model_version: str,
         window_since: str | None,
@@ -189,13 +133,13 @@ class HistoryTables:
             )
         return report_id
 
-    def drift_reports(self: _Transactions, since: str) -> list[StoredDriftReport]:
+    def drift_reports(self, since: str) -> list[StoredDriftReport]:
         sql = f"{REPORT_COLUMNS} WHERE checked_at >= ? ORDER BY checked_at"
         with self._read() as cursor:
             cursor.execute(self._sql(sql), [since])
             return [_stored_report(row) for row in cursor.fetchall()]
 
-    def latest_drift_report(self: _Transactions) -> StoredDriftReport | None:
+    def latest_drift_report(self) -> StoredDriftReport | None:
         """The most recent monitor run's report (what /metrics shows), or None."""
         sql = f"{REPORT_COLUMNS} ORDER BY checked_at DESC LIMIT 1"
         with self._read() as cursor:
@@ -203,7 +147,7 @@ class HistoryTables:
             row = cursor.fetchone()
         return _stored_report(row) if row else None
 
-    def record_promotion(self: _Transactions, record: PromotionRecord) -> None:
+    def record_promotion(self, record: PromotionRecord) -> None:
         sql = (
             "INSERT INTO promotion_decisions (decision_id, decided_at, challenger, "
             "challenger_version, champion, promoted, gain, decision) "
@@ -224,7 +168,7 @@ class HistoryTables:
                 ),
             )
 
-    def promotions(self: _Transactions, since: str) -> list[PromotionRecord]:
+    def promotions(self, since: str) -> list[PromotionRecord]:
         sql = "SELECT decision FROM promotion_decisions WHERE decided_at >= ? ORDER BY decided_at"
         with self._read() as cursor:
             cursor.execute(self._sql(sql), [since])
@@ -233,3 +177,18 @@ class HistoryTables:
             PromotionRecord(**{**row, "gain_ci": tuple(row["gain_ci"]) if row["gain_ci"] else None})
             for row in rows
         ]
+
+    def save_daily(self, day: str, metrics: dict[str, Any]) -> str:
+        """Store (or replace) the aggregate of ``day`` (YYYY-MM-DD); returns the time saved."""
+        saved_at = datetime.now(UTC).isoformat(timespec="microseconds")
+        payload = json.dumps(metrics, ensure_ascii=False, sort_keys=True)
+        with self._write() as cursor:
+            cursor.execute(self._sql(SAVE_DAILY_SQL), (day, saved_at, payload))
+        return saved_at
+
+    def daily(self) -> dict[str, dict[str, Any]]:
+        """Saved daily aggregates by day."""
+        with self._read() as cursor:
+            cursor.execute(self._sql("SELECT day, metrics FROM daily_metrics ORDER BY day"))
+            rows = cursor.fetchall()
+        return {day: json.loads(metrics) for day, metrics in rows}

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from core.io.store import open_store
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.records import PromotionRecord
 from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest, MlflowRef

@@ -24,7 +24,7 @@ import pytest
 
 from benchmarks.load import SteadyLoad
 from core.io.store import CHAMPION_KEY, open_store
-from core.predlog.log import open_prediction_log
+from core.predlog import open_prediction_log
 from core.release.bundle import MODEL_FILE, bundle_key
 from core.settings import Settings
 from deployments.local_servers import PostgresServer, RestartableS3
@@ -59,11 +59,8 @@ def served_version(url: str) -> str | None:
 def assert_nothing_lost(settings: Settings, load: SteadyLoad) -> None:
     print(f"answers {dict(load.statuses)}, transport errors {load.transport_errors}")
     assert load.unexpected == [], load.unexpected[:5]
-    log = open_prediction_log(settings)
-    try:
+    with open_prediction_log(settings) as log:
         logged = set(log.window()["request_id"])
-    finally:
-        log.close()
     missing = set(load.acknowledged) - logged
     assert not missing, f"{len(missing)} acknowledged predictions are not in the log"
 

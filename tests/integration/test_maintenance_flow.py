@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from core.io.store import open_store
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import read_champion, stored_bundles, swap_champion, write_bundle
 from core.release.manifest import Manifest
 from core.release.registry import experiment_id, set_champion_alias

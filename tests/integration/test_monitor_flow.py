@@ -15,7 +15,7 @@ import pytest
 
 from core.data.simulate import generate_tickets
 from core.io.store import open_store
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import champion_bundle_id, load_bundle
 from core.settings import Settings
 

@@ -12,7 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.predlog.log import Claim, PredictionLog, PredictionRecord, open_prediction_log
+from core.predlog import Claim, PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings
 from serving.app import create_app
 from tests.integration.conftest import publish_model, running

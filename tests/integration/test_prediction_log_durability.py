@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.predlog.log import PredictionLog
+from core.predlog import PredictionLog
 from core.settings import Settings
 from tests.integration.conftest import publish_model, serve_process
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from core.auth.signing import sign
-from core.predlog.log import PredictionLog
+from core.predlog import PredictionLog
 from core.settings import Settings
 from tests.integration.conftest import publish_model, serve_process
 

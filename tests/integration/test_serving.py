@@ -13,7 +13,7 @@ import pytest
 
 from core.data.simulate import generate_tickets
 from core.io.store import open_store
-from core.predlog.log import PredictionLog
+from core.predlog import PredictionLog
 from core.release.bundle import (
     bundle_key,
     read_champion,

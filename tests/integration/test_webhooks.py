@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from core.auth.signing import sign
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.settings import Settings
 from serving.app import create_app
 from tests.integration.conftest import free_port, running

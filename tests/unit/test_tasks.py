@@ -11,7 +11,7 @@ import pytest
 from prefect.logging import disable_run_logger
 
 from core.io.store import open_store
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import read_champion, swap_champion
 from core.settings import Settings
 from core.training.tuning import StudyResult, TuningData

@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from core.io.store import LocalStore
-from core.predlog.log import PredictionLog
+from core.predlog import PredictionLog
 from core.release.bundle import load_bundle
 from core.settings import Settings
 from serving.app import create_app

@@ -15,7 +15,7 @@ from core.monitoring.dashboard import (
     feedback_scores,
     hourly,
 )
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
 from core.records import HourStats, StoredDriftReport
 from core.release.manifest import Manifest, MlflowRef
 from serving.dashboard import render

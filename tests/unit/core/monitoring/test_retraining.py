@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from core.monitoring.retraining import decide_retrain, duplicate_request
-from core.predlog.log import PredictionLog
+from core.predlog import PredictionLog
 from core.records import RetrainAction, RetrainDecision, RetrainOutcome
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)

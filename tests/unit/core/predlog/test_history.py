@@ -6,7 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from core.predlog.log import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord
+from core.predlog.history import hour_rows
 from core.records import PromotionRecord
 
 
@@ -51,3 +52,17 @@ def test_reports_and_promotions_read_back(tmp_path: Path) -> None:
     )
     log.record_promotion(record)
     assert log.promotions("2026-11-01") == [record]
+
+
+def test_hourly_upserts_come_in_key_order_whatever_the_batch_order() -> None:
+    """Two group commits touching the same hours lock those rows in one order (no deadlock)."""
+    rows = [
+        ("2026-12-01T10:05:00", "2", "b", 0.9),
+        ("2026-12-01T09:05:00", "2", "a", 0.4),
+        ("2026-12-01T10:06:00", "1", "a", 0.8),
+        ("2026-12-01T10:07:00", "2", "b", 0.3),
+    ]
+    upserts = hour_rows(rows)
+    assert upserts == hour_rows(rows[::-1])
+    assert [row[:3] for row in upserts] == sorted(row[:3] for row in upserts)
+    assert upserts[-1][:4] == ("2026-12-01T10", "2", "b", 2) and upserts[-1][5] == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from core.predlog.log import Claim, PredictionLog, PredictionRecord
+from core.predlog import Claim, PredictionLog, PredictionRecord
 
 
 def _record(i: int, label: str | None = None) -> PredictionRecord:
@@ -43,7 +43,8 @@ def test_wal_mode_and_rows_visible_to_another_connection(tmp_path: Path) -> None
     log.record([_record(1)])
     other = PredictionLog(tmp_path / "p.db")
     assert other.count() == 1
-    mode = other._connection.execute("PRAGMA journal_mode").fetchone()[0]
+    with other.dialect.read() as cursor:
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
 
@@ -86,9 +87,11 @@ def test_webhook_ids_are_remembered_for_a_week_then_forgotten(tmp_path: Path) ->
     assert log.claim_webhook("recent") is Claim.CLAIMED
     log.finish_webhook("recent")
     assert log.claim_webhook("recent") is Claim.DUPLICATE
-    log._connection.execute(
-        "INSERT INTO webhook_ids (webhook_id, received_at) VALUES ('old', '2020-01-01T00:00:00')"
-    )
+    with log.dialect.write() as cursor:
+        cursor.execute(
+            "INSERT INTO webhook_ids (webhook_id, received_at) "
+            "VALUES ('old', '2020-01-01T00:00:00')"
+        )
     assert log.claim_webhook("another") is Claim.CLAIMED
     assert log.claim_webhook("old") is Claim.CLAIMED, "an id older than the retention is forgotten"
     assert log.claim_webhook("recent") is Claim.DUPLICATE

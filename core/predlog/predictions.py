@@ -1,0 +1,237 @@
+"""The predictions table: every prediction with its inputs, label, confidence and top
+probabilities, written in group commits that also keep the hourly rollup up to date; feedback
+fills in the true label. The drift monitor, the retraining set and the monitoring endpoints read
+windows, samples and aggregates of it."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from core.errors import LogUnavailableError
+from core.predlog.claims import finish_claim
+from core.predlog.dialect import Tables
+from core.predlog.history import HOUR_UPSERT, hour_rows
+from core.records import LOW_CONFIDENCE, WindowAggregates
+
+FEEDBACK_SQL = "UPDATE predictions SET true_label = ?, feedback_at = ? WHERE request_id = ?"
+COLUMNS = (
+    "request_id",
+    "created_at",
+    "model_version",
+    "short_description",
+    "close_notes",
+    "prediction",
+    "confidence",
+    "top_probabilities",
+    "true_label",
+    "feedback_at",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    request_id: str
+    model_version: str
+    short_description: str
+    close_notes: str
+    prediction: str
+    confidence: float
+    top_probabilities: dict[str, float]
+    true_label: str | None = None
+    created_at: str = field(default_factory=utc_now)
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.request_id,
+            self.created_at,
+            self.model_version,
+            self.short_description,
+            self.close_notes,
+            self.prediction,
+            self.confidence,
+            json.dumps(self.top_probabilities, ensure_ascii=False),
+            self.true_label,
+            self.created_at if self.true_label else None,
+        )
+
+
+def _where(since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    where, params = "1 = 1", []
+    if since:
+        where += " AND created_at >= ?"
+        params.append(since)
+    if until:
+        where += " AND created_at < ?"
+        params.append(until)
+    return where, params
+
+
+class PredictionTables(Tables):
+    """Reads and writes of the predictions table (and its hourly rollup)."""
+
+    def record(self, records: Sequence[PredictionRecord]) -> None:
+        """Write predictions in one transaction; returns only once they are durable."""
+        if not records:
+            return
+        placeholders = ", ".join("?" * len(COLUMNS))
+        sql = self._sql(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({placeholders})")
+        hours = hour_rows(
+            [(r.created_at, r.model_version, r.prediction, r.confidence) for r in records]
+        )
+        with self._write() as cursor:
+            cursor.executemany(sql, [record.row() for record in records])
+            cursor.executemany(self._sql(HOUR_UPSERT), hours)
+
+    def record_each(self, records: Sequence[PredictionRecord]) -> list[Exception | None]:
+        """Write a group in one commit; if the database refuses a row for its content, write
+        the rows one by one so that only that row fails. Per row: None, or its error. A log that
+        is unavailable raises for the whole group."""
+        try:
+            self.record(records)
+            return [None] * len(records)
+        except LogUnavailableError:
+            raise
+        except Exception:
+            if len(records) == 1:
+                raise
+        results: list[Exception | None] = []
+        for record in records:
+            try:
+                self.record([record])
+                results.append(None)
+            except LogUnavailableError:
+                raise
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def add_feedback(
+        self, feedback: Iterable[tuple[str, str]], webhook_id: str | None = None
+    ) -> list[str]:
+        """Set true labels by request id; returns the ids that were not found. With
+        ``webhook_id`` the claim on it is marked done in the same transaction, so the labels and
+        the record that they arrived are committed together or not at all."""
+        missing = []
+        now = utc_now()
+        with self._write() as cursor:
+            for request_id, label in feedback:
+                cursor.execute(self._sql(FEEDBACK_SQL), (label, now, request_id))
+                if cursor.rowcount == 0:
+                    missing.append(request_id)
+            if webhook_id is not None:
+                finish_claim(cursor, self.dialect, webhook_id)
+        return missing
+
+    def window(
+        self, since: str | None = None, limit: int | None = None, until: str | None = None
+    ) -> pd.DataFrame:
+        """Predictions created in [``since``, ``until``) (ISO times), newest ``limit`` of them."""
+        where, params = _where(since, until)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM predictions WHERE {where} ORDER BY created_at DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            rows = cursor.fetchall()
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def sample(
+        self,
+        since: str,
+        max_rows: int,
+        seed: int,
+        model_version: str | None = None,
+        until: str | None = None,
+    ) -> pd.DataFrame:
+        """The window's rows (of one model version, if given), or an evenly spread, seeded
+        sample of about ``max_rows`` of them when there are more: every k-th row by the
+        dialect's sample key from a seeded offset. Reads at most ``max_rows`` rows whatever the
+        window holds."""
+        where, params = _where(since, until)
+        if model_version is not None:
+            where += " AND model_version = ?"
+            params.append(model_version)
+        with self._read() as cursor:
+            cursor.execute(self._sql(f"SELECT COUNT(*) FROM predictions WHERE {where}"), params)
+            total = int(cursor.fetchone()[0])
+            sql = f"SELECT {', '.join(COLUMNS)} FROM predictions WHERE {where}"
+            if total > max_rows:
+                step = math.ceil(total / max_rows)
+                sql += f" AND {self.dialect.sample_key} % ? = ?"
+                params = [*params, step, seed % step]
+            cursor.execute(self._sql(sql + " ORDER BY created_at LIMIT ?"), [*params, max_rows])
+            rows = cursor.fetchall()
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def aggregates(self, since: str, until: str | None = None) -> WindowAggregates:
+        """Counts and sums of a window, computed by the database (no row leaves it)."""
+        where, params = _where(since, until)
+        groups_sql = (
+            "SELECT model_version, prediction, COUNT(*), SUM(confidence), "
+            f"SUM(CASE WHEN confidence < {LOW_CONFIDENCE} THEN 1 ELSE 0 END), "
+            f"MIN(created_at), MAX(created_at) FROM predictions WHERE {where} "
+            "GROUP BY model_version, prediction"
+        )
+        confusion_sql = (
+            "SELECT true_label, prediction, COUNT(*) FROM predictions "
+            f"WHERE {where} AND true_label IS NOT NULL GROUP BY true_label, prediction"
+        )
+        with self._read() as cursor:
+            cursor.execute(self._sql(groups_sql), params)
+            groups = cursor.fetchall()
+            cursor.execute(self._sql(confusion_sql), params)
+            confusion = cursor.fetchall()
+        firsts = [row[5] for row in groups]
+        lasts = [row[6] for row in groups]
+        return WindowAggregates(
+            groups=[(str(v), str(p), int(n), float(s), int(low)) for v, p, n, s, low, *_ in groups],
+            confusion=[(str(t), str(p), int(n)) for t, p, n in confusion],
+            first_at=str(min(firsts)) if firsts else None,
+            last_at=str(max(lasts)) if lasts else None,
+        )
+
+    def feedback_rows(self, since: str | None = None) -> pd.DataFrame:
+        """Predictions with a true label (created since ``since``), as a training table (short,
+        notes, label): the retraining set."""
+        where, params = ("AND created_at >= ?", [since]) if since else ("", [])
+        sql = (
+            "SELECT short_description, close_notes, true_label AS label FROM predictions "
+            f"WHERE true_label IS NOT NULL {where} ORDER BY created_at"
+        )
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), params)
+            rows = cursor.fetchall()
+        return pd.DataFrame(rows, columns=["short_description", "close_notes", "label"])
+
+    def delete_before(self, predictions: str, feedback: str) -> tuple[int, int]:
+        """Delete unlabelled predictions created before ``predictions`` and labelled ones created
+        before ``feedback`` (ISO times), and the hourly rollup before ``predictions``; returns
+        (rows deleted, of which labelled)."""
+        labelled_sql = "DELETE FROM predictions WHERE true_label IS NOT NULL AND created_at < ?"
+        unlabelled_sql = "DELETE FROM predictions WHERE true_label IS NULL AND created_at < ?"
+        with self._write() as cursor:
+            cursor.execute(self._sql(labelled_sql), (feedback,))
+            labelled = int(cursor.rowcount)
+            cursor.execute(self._sql(unlabelled_sql), (predictions,))
+            deleted = labelled + int(cursor.rowcount)
+            cursor.execute(
+                self._sql("DELETE FROM prediction_hours WHERE hour < ?"), (predictions[:13],)
+            )
+            return deleted, labelled
+
+    def count(self) -> int:
+        with self._read() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM predictions")
+            return int(cursor.fetchone()[0])
