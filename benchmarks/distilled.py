@@ -22,7 +22,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import KFold
 
 from core.embeddings import dense_as_csr
-from core.training.families import ENCODER_MAX_WORDS, ENCODER_PREFIX
+from core.training.features import ENCODER_MAX_WORDS, ENCODER_PREFIX
 
 
 def _encode(texts: list[str]) -> np.ndarray:

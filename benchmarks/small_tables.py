@@ -44,7 +44,8 @@ from core.data.simulate import generate_tickets
 from core.data.tables import LABEL, NOTES, SHORT
 from core.settings import FAMILIES, Settings
 from core.training.families import build_pipeline, starting_points
-from core.training.tuning import StudyResult, TuningData, run_study, select_winner
+from core.training.leaderboard import select_winner
+from core.training.tuning import StudyResult, TuningData, run_study
 
 SIZES = (150, 300, 600)
 #: The demo set's texts are long and alike: its smallest size is the hard case.

@@ -12,8 +12,9 @@ from core.data.tables import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
 from core.settings import Settings, get_settings
 from core.training.families import searches_encoder
+from core.training.leaderboard import select_winner
 from core.training.refit import TrainingSummary, build_manifest, summarize
-from core.training.tuning import StudyResult, TuningData, select_winner
+from core.training.tuning import StudyResult, TuningData
 from tasks.training import (
     add_feedback,
     announce_promotion,

@@ -36,6 +36,7 @@ from core.release.manifest import Manifest, MlflowRef
 from core.release.promotion import PromotionOutcome, promote_challenger, promotion_record
 from core.settings import Settings
 from core.training import refit as training
+from core.training.leaderboard import leaderboard_rows, markdown_table
 from core.training.tracking import log_training
 from core.training.tuning import (
     StudyResult,
@@ -43,8 +44,6 @@ from core.training.tuning import (
     code_version,
     convergence_note,
     describe_trial,
-    leaderboard_rows,
-    markdown_table,
     run_study,
 )
 from tasks.monitoring import EVENT_NAMESPACE

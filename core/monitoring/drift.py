@@ -22,18 +22,15 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from core.data.tables import LABEL, NOTES, SHORT
+from core.data.tables import NOTES, SHORT
 from core.errors import BundleError
 from core.metrics import macro_f1_replicates
+from core.monitoring.reference import outside_share, text_lengths, token_counts
 from core.predlog import PredictionLog
+from core.records import LOW_CONFIDENCE
 from core.release.manifest import Manifest
 from core.settings import Settings
-from core.text import as_documents, normalize
 
-LOW_CONFIDENCE = 0.5
-LENGTH_SAMPLE = 2000
-VOCABULARY_SIZE = 2000
-LENGTH_BINS = 10
 OTHER_TOKENS = "<other>"
 BOOTSTRAP_ROUNDS = 1000
 JS_TOKENS = 300
@@ -41,91 +38,7 @@ NULL_DRAWS = 50
 #: Tickets the vocabulary tests tokenise at most (a seeded sample of larger windows; their
 #: sampling-noise correction uses the sample's size): tokenising is most of a report's cost.
 VOCABULARY_DOCS = 5000
-TEST_OUTCOMES = 5000
 DRIFT, NO_DRIFT, INSUFFICIENT = "drift", "no drift", "insufficient data"
-
-
-def text_lengths(frame: pd.DataFrame) -> np.ndarray:
-    """Characters per ticket (all text fields joined)."""
-    return np.asarray([len(doc) for doc in as_documents(frame)], dtype=np.int64)
-
-
-def token_counts(frame: pd.DataFrame, language: str) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for doc in as_documents(frame):
-        counts.update(normalize(doc, language).split())
-    return counts
-
-
-def _shares(values: Any) -> dict[str, float]:
-    series = pd.Series(np.asarray(values, dtype=object)).value_counts(normalize=True)
-    return {str(label): float(share) for label, share in series.sort_index().items()}
-
-
-def _outside_share(counts: Counter[str], vocabulary: dict[str, float]) -> float:
-    total = sum(counts.values())
-    return (
-        sum(n for token, n in counts.items() if token not in vocabulary) / total if total else 0.0
-    )
-
-
-def build_reference_profile(
-    train: pd.DataFrame,
-    test_texts: pd.DataFrame,
-    test_probabilities: np.ndarray,
-    classes: list[str],
-    language: str,
-    seed: int,
-    test_truth: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """What production traffic is compared against: lengths, classes, vocabulary, confidence.
-    Class, vocabulary and confidence references come from the held-out test set, which the model
-    sees the way it sees production traffic."""
-    texts = train[[SHORT, NOTES]]
-    lengths = text_lengths(texts)
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(lengths, size=min(LENGTH_SAMPLE, len(lengths)), replace=False)
-    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, LENGTH_BINS + 1)))
-    vocabulary = token_counts(texts, language)
-    total = sum(vocabulary.values()) or 1
-    top = {token: count / total for token, count in vocabulary.most_common(VOCABULARY_SIZE)}
-    test_tokens = token_counts(test_texts[[SHORT, NOTES]], language)
-    confidence = test_probabilities.max(axis=1) if len(test_probabilities) else np.zeros(0)
-    predicted = [classes[i] for i in test_probabilities.argmax(axis=1)]
-    return {
-        "language": language,
-        "text_length": {"bin_edges": edges.tolist(), "sample": sorted(sample.tolist())},
-        "label_distribution": _shares(train[LABEL]),
-        "predicted_class_distribution": _shares(predicted),
-        "predicted_rows": len(predicted),
-        "vocabulary": {
-            "token_shares": top,
-            "covered_share": sum(top.values()),
-            "oov_rate": _outside_share(test_tokens, top),
-        },
-        "confidence": {
-            "mean": float(confidence.mean()) if len(confidence) else 0.0,
-            "low_share": float((confidence < LOW_CONFIDENCE).mean()) if len(confidence) else 0.0,
-        },
-        "rows": len(train),
-        "test_outcomes": _test_outcomes(test_truth, predicted, seed),
-    }
-
-
-def _test_outcomes(
-    truth: Sequence[str] | None, predicted: list[str], seed: int
-) -> dict[str, list[str]] | None:
-    """The held-out test set's (true, predicted) labels, at most TEST_OUTCOMES of them: what the
-    concept test resamples to know the macro-F1 to expect from a window of a given size."""
-    if truth is None or len(truth) != len(predicted) or not len(truth):
-        return None
-    rows = np.arange(len(truth))
-    if len(rows) > TEST_OUTCOMES:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, TEST_OUTCOMES, replace=False))
-    return {
-        "truth": [str(truth[int(i)]) for i in rows],
-        "predicted": [predicted[int(i)] for i in rows],
-    }
 
 
 @dataclass(frozen=True)
@@ -276,7 +189,7 @@ def _vocabulary_tests(
     draws = rng.multinomial(total, reference, size=NULL_DRAWS) / total
     noise = float(np.median([jensenshannon(reference, draw, base=2) for draw in draws]))
     excess = observed - noise
-    outside = _outside_share(counts, vocabulary)
+    outside = outside_share(counts, vocabulary)
     reference_oov = float(profile["vocabulary"]["oov_rate"])
     new_tokens = [t for t, _ in counts.most_common() if t not in vocabulary][:5]
     return [

@@ -13,13 +13,15 @@ from pydantic import BaseModel, ConfigDict
 from core.data.tables import LABEL, NOTES, SHORT
 from core.encoder import manifest_entry
 from core.metrics import Evaluation, evaluate
-from core.monitoring.drift import build_reference_profile
+from core.monitoring.reference import build_reference_profile
 from core.release.bundle import new_bundle_id
 from core.release.manifest import Manifest, MlflowRef
 from core.release.promotion import PromotionOutcome
 from core.settings import Settings
-from core.training.families import ENCODER_MAX_WORDS, ENCODER_PREFIX, build_pipeline, uses_encoder
-from core.training.tuning import StudyResult, leaderboard_rows
+from core.training.families import build_pipeline
+from core.training.features import ENCODER_MAX_WORDS, ENCODER_PREFIX, uses_encoder
+from core.training.leaderboard import leaderboard_rows
+from core.training.tuning import StudyResult
 
 TEXT = [SHORT, NOTES]
 

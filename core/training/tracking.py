@@ -15,7 +15,8 @@ from core.release.bundle import ALLOWED_TYPES
 from core.release.manifest import MlflowRef, library_versions
 from core.release.registry import KEY_TAG, experiment_id, find_run, mlflow_client, run_for
 from core.settings import Settings
-from core.training.tuning import StudyResult, leaderboard_rows, markdown_table
+from core.training.leaderboard import leaderboard_rows, markdown_table
+from core.training.tuning import StudyResult
 
 
 def _log_child(client: Any, exp_id: str, parent_id: str, result: StudyResult, key: str) -> None:

@@ -30,19 +30,16 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from core.data.tables import LABEL, NOTES, SHORT
-from core.training.families import (
+from core.training.families import REGISTRY, build_head, starting_points
+from core.training.features import (
     DEFAULT_TEXT,
-    REGISTRY,
     Params,
     build_features,
-    build_head,
     build_normalizer,
     encoder_block,
-    starting_points,
     suggest_features,
     suggest_text,
 )
-from core.training.selection import Candidate, bootstrap_bias_corrected
 
 FoldMatrices = list[tuple[Any, Any]]
 #: Folds and repeats of cross-validation below the small-table threshold.
@@ -429,137 +426,3 @@ def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
     if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
         return f"{trial.value:.4f}"
     return trial.state.name.lower()
-
-
-def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
-    """Successful studies, best CV macro-F1 first."""
-    return sorted((r for r in results if r.ok), key=lambda r: r.cv_macro_f1, reverse=True)
-
-
-def select_winner(
-    results: list[StudyResult],
-    one_standard_error: bool,
-    truth: np.ndarray | None = None,
-    seed: int = 0,
-) -> StudyResult | None:
-    """The configuration to refit. On large tables: the best mean CV macro-F1. On small ones
-    (``one_standard_error``): with ``truth`` (label codes) and every study's out-of-fold
-    predictions, bias-corrected selection (core/training/selection.py) between the best linear
-    default and the best configuration of the search; without them, the simplest configuration
-    within one standard error of the best (a linear family's default, a linear family's best, a tree
-    family's default, a tree family's best; the higher mean among equals). None when no study
-    completed."""
-    ranked = leaderboard(results)
-    if not ranked:
-        return None
-    if one_standard_error and truth is not None:
-        corrected = _bias_corrected_winner(ranked, truth, seed)
-        if corrected is not None:
-            return corrected
-    best = ranked[0]
-    score = f"CV macro-F1 {best.cv_macro_f1:.4f}"
-    if not one_standard_error or not np.isfinite(best.cv_std_error):
-        return replace(best, selection=f"highest mean {score} ({best.family})")
-    floor = best.cv_macro_f1 - best.cv_std_error
-    # (simplicity rank, -mean, kind, result): the lowest rank wins, then the higher mean.
-    candidates: list[tuple[int, float, str, StudyResult]] = []
-    for result in ranked:
-        simple = 0 if REGISTRY[result.family].linear else 2
-        if result.default_params is not None and result.default_cv_macro_f1 >= floor:
-            default = replace(
-                result,
-                best_params=result.default_params,
-                cv_macro_f1=result.default_cv_macro_f1,
-                cv_std_error=result.default_cv_std_error,
-            )
-            candidates.append((simple, -default.cv_macro_f1, "default configuration", default))
-        if result.cv_macro_f1 >= floor:
-            candidates.append((simple + 1, -result.cv_macro_f1, "tuned configuration", result))
-    _, _, kind, chosen = min(candidates, key=lambda c: (c[0], c[1]))
-    if chosen is best:
-        why = f"highest mean {score} ({best.family}); nothing simpler within one standard error"
-    else:
-        why = (
-            f"{chosen.family} {kind}, CV macro-F1 {chosen.cv_macro_f1:.4f}, within one standard "
-            f"error ({best.cv_std_error:.4f}) of the best, {best.family} "
-            f"{best.cv_macro_f1:.4f}: the simpler model is kept (one-standard-error rule)"
-        )
-    return replace(chosen, selection=why)
-
-
-def _bias_corrected_winner(
-    ranked: list[StudyResult], truth: np.ndarray, seed: int
-) -> StudyResult | None:
-    """BBC-CV's choice, or None when a study kept no out-of-fold predictions (one restored from
-    a cache written before they existed) or no linear default completed."""
-    if any(not r.trial_predictions for r in ranked):
-        return None
-    candidates: list[tuple[StudyResult, TrialPredictions, Candidate]] = []
-    for result in ranked:
-        linear = REGISTRY[result.family].linear
-        for trial in result.trial_predictions:
-            baseline = linear and trial.params == result.default_params
-            candidate = Candidate(
-                result.family,
-                trial.params,
-                trial.cv_macro_f1,
-                np.asarray(trial.predictions, dtype=np.int64),
-                baseline,
-            )
-            candidates.append((result, trial, candidate))
-    if not any(c.baseline for _, _, c in candidates):
-        return None
-    outcome = bootstrap_bias_corrected([c for _, _, c in candidates], truth, seed)
-    pool = [item for item in candidates if outcome.prefer_search or item[2].baseline]
-    result, trial, _ = max(pool, key=lambda item: item[1].cv_macro_f1)
-    default = trial.params == result.default_params
-    what = f"{result.family} {'default' if default else 'tuned'} configuration"
-    evidence = (
-        f"bias-corrected CV ({outcome.rounds} bootstrap rounds over out-of-fold predictions): "
-        f"the search's choice {outcome.search_macro_f1:.4f}, the best linear default "
-        f"{outcome.baseline_macro_f1:.4f}, gain {outcome.gain:+.4f} "
-        f"(won {outcome.search_wins:.0%} of rounds)"
-    )
-    verdict = "the search's choice" if outcome.prefer_search else "the linear default is kept"
-    why = f"{what}, CV macro-F1 {trial.cv_macro_f1:.4f}: {verdict}; {evidence}"
-    return replace(
-        result,
-        best_params=trial.params,
-        cv_macro_f1=trial.cv_macro_f1,
-        cv_std_error=trial.cv_std_error,
-        selection=why,
-    )
-
-
-def leaderboard_rows(results: list[StudyResult]) -> list[dict[str, Any]]:
-    """Every study, best first, failed ones last with their error."""
-    ordered = leaderboard(results) + [r for r in results if not r.ok]
-    return [
-        {
-            "family": r.family,
-            "cv_macro_f1": round(r.cv_macro_f1, 4) if r.ok else None,
-            "cv_std_error": _rounded(r.cv_std_error) if r.ok else None,
-            "cv_folds": r.cv_folds,
-            "default_cv_macro_f1": _rounded(r.default_cv_macro_f1) if r.ok else None,
-            "trials": r.trials,
-            "pruned": r.pruned,
-            "fit_seconds": round(r.seconds, 1),
-            "error": r.error,
-        }
-        for r in ordered
-    ]
-
-
-def _rounded(value: float) -> float | None:
-    return round(value, 4) if np.isfinite(value) else None
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = ["" if row[c] is None else str(row[c]).replace("|", "/") for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

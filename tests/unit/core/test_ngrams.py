@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from core.models import CompactTfidfVectorizer
 from core.ngrams import WORD_TOKEN_PATTERN, NgramIndex, fit_counts
-from core.training.families import build_features
+from core.training.features import build_features
 
 CONFIGS = [
     {"analyzer": "char", "ngram_range": (2, 5)},

@@ -11,14 +11,16 @@ from core.models import lean_predict_proba
 from core.release.bundle import deserialize_model, serialize_model
 from core.settings import FAMILIES
 from core.training.families import (
-    ENCODER_FIRST_WEIGHT,
-    ENCODER_WEIGHTS,
     REGISTRY,
     build_pipeline,
     default_params,
     searches_encoder,
     split_params,
     starting_points,
+)
+from core.training.features import (
+    ENCODER_FIRST_WEIGHT,
+    ENCODER_WEIGHTS,
     suggest_features,
     uses_encoder,
 )
