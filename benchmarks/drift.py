@@ -17,7 +17,8 @@ from sklearn.model_selection import train_test_split
 
 from benchmarks.common import save
 from core.data.simulate import SCENARIOS, generate_tickets
-from core.monitoring.drift import drift_report, family_wise_false_alarms
+from core.monitoring.check import family_wise_false_alarms
+from core.monitoring.drift import drift_report
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from core.training.refit import reference_profile, score

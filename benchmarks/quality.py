@@ -47,7 +47,7 @@ from core.data.tables import LABEL, NOTES, SHORT
 from core.models import lean_predict_proba
 from core.settings import FAMILIES, Settings
 from core.training.families import build_pipeline, default_params
-from core.training.tuning import standard_error
+from core.training.folds import standard_error
 
 TARGETS: dict[str, float | None] = {"it_tickets": 0.69, "banking77": 0.93, "spanish_demo": None}
 IT_TIME_LIMIT_S = 15 * 60

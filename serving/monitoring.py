@@ -17,7 +17,7 @@ from litestar.params import Parameter
 
 from core.errors import InputError
 from core.metrics import window_metrics
-from core.monitoring.drift import NoReferenceProfile, model_window, report_for_model
+from core.monitoring.check import NoReferenceProfile, model_window, report_for_model
 from core.predlog import window_start
 from core.settings import Settings
 from serving.errors import bad_request

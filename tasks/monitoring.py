@@ -14,7 +14,8 @@ from prefect.runtime import flow_run
 
 from core import events
 from core.io.store import open_store
-from core.monitoring.drift import DriftReport, model_window, report_for_model
+from core.monitoring.check import model_window, report_for_model
+from core.monitoring.drift import DriftReport
 from core.monitoring.retraining import decide_retrain
 from core.monitoring.tracking import log_drift_report
 from core.predlog import open_prediction_log, window_start

@@ -12,7 +12,6 @@ window's size (a multinomial draw from the reference), and fires on that excess.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -23,12 +22,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from core.data.tables import NOTES, SHORT
-from core.errors import BundleError
 from core.metrics import macro_f1_replicates
 from core.monitoring.reference import outside_share, text_lengths, token_counts
-from core.predlog import PredictionLog
 from core.records import LOW_CONFIDENCE
-from core.release.manifest import Manifest
 from core.settings import Settings
 
 OTHER_TOKENS = "<other>"
@@ -369,53 +365,3 @@ def drift_report(
         drift_detected=bool(fired),
         reasons=[f"{test.name}: {test.detail}" for test in fired],
     )
-
-
-class NoReferenceProfile(BundleError):
-    """The model's manifest carries no reference profile to compare against."""
-
-
-def model_window(
-    log: PredictionLog, since: str, manifest: Manifest, settings: Settings
-) -> pd.DataFrame:
-    """The rows a drift report of this model reads, the same for the monitor flow and the
-    service: its predictions since ``since``, a seeded sample of at most
-    ``monitoring_max_rows`` of them when there are more."""
-    return log.sample(
-        since, settings.monitoring_max_rows, settings.seed, model_version=manifest.model_version
-    )
-
-
-def report_for_model(window: pd.DataFrame, manifest: Manifest, settings: Settings) -> DriftReport:
-    """Drift of the predictions the manifest's model made in ``window`` against its profile."""
-    version = manifest.model_version
-    profile = manifest.reference_profile
-    if not profile:
-        raise NoReferenceProfile(f"model {version} has no reference profile in its manifest")
-    own = window[window["model_version"].astype(str) == version]
-    return drift_report(own.reset_index(drop=True), profile, manifest.test_macro_f1, settings)
-
-
-def family_wise_false_alarms(
-    pool: pd.DataFrame,
-    profile: dict[str, Any],
-    reference_f1: float | None,
-    settings: Settings,
-    size: int,
-    windows: int,
-    seed: int = 0,
-) -> tuple[int, Counter[str]]:
-    """How many of ``windows`` same-distribution windows of ``size`` predictions (drawn with
-    replacement from ``pool``) would start a retrain, i.e. fire any test; and which fired. This
-    is the false-alarm rate that matters: any test firing is what asks for a retrain."""
-    rng = np.random.default_rng(seed)
-    alarms = 0
-    fired: Counter[str] = Counter()
-    for _ in range(windows):
-        rows = rng.integers(0, len(pool), size=size)
-        report = drift_report(
-            pool.iloc[rows].reset_index(drop=True), profile, reference_f1, settings
-        )
-        alarms += int(report.drift_detected)
-        fired.update(test.name for test in report.tests if test.fired)
-    return alarms, fired

@@ -13,13 +13,8 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from core.data.simulate import SCENARIOS, generate_tickets
-from core.monitoring.drift import (
-    INSUFFICIENT,
-    drift_report,
-    family_wise_false_alarms,
-    macro_f1_bootstrap,
-    psi,
-)
+from core.monitoring.check import family_wise_false_alarms
+from core.monitoring.drift import INSUFFICIENT, drift_report, macro_f1_bootstrap, psi
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from core.training.refit import reference_profile, score

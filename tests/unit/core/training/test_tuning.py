@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import optuna
 import pandas as pd
@@ -10,14 +8,7 @@ from sklearn.metrics import f1_score
 
 import core.encoder as encoder
 from core.encoder import EmbeddingCache
-from core.training.tuning import (
-    CvPlan,
-    TuningData,
-    cv_plan,
-    describe_trial,
-    run_study,
-    standard_error,
-)
+from core.training.tuning import TuningData, describe_trial, run_study
 
 
 def test_a_study_tunes_within_its_trial_budget_and_reports_progress(
@@ -117,20 +108,6 @@ def test_a_pruned_trial_is_not_logged_as_a_score() -> None:
     assert describe_trial(failed) == "fail"
 
 
-def test_small_tables_get_more_folds_repeats_and_no_pruning() -> None:
-    labels = np.asarray(["a"] * 150 + ["b"] * 150, dtype=object)
-    assert cv_plan(labels, 3, small_table_rows=0) == CvPlan(3)
-    assert cv_plan(labels, 3, small_table_rows=300) == CvPlan(3)
-    small = cv_plan(labels, 3, small_table_rows=2000)
-    assert (small.folds, small.repeats, small.prune, small.small) == (5, 2, False, True)
-    medium = cv_plan(np.concatenate([labels, labels]), 3, small_table_rows=2000)
-    assert (medium.folds, medium.repeats) == (5, 1)
-    rare = np.asarray(["a"] * 100 + ["b"] * 4, dtype=object)
-    assert cv_plan(rare, 3, small_table_rows=2000).folds == 4, "no more folds than the rarest class"
-    rarer = np.asarray(["a"] * 100 + ["b"] * 2, dtype=object)
-    assert cv_plan(rarer, 3, small_table_rows=2000).folds == 3, "at least cv_folds"
-
-
 def test_a_small_table_study_scores_every_fold_and_the_default(demo_frame: pd.DataFrame) -> None:
     small = demo_frame.groupby("label").head(30).reset_index(drop=True)
     data = TuningData(small, "spanish", 3, 1, small_table_rows=2000)
@@ -140,13 +117,6 @@ def test_a_small_table_study_scores_every_fold_and_the_default(demo_frame: pd.Da
     assert 0 < result.cv_std_error < 0.2
     assert result.default_params is not None and result.default_params["C"] == 0.5
     assert result.default_cv_macro_f1 <= result.cv_macro_f1
-
-
-def test_the_standard_error_counts_the_rows_folds_share() -> None:
-    scores = [0.6, 0.7] * 5
-    naive = float(np.std(scores, ddof=1) / np.sqrt(10))
-    assert standard_error(scores, folds=5) == pytest.approx(naive * np.sqrt(3.5))
-    assert math.isnan(standard_error([0.6], folds=5))
 
 
 def test_a_small_table_study_keeps_every_trials_out_of_fold_predictions(
