@@ -7,6 +7,8 @@ neither.
 
 from __future__ import annotations
 
+import uuid
+
 DRIFT_DETECTED = "tickets.drift.detected"
 RETRAIN_REQUESTED = "tickets.retrain.requested"
 MODEL_PROMOTED = "tickets.model.promoted"
@@ -41,3 +43,19 @@ def model_resource(model_version: str, retrain: str) -> dict[str, str]:
 def webhook_resource(webhook_id: str, retrain: str) -> dict[str, str]:
     """The resource of an event that arrived through a signed webhook."""
     return {"prefect.resource.id": f"tickets.webhook.{webhook_id}", RETRAIN_LABEL: retrain}
+
+
+#: Namespaces of the event ids (uuid5): an event's id comes from what caused it (the flow run and
+#: step, or the webhook id), so a retry emits the same event and Prefect keeps one.
+FLOW_EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5e7f-a9c1-2b4d6f8a0c3e")
+WEBHOOK_EVENT_NAMESPACE = uuid.UUID("0b8a7c1e-3f4d-5a6b-9c8d-7e6f5a4b3c2d")
+
+
+def flow_event_id(key: str) -> uuid.UUID:
+    """The id of the event a flow emits for ``key`` (its run id and what happened)."""
+    return uuid.uuid5(FLOW_EVENT_NAMESPACE, key)
+
+
+def webhook_event_id(webhook_id: str) -> str:
+    """The id of the event a webhook delivery becomes."""
+    return str(uuid.uuid5(WEBHOOK_EVENT_NAMESPACE, webhook_id))

@@ -11,6 +11,14 @@ from enum import StrEnum
 from typing import Any
 
 
+class Verdict(StrEnum):
+    """A drift test's verdict."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no drift"
+    INSUFFICIENT = "insufficient data"
+
+
 class RetrainAction(StrEnum):
     """What the retraining policy decided about one drift or request."""
 
@@ -112,7 +120,7 @@ class WindowAggregates:
     (model version, prediction) and the confusion counts of the labelled rows."""
 
     groups: list[tuple[str, str, int, float, int]]
-    """(model_version, prediction, count, sum of confidence, count under 0.5)"""
+    """(model_version, prediction, count, sum of confidence, count under LOW_CONFIDENCE)"""
     confusion: list[tuple[str, str, int]]
     """(true_label, prediction, count) over rows with feedback"""
     first_at: str | None

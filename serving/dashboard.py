@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
-from threading import Lock
-from time import monotonic
 from typing import Any
 
 import anyio
@@ -16,31 +14,11 @@ from litestar import MediaType, Response, get
 from litestar.params import Parameter
 
 from core.monitoring.dashboard import WINDOWS, DashboardData, dashboard_data
+from core.records import LOW_CONFIDENCE, Verdict
 from serving.errors import bad_request
 from serving.state import ServiceState
 
 WIDTH, HEIGHT, PAD = 640, 170, 36
-
-
-class PageCache:
-    """Drawn pages reused for ``seconds`` per window and served model: the charts move by the
-    hour, and a wall screen or many operators refreshing then cost one set of queries."""
-
-    def __init__(self, seconds: float = 10.0) -> None:
-        self.seconds = seconds
-        self._pages: dict[tuple[str, str | None], tuple[float, str]] = {}
-        self._lock = Lock()
-
-    def get(self, key: tuple[str, str | None]) -> str | None:
-        with self._lock:
-            cached = self._pages.get(key)
-        if cached is None or monotonic() - cached[0] >= self.seconds:
-            return None
-        return cached[1]
-
-    def put(self, key: tuple[str, str | None], page: str) -> None:
-        with self._lock:
-            self._pages[key] = (monotonic(), page)
 
 
 COLORS = ("#2563eb", "#f59e0b", "#10b981", "#8b5cf6")
@@ -219,7 +197,9 @@ def _confidence(data: DashboardData) -> str:
         return _section("Confidence", _empty("No predictions in this window."))
     mean = [(h.hour, h.mean_confidence) for h in data.hours]
     low = [(h.hour, h.low_share) for h in data.hours]
-    chart = line_chart(data, [("mean confidence", mean), ("share under 0.5", low)], top=1.0)
+    chart = line_chart(
+        data, [("mean confidence", mean), (f"share under {LOW_CONFIDENCE}", low)], top=1.0
+    )
     return _section("Confidence and low-confidence share", chart, "confidence")
 
 
@@ -286,7 +266,8 @@ def _latest_report(data: DashboardData) -> str:
     if report is None:
         return _section("Latest drift report", _empty("No monitor run in this window."))
     rows = "".join(
-        f'<tr class="{"fired" if t.get("verdict") == "drift" else ""}"><td>{escape(t["name"])}'
+        f'<tr class="{"fired" if t.get("verdict") == Verdict.DRIFT else ""}">'
+        f"<td>{escape(t['name'])}"
         f"</td><td>{_fmt(t.get('statistic'))}</td><td>{_fmt(t.get('threshold'))}</td>"
         f"<td>{_fmt(t.get('p_value'))}</td><td>{escape(str(t.get('verdict')))}</td></tr>"
         for t in report.report.get("tests", [])

@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from core.records import StoredDriftReport
+from core.records import StoredDriftReport, Verdict
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -163,7 +163,7 @@ class _DriftCollector:
             if test.get("statistic") is not None:
                 statistic.add_metric([name], float(test["statistic"]))
             threshold.add_metric([name], float(test.get("threshold", 0.0)))
-            fired.add_metric([name], 1.0 if test.get("verdict") == "drift" else 0.0)
+            fired.add_metric([name], 1.0 if test.get("verdict") == Verdict.DRIFT else 0.0)
         yield statistic
         yield threshold
         yield fired

@@ -7,17 +7,16 @@ and all of it runs off the event loop on the log's read connection, never holdin
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import anyio
 from litestar import get, post
-from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
-from core.errors import InputError
 from core.metrics import window_metrics
-from core.monitoring.check import NoReferenceProfile, model_window, report_for_model
+from core.monitoring.check import model_window, report_for_model
+from core.monitoring.daily import save_day
 from core.predlog import window_start
 from core.settings import Settings
 from serving.errors import bad_request
@@ -26,10 +25,7 @@ from serving.state import ServiceState
 
 
 def _since(window: str, settings: Settings) -> str:
-    try:
-        return window_start(window, longest=settings.monitoring_max_window)
-    except InputError as exc:
-        raise bad_request(f"window: {exc}") from exc
+    return window_start(window, longest=settings.monitoring_max_window)
 
 
 def _served_labels(state: ServiceState) -> list[str] | None:
@@ -70,12 +66,9 @@ async def save_metrics(
     day: str | None = Parameter(default=None, description="UTC day, YYYY-MM-DD; default today."),
 ) -> dict[str, Any]:
     chosen = _parse_day(day)
-    start = datetime(chosen.year, chosen.month, chosen.day, tzinfo=UTC)
-    since, until = start.isoformat(), (start + timedelta(days=1)).isoformat()
-    log = state.log
-    aggregates = await anyio.to_thread.run_sync(log.aggregates, since, until)
-    aggregate = window_metrics(aggregates, _served_labels(state))
-    saved_at = await anyio.to_thread.run_sync(log.save_daily, chosen.isoformat(), aggregate)
+    saved_at, aggregate = await anyio.to_thread.run_sync(
+        save_day, state.log, chosen, _served_labels(state)
+    )
     return {"day": chosen.isoformat(), "saved_at": saved_at, "metrics": aggregate}
 
 
@@ -95,11 +88,8 @@ async def drift(
     chosen = window or settings.monitor_window
     since = _since(chosen, settings)
     served = state.served_model()
-    try:
-        frame = await anyio.to_thread.run_sync(
-            model_window, state.log, since, served.manifest, settings
-        )
-        report = await anyio.to_thread.run_sync(report_for_model, frame, served.manifest, settings)
-    except NoReferenceProfile as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    frame = await anyio.to_thread.run_sync(
+        model_window, state.log, since, served.manifest, settings
+    )
+    report = await anyio.to_thread.run_sync(report_for_model, frame, served.manifest, settings)
     return {"window": chosen, "since": since, "model_version": served.version, **report.as_dict()}

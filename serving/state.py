@@ -7,31 +7,17 @@ import time
 from typing import TYPE_CHECKING
 
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from core.predlog import PredictionLog, PredictionRecord
 from core.settings import Settings
+from serving.errors import unavailable
 from serving.model_holder import ModelHolder, ServedModel
 
 if TYPE_CHECKING:
     from serving.batcher import MicroBatcher
-    from serving.dashboard import PageCache
     from serving.schemas import LabelScore
 
     Scored = tuple[str, list[LabelScore]]
-
-#: Seconds a client should wait before retrying a 503 of ours.
-RETRY_AFTER_S = 5
-
-
-def unavailable(detail: str, retry_after_s: int = RETRY_AFTER_S) -> HTTPException:
-    """503 for our own faults, with ``Retry-After`` so clients and proxies back off."""
-    return HTTPException(
-        status_code=HTTP_503_SERVICE_UNAVAILABLE,
-        detail=detail,
-        headers={"Retry-After": str(retry_after_s)},
-    )
 
 
 def require_model(holder: ModelHolder) -> ServedModel:
@@ -64,6 +50,27 @@ class LogProbe:
                     self._error_kind = type(exc).__name__
                 self._checked_at = time.monotonic()
             return self._error_kind
+
+
+class PageCache:
+    """Drawn pages reused for ``seconds`` per window and served model: the charts move by the
+    hour, and a wall screen or many operators refreshing then cost one set of queries."""
+
+    def __init__(self, seconds: float = 10.0) -> None:
+        self.seconds = seconds
+        self._pages: dict[tuple[str, str | None], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str | None]) -> str | None:
+        with self._lock:
+            cached = self._pages.get(key)
+        if cached is None or time.monotonic() - cached[0] >= self.seconds:
+            return None
+        return cached[1]
+
+    def put(self, key: tuple[str, str | None], page: str) -> None:
+        with self._lock:
+            self._pages[key] = (time.monotonic(), page)
 
 
 class ServiceState(State):

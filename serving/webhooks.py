@@ -16,7 +16,6 @@ import base64
 import json
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,18 +26,17 @@ from litestar import Request, Response, post
 from litestar.exceptions import HTTPException
 
 from core import events
-from core.auth.signing import WebhookError, verify
-from core.monitoring.retraining import duplicate_request
+from core.auth.signing import verify
+from core.monitoring.retraining import decide_request
 from core.predlog import Claim, PredictionLog
-from core.records import RetrainAction, RetrainDecision, new_decision_id
+from core.records import RetrainDecision
 from core.settings import Settings
+from serving.errors import RETRY_AFTER_S, unavailable
 from serving.schemas import Feedback
-from serving.state import RETRY_AFTER_S, ServiceState, unavailable
+from serving.state import ServiceState
 from serving.validation import require_label, require_text
 
 HEADERS_DOC = "Standard Webhooks headers webhook-id, webhook-timestamp, webhook-signature."
-#: Namespace of the Prefect event ids derived from webhook ids (uuid5).
-EVENT_NAMESPACE = uuid.UUID("0b8a7c1e-3f4d-5a6b-9c8d-7e6f5a4b3c2d")
 T = TypeVar("T")
 
 
@@ -82,19 +80,12 @@ def post_event(api_url: str, event: dict[str, Any], headers: dict[str, str]) -> 
         raise EventUnavailable(f"Prefect API unreachable: {exc}") from exc
 
 
-def event_id(webhook_id: str) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, webhook_id))
-
-
 async def _verified(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, bytes]:
     if not settings.webhook_secrets:
         raise unavailable("webhooks are not configured (no secret)")
     body = await request.body()
     secrets = [secret.get_secret_value() for secret in settings.webhook_secrets]
-    try:
-        webhook_id = verify(secrets, request.headers, body, settings.webhook_tolerance_s)
-    except WebhookError as exc:
-        raise HTTPException(status_code=401, detail=str(exc)) from exc
+    webhook_id = verify(secrets, request.headers, body, settings.webhook_tolerance_s)
     return webhook_id, body
 
 
@@ -161,7 +152,7 @@ async def retrain_webhook(
             body = {"webhook_id": webhook_id, "deduplicated": True, "reason": decision.reason}
             return Response(body, status_code=202)
         event = {
-            "id": event_id(webhook_id),
+            "id": events.webhook_event_id(webhook_id),
             "occurred": datetime.now(UTC).isoformat(),
             "event": events.RETRAIN_REQUESTED,
             "resource": events.webhook_resource(webhook_id, events.RETRAIN_PENDING),
@@ -191,17 +182,10 @@ def _record_request(
     now = datetime.now(UTC)
     window = settings.duration("retrain_request_window")
 
-    def decide(history: list[RetrainDecision]) -> RetrainDecision:
-        earlier = duplicate_request(history, reason, now, window)
-        action = RetrainAction.SUPPRESSED_DUPLICATE if earlier else RetrainAction.REQUESTED
-        why = (
-            f"same as request {earlier.decision_id} at {earlier.decided_at}" if earlier else reason
-        )
-        return RetrainDecision(
-            new_decision_id(), now.isoformat(), version, (), action, why, "webhook"
-        )
-
-    return log.record_decision(decide, since=(now - window).isoformat())
+    return log.record_decision(
+        lambda history: decide_request(history, reason, version, now, window),
+        since=(now - window).isoformat(),
+    )
 
 
 @post(

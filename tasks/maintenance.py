@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from core.io.store import open_store
-from core.metrics import window_metrics
+from core.monitoring.daily import save_day
 from core.predlog import open_prediction_log
 from core.release import registry
 from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
@@ -27,8 +27,7 @@ def save_yesterday(settings: Settings) -> str:
     pointer, _ = read_champion(store)
     labels = read_manifest(store, pointer.bundle_id).labels if pointer else None
     with open_prediction_log(settings) as log:
-        aggregates = log.aggregates(start.isoformat(), today.isoformat())
-        log.save_daily(start.date().isoformat(), window_metrics(aggregates, labels))
+        save_day(log, start.date(), labels)
     return start.date().isoformat()
 
 

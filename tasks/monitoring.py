@@ -26,7 +26,6 @@ from core.settings import Settings
 from tasks.retries import RETRY_TRANSIENT
 
 #: Namespace of event ids derived from a flow run, so a retried emit is the same event.
-EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-5e7f-a9c1-2b4d6f8a0c3e")
 
 
 def _run_key() -> str:
@@ -151,7 +150,7 @@ def emit_drift_event(
             "decision_id": decision.decision_id,
             "retrain": decision.action,
         },
-        id=uuid.uuid5(EVENT_NAMESPACE, f"{_run_key()}/drift"),
+        id=events.flow_event_id(f"{_run_key()}/drift"),
     )
     get_run_logger().info(
         "emitted %s (%s, %s)",

@@ -46,7 +46,6 @@ from core.training.tuning import (
     describe_trial,
     run_study,
 )
-from tasks.monitoring import EVENT_NAMESPACE
 from tasks.retries import RETRY_TRANSIENT
 
 
@@ -266,7 +265,7 @@ def announce_promotion(settings: Settings, manifest: Manifest, outcome: Promotio
         event=name,
         resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
         payload={**record.as_dict(), "family": manifest.family},
-        id=uuid.uuid5(EVENT_NAMESPACE, f"{flow_run.id or uuid.uuid4()}/{name}"),
+        id=events.flow_event_id(f"{flow_run.id or uuid.uuid4()}/{name}"),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.metrics import macro_f1_from_counts
 from core.predlog import PredictionLog, window_start
-from core.records import PromotionRecord, StoredDriftReport
+from core.records import PromotionRecord, StoredDriftReport, Verdict
 from core.release.manifest import Manifest
 
 WINDOWS = ("24h", "7d", "31d")
@@ -124,7 +124,7 @@ def drift_history(reports: list[StoredDriftReport]) -> dict[str, list[TestPoint]
                     report.checked_at,
                     float(statistic) if statistic is not None else None,
                     float(test["threshold"]),
-                    test.get("verdict") == "drift",
+                    test.get("verdict") == Verdict.DRIFT,
                 )
             )
     return dict(history)

@@ -24,7 +24,7 @@ from scipy.spatial.distance import jensenshannon
 from core.data.tables import NOTES, SHORT
 from core.metrics import macro_f1_replicates
 from core.monitoring.reference import outside_share, text_lengths, token_counts
-from core.records import LOW_CONFIDENCE
+from core.records import LOW_CONFIDENCE, Verdict
 from core.settings import Settings
 
 OTHER_TOKENS = "<other>"
@@ -34,7 +34,6 @@ NULL_DRAWS = 50
 #: Tickets the vocabulary tests tokenise at most (a seeded sample of larger windows; their
 #: sampling-noise correction uses the sample's size): tokenising is most of a report's cost.
 VOCABULARY_DOCS = 5000
-DRIFT, NO_DRIFT, INSUFFICIENT = "drift", "no drift", "insufficient data"
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class DriftTest:
 
     @property
     def fired(self) -> bool:
-        return self.verdict == DRIFT
+        return self.verdict == Verdict.DRIFT
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class DriftReport:
 
     @property
     def insufficient_data(self) -> bool:
-        return all(test.verdict == INSUFFICIENT for test in self.tests)
+        return all(test.verdict == Verdict.INSUFFICIENT for test in self.tests)
 
     @property
     def dataset_drift(self) -> bool:
@@ -110,7 +109,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _insufficient(name: str, threshold: float, detail: str) -> DriftTest:
-    return DriftTest(name, None, threshold, INSUFFICIENT, detail)
+    return DriftTest(name, None, threshold, Verdict.INSUFFICIENT, detail)
 
 
 def _length_test(window: pd.DataFrame, profile: dict[str, Any], settings: Settings) -> DriftTest:
@@ -122,7 +121,7 @@ def _length_test(window: pd.DataFrame, profile: dict[str, Any], settings: Settin
         "text_length_ks",
         float(result.statistic),
         settings.ks_threshold,
-        NO_DRIFT,
+        Verdict.NO_DRIFT,
         f"median length {median:.0f} vs {reference_median:.0f} characters",
         p_value=float(result.pvalue),
         effect_exceeded=float(result.statistic) >= settings.ks_threshold,
@@ -152,7 +151,7 @@ def _class_test(window: pd.DataFrame, profile: dict[str, Any], settings: Setting
         "predicted_class_psi",
         value,
         settings.psi_threshold,
-        NO_DRIFT,
+        Verdict.NO_DRIFT,
         f"chi-square over {len(classes)} classes; largest move: {moved}"
         + ("; PSI above 0.1 (moderate)" if 0.1 <= value < settings.psi_threshold else ""),
         p_value=p_value,
@@ -193,7 +192,7 @@ def _vocabulary_tests(
             "vocabulary_js",
             excess,
             settings.js_threshold,
-            NO_DRIFT,
+            Verdict.NO_DRIFT,
             f"Jensen-Shannon distance {observed:.3f} over the {len(tokens)} commonest reference "
             f"tokens, {noise:.3f} expected from sampling alone",
             effect_exceeded=excess >= settings.js_threshold,
@@ -202,7 +201,7 @@ def _vocabulary_tests(
             "oov_rate",
             outside - reference_oov,
             settings.oov_increase,
-            NO_DRIFT,
+            Verdict.NO_DRIFT,
             f"out-of-vocabulary rate {outside:.3f} vs {reference_oov:.3f}; "
             f"frequent new tokens: {', '.join(new_tokens) or 'none'}",
             effect_exceeded=outside - reference_oov >= settings.oov_increase,
@@ -221,7 +220,7 @@ def _confidence_test(
         "low_confidence_share",
         share,
         settings.low_confidence_share,
-        NO_DRIFT,
+        Verdict.NO_DRIFT,
         f"{low} of {len(window)} under {LOW_CONFIDENCE} (reference share {reference:.3f})",
         p_value=float(p_value),
         effect_exceeded=share >= settings.low_confidence_share,
@@ -275,7 +274,7 @@ def _concept_test(
         name,
         drop,
         settings.performance_drop,
-        NO_DRIFT,
+        Verdict.NO_DRIFT,
         f"macro-F1 {observed:.3f} on {len(labelled)} labelled vs {reference_f1:.3f} expected "
         "from the test set",
         p_value=p_value,
@@ -308,7 +307,11 @@ def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
     """Holm's step-down levels for the tests with p-values; a test fires when it is significant
     at its level (effect-only tests need no level) and its effect size exceeds the threshold."""
     tested = sorted(
-        (i for i, t in enumerate(tests) if t.p_value is not None and t.verdict != INSUFFICIENT),
+        (
+            i
+            for i, t in enumerate(tests)
+            if t.p_value is not None and t.verdict != Verdict.INSUFFICIENT
+        ),
         key=lambda i: float(tests[i].p_value or 0.0),
     )
     levels: dict[int, tuple[float | None, bool]] = {}
@@ -319,11 +322,11 @@ def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
         levels[i] = (holm_level, rejecting)
     decided = []
     for i, test in enumerate(tests):
-        if test.verdict == INSUFFICIENT:
+        if test.verdict == Verdict.INSUFFICIENT:
             decided.append(test)
             continue
         level, significant = levels.get(i, (None, True))
-        verdict = DRIFT if significant and test.effect_exceeded else NO_DRIFT
+        verdict = Verdict.DRIFT if significant and test.effect_exceeded else Verdict.NO_DRIFT
         decided.append(replace(test, alpha=level, verdict=verdict))
     return decided
 
@@ -353,7 +356,7 @@ def drift_report(
         ]
     concept = _concept_test(window, reference_f1, settings, profile.get("test_outcomes"))
     tests = _holm([*tests, concept], settings.drift_p_value)
-    decided = [test for test in tests if test.verdict != INSUFFICIENT]
+    decided = [test for test in tests if test.verdict != Verdict.INSUFFICIENT]
     fired = [test for test in decided if test.fired]
     score = len(fired) / len(decided) if decided else 0.0
     return DriftReport(

@@ -101,3 +101,14 @@ def duplicate_request(
         ):
             return record
     return None
+
+
+def decide_request(
+    history: Sequence[RetrainDecision], reason: str, version: str, now: datetime, window: timedelta
+) -> RetrainDecision:
+    """A signed retrain request is honoured, but the same reason twice within ``window`` starts
+    one run: the second is recorded as a suppressed duplicate."""
+    earlier = duplicate_request(history, reason, now, window)
+    action = RetrainAction.SUPPRESSED_DUPLICATE if earlier else RetrainAction.REQUESTED
+    why = f"same as request {earlier.decision_id} at {earlier.decided_at}" if earlier else reason
+    return RetrainDecision(new_decision_id(), now.isoformat(), version, (), action, why, "webhook")

@@ -11,8 +11,8 @@ import pytest
 from prefect.logging import disable_run_logger
 
 from core.errors import ConfigurationError, TrainingError
-from core.monitoring.drift import DRIFT, NO_DRIFT, DriftReport, DriftTest
-from core.records import RetrainAction, RetrainDecision
+from core.monitoring.drift import DriftReport, DriftTest
+from core.records import RetrainAction, RetrainDecision, Verdict
 from core.release.manifest import Manifest
 from core.settings import Settings
 from core.training.tuning import StudyResult
@@ -21,7 +21,7 @@ from flows import train as train_flow
 
 
 def _report(fired: bool) -> DriftReport:
-    test = DriftTest("text_length_ks", 0.4, 0.1, DRIFT if fired else NO_DRIFT, "")
+    test = DriftTest("text_length_ks", 0.4, 0.1, Verdict.DRIFT if fired else Verdict.NO_DRIFT, "")
     return DriftReport([test], 500, 0, 1.0 if fired else 0.0, 0.5, fired, [])
 
 

@@ -41,3 +41,10 @@ def test_the_retrain_trigger_matches_what_the_code_sends() -> None:
     for held_back in (events.RETRAIN_IN_FLOW, events.RETRAIN_SUPPRESSED):
         resource = events.model_resource("3", held_back)
         assert any(resource[label] != value for label, value in trigger["match"].items())
+
+
+def test_event_ids_are_the_same_for_every_delivery_and_retry() -> None:
+    assert events.webhook_event_id("msg_1") == events.webhook_event_id("msg_1")
+    assert events.webhook_event_id("msg_1") != events.webhook_event_id("msg_2")
+    assert events.flow_event_id("run-1/drift") == events.flow_event_id("run-1/drift")
+    assert events.flow_event_id("run-1/drift") != events.flow_event_id("run-2/drift")

@@ -68,9 +68,3 @@ def test_prefect_gets_the_configured_credentials() -> None:
     assert bearer["authorization"] == "Bearer pnu_secret"
     basic = prefect_headers(Settings(prefect_api_auth_string="admin:pass"))
     assert basic["authorization"] == "Basic " + base64.b64encode(b"admin:pass").decode()
-
-
-def test_the_event_id_is_the_same_for_every_delivery_of_a_webhook() -> None:
-    from serving.webhooks import event_id
-
-    assert event_id("msg_1") == event_id("msg_1") != event_id("msg_2")

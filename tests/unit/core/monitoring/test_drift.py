@@ -14,7 +14,8 @@ from sklearn.model_selection import train_test_split
 
 from core.data.simulate import SCENARIOS, generate_tickets
 from core.monitoring.check import family_wise_false_alarms
-from core.monitoring.drift import INSUFFICIENT, drift_report, macro_f1_bootstrap, psi
+from core.monitoring.drift import drift_report, macro_f1_bootstrap, psi
+from core.records import Verdict
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from core.training.refit import reference_profile, score
@@ -115,14 +116,14 @@ def test_concept_drift_needs_enough_feedback_and_fires_on_a_new_category(
         for t in drift_report(few, reference.profile, reference.test_f1, SETTINGS).tests
         if t.name == "concept_macro_f1_drop"
     )
-    assert concept.verdict == INSUFFICIENT and "needed" in concept.detail
+    assert concept.verdict == Verdict.INSUFFICIENT and "needed" in concept.detail
 
 
 def test_below_the_minimum_the_report_says_insufficient_data(reference: Reference) -> None:
     window = reference.pool.iloc[:40].assign(true_label=None)
     report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
     assert report.insufficient_data and not report.drift_detected
-    assert all(test.verdict == INSUFFICIENT for test in report.tests)
+    assert all(test.verdict == Verdict.INSUFFICIENT for test in report.tests)
     assert "insufficient data" in report.markdown()
 
 

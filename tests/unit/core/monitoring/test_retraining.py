@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from core.monitoring.retraining import decide_retrain, duplicate_request
+from core.monitoring.retraining import decide_request, decide_retrain, duplicate_request
 from core.predlog import PredictionLog
 from core.records import RetrainAction, RetrainDecision, RetrainOutcome
 
@@ -87,3 +87,13 @@ def test_decisions_and_outcomes_are_stored_and_read_back(tmp_path: Path) -> None
     )
     log.forget_decision(second.decision_id)
     assert len(log.decisions()) == 1
+
+
+def test_a_repeated_request_within_the_window_is_recorded_as_a_duplicate() -> None:
+    first = decide_request([], "New product", "3", T0, DAY)
+    assert first.action == RetrainAction.REQUESTED and first.source == "webhook"
+    again = decide_request([first], " new  product", "3", T0 + timedelta(minutes=5), DAY)
+    assert again.action == RetrainAction.SUPPRESSED_DUPLICATE
+    assert first.decision_id in again.reason
+    later = decide_request([first], "New product", "3", T0 + DAY + timedelta(seconds=1), DAY)
+    assert later.action == RetrainAction.REQUESTED
