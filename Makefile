@@ -43,9 +43,11 @@ unit: install
 integration: install
 	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration
 
+# ruff, then the import rules of .importlinter (core's layers; no Prefect in serving; ...).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # What pre-commit runs too (.pre-commit-config.yaml).
 format: install
