@@ -3,6 +3,7 @@ mode) and a Prefect server (prefect_test_harness). MLflow runs on a SQLite file 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -162,3 +163,18 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.url
+
+
+def artifact_keys(flow_run_id: str) -> set[str]:
+    """Keys of the artifacts a flow run made (read from the Prefect API)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> set[str]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            return {str(a.key) for a in artifacts}
+
+    return asyncio.run(read())

@@ -3,7 +3,6 @@ a local store): every action counted, retention respected, the champion never to
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from core.release.manifest import Manifest
 from core.release.registry import experiment_id, set_champion_alias
 from core.release.retention import ARCHIVED_TAG
 from core.settings import Settings
+from tests.integration.conftest import artifact_keys
 
 pytestmark = pytest.mark.integration
 
@@ -82,19 +82,5 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
     assert client.get_model_version(name, tried).tags.get(ARCHIVED_TAG) == "true"
     for kept in (promoted, champion):
         assert ARCHIVED_TAG not in client.get_model_version(name, kept).tags
-    assert "maintenance" in _artifact_keys(str(state.state_details.flow_run_id))
+    assert "maintenance" in artifact_keys(str(state.state_details.flow_run_id))
     assert maintenance(settings=settings)["mlflow_versions_archived"] == [], "idempotent"
-
-
-def _artifact_keys(flow_run_id: str) -> set[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    async def read() -> set[str]:
-        async with get_client() as client:
-            artifacts = await client.read_artifacts(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-            return {str(a.key) for a in artifacts}
-
-    return asyncio.run(read())

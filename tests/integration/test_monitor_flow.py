@@ -3,7 +3,6 @@ limit), MLflow on SQLite, the prediction log, and the retrain branch promoting a
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import champion_bundle_id, load_bundle
 from core.settings import Settings
+from tests.integration.conftest import artifact_keys
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]
@@ -56,20 +56,6 @@ def _events(api_url: str, name: str) -> list[dict]:
     return list(response.json()["events"])
 
 
-def _artifact_keys(flow_run_id: str) -> set[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    async def read() -> set[str]:
-        async with get_client() as client:
-            artifacts = await client.read_artifacts(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-            return {str(a.key) for a in artifacts}
-
-    return asyncio.run(read())
-
-
 @pytest.mark.slow
 def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_model(
     tmp_path: Path, prefect_api: str
@@ -104,7 +90,7 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
     _, manifest = load_bundle(store, result["training"].bundle_id)
     assert "fraude_suplantacion" in manifest.labels
 
-    assert "drift-report" in _artifact_keys(str(state.state_details.flow_run_id))
+    assert "drift-report" in artifact_keys(str(state.state_details.flow_run_id))
     deadline = time.monotonic() + 30
     while not _events(prefect_api, "tickets.drift.detected") and time.monotonic() < deadline:
         time.sleep(0.5)
