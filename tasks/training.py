@@ -32,7 +32,7 @@ from core.metrics import Evaluation, confusion_matrix_png
 from core.predlog import open_prediction_log
 from core.progress import StudyProgress
 from core.release import bundle, registry
-from core.release.manifest import Manifest, MlflowRef
+from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
 from core.release.promotion import PromotionOutcome, promote_challenger, promotion_record
 from core.settings import Settings
 from core.training import refit as training
@@ -176,7 +176,7 @@ def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResul
 @task(cache_policy=NONE)
 def refit_and_score(
     winner: StudyResult, train: pd.DataFrame, test: pd.DataFrame, settings: Settings
-) -> tuple[Any, Evaluation, dict[str, Any], float]:
+) -> tuple[Any, Evaluation, ReferenceProfile, float]:
     model, seconds = training.refit(winner, train, settings)
     evaluation, probabilities = training.score(model, test)
     profile = training.reference_profile(model, train, test, probabilities, settings)

@@ -5,7 +5,6 @@ its manifest, and the false-alarm rate of the whole family of tests on same-dist
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import pandas as pd
 from core.errors import BundleError
 from core.monitoring.drift import DriftReport, drift_report
 from core.predlog import PredictionLog
-from core.release.manifest import Manifest
+from core.release.manifest import Manifest, ReferenceProfile
 from core.settings import Settings
 
 
@@ -44,7 +43,7 @@ def report_for_model(window: pd.DataFrame, manifest: Manifest, settings: Setting
 
 def family_wise_false_alarms(
     pool: pd.DataFrame,
-    profile: dict[str, Any],
+    profile: ReferenceProfile,
     reference_f1: float | None,
     settings: Settings,
     size: int,

@@ -106,8 +106,8 @@ def class_mix(hours: list[Any], manifest: Manifest | None) -> list[tuple[str, fl
         if version is None or row.model_version == version:
             counts[row.prediction] += row.n
     total = sum(counts.values())
-    profile = (manifest.reference_profile or {}) if manifest else {}
-    reference: dict[str, float] = profile.get("predicted_class_distribution", {})
+    profile = manifest.reference_profile if manifest else None
+    reference = profile.predicted_class_distribution if profile else {}
     labels = sorted(set(counts) | set(reference))
     return [
         (label, counts[label] / total if total else 0.0, reference.get(label)) for label in labels

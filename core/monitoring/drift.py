@@ -25,6 +25,7 @@ from core.data.tables import NOTES, SHORT
 from core.metrics import macro_f1_replicates
 from core.monitoring.reference import outside_share, text_lengths, token_counts
 from core.records import LOW_CONFIDENCE, Verdict
+from core.release.manifest import HeldOutOutcomes, ReferenceProfile
 from core.settings import Settings
 
 OTHER_TOKENS = "<other>"
@@ -112,9 +113,9 @@ def _insufficient(name: str, threshold: float, detail: str) -> DriftTest:
     return DriftTest(name, None, threshold, Verdict.INSUFFICIENT, detail)
 
 
-def _length_test(window: pd.DataFrame, profile: dict[str, Any], settings: Settings) -> DriftTest:
+def _length_test(window: pd.DataFrame, profile: ReferenceProfile, settings: Settings) -> DriftTest:
     lengths = text_lengths(window[[SHORT, NOTES]])
-    reference = np.asarray(profile["text_length"]["sample"], dtype=float)
+    reference = np.asarray(profile.text_length.sample, dtype=float)
     result = stats.ks_2samp(lengths, reference)
     median, reference_median = float(np.median(lengths)), float(np.median(reference))
     return DriftTest(
@@ -135,11 +136,11 @@ def psi(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def _class_test(window: pd.DataFrame, profile: dict[str, Any], settings: Settings) -> DriftTest:
-    reference_shares: dict[str, float] = profile["predicted_class_distribution"]
+def _class_test(window: pd.DataFrame, profile: ReferenceProfile, settings: Settings) -> DriftTest:
+    reference_shares: dict[str, float] = profile.predicted_class_distribution
     window_counts = window["prediction"].astype(str).value_counts()
     classes = sorted(set(reference_shares) | set(window_counts.index))
-    reference_n = int(profile.get("predicted_rows") or 1000)
+    reference_n = int(profile.predicted_rows or 1000)
     expected = np.array([reference_shares.get(c, 0.0) for c in classes])
     actual_counts = np.array([int(window_counts.get(c, 0)) for c in classes])
     table = np.vstack([np.round(expected * reference_n), actual_counts])
@@ -160,13 +161,13 @@ def _class_test(window: pd.DataFrame, profile: dict[str, Any], settings: Setting
 
 
 def _vocabulary_tests(
-    window: pd.DataFrame, profile: dict[str, Any], settings: Settings
+    window: pd.DataFrame, profile: ReferenceProfile, settings: Settings
 ) -> list[DriftTest]:
-    vocabulary: dict[str, float] = profile["vocabulary"]["token_shares"]
+    vocabulary: dict[str, float] = profile.vocabulary.token_shares
     texts = window[[SHORT, NOTES]]
     if len(texts) > VOCABULARY_DOCS:
         texts = texts.sample(VOCABULARY_DOCS, random_state=settings.seed)
-    counts = token_counts(texts, profile.get("language", settings.language))
+    counts = token_counts(texts, profile.language or settings.language)
     total = sum(counts.values())
     if not total:
         return [
@@ -185,7 +186,7 @@ def _vocabulary_tests(
     noise = float(np.median([jensenshannon(reference, draw, base=2) for draw in draws]))
     excess = observed - noise
     outside = outside_share(counts, vocabulary)
-    reference_oov = float(profile["vocabulary"]["oov_rate"])
+    reference_oov = float(profile.vocabulary.oov_rate)
     new_tokens = [t for t, _ in counts.most_common() if t not in vocabulary][:5]
     return [
         DriftTest(
@@ -210,11 +211,11 @@ def _vocabulary_tests(
 
 
 def _confidence_test(
-    window: pd.DataFrame, profile: dict[str, Any], settings: Settings
+    window: pd.DataFrame, profile: ReferenceProfile, settings: Settings
 ) -> DriftTest:
     low = int((window["confidence"].astype(float) < LOW_CONFIDENCE).sum())
     share = low / len(window)
-    reference = float(profile["confidence"]["low_share"])
+    reference = float(profile.confidence.low_share)
     p_value = stats.binomtest(low, len(window), min(max(reference, 1e-3), 0.999), "greater").pvalue
     return DriftTest(
         "low_confidence_share",
@@ -239,7 +240,7 @@ def _concept_test(
     window: pd.DataFrame,
     reference_f1: float | None,
     settings: Settings,
-    outcomes: dict[str, list[str]] | None = None,
+    outcomes: HeldOutOutcomes | None = None,
 ) -> DriftTest:
     labelled = window[window["true_label"].notna()]
     name = "concept_macro_f1_drop"
@@ -282,9 +283,9 @@ def _concept_test(
     )
 
 
-def _resampled_macro_f1(outcomes: dict[str, list[str]], size: int, seed: int) -> np.ndarray:
+def _resampled_macro_f1(outcomes: HeldOutOutcomes, size: int, seed: int) -> np.ndarray:
     """Macro-F1 of BOOTSTRAP_ROUNDS resamples of ``size`` test outcomes (with replacement)."""
-    truth, predicted = outcomes["truth"], outcomes["predicted"]
+    truth, predicted = outcomes.truth, outcomes.predicted
     labels = sorted(set(truth) | set(predicted))
     index = {label: i for i, label in enumerate(labels)}
     t = np.array([index[x] for x in truth])
@@ -332,7 +333,7 @@ def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
 
 
 def drift_report(
-    window: pd.DataFrame, profile: dict[str, Any], reference_f1: float | None, settings: Settings
+    window: pd.DataFrame, profile: ReferenceProfile, reference_f1: float | None, settings: Settings
 ) -> DriftReport:
     """The report for a prediction-log window against a model's reference profile."""
     n = len(window)
@@ -354,7 +355,7 @@ def drift_report(
             *_vocabulary_tests(window, profile, settings),
             _confidence_test(window, profile, settings),
         ]
-    concept = _concept_test(window, reference_f1, settings, profile.get("test_outcomes"))
+    concept = _concept_test(window, reference_f1, settings, profile.test_outcomes)
     tests = _holm([*tests, concept], settings.drift_p_value)
     decided = [test for test in tests if test.verdict != Verdict.INSUFFICIENT]
     fired = [test for test in decided if test.fired]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from core.data.tables import LABEL, NOTES, SHORT
 from core.records import LOW_CONFIDENCE
+from core.release.manifest import ReferenceProfile
 from core.text import as_documents, normalize
 
 LENGTH_SAMPLE = 2000
@@ -60,7 +61,7 @@ def build_reference_profile(
     language: str,
     seed: int,
     test_truth: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> ReferenceProfile:
     """What production traffic is compared against: lengths, classes, vocabulary, confidence.
     Class, vocabulary and confidence references come from the held-out test set, which the model
     sees the way it sees production traffic."""
@@ -75,24 +76,28 @@ def build_reference_profile(
     test_tokens = token_counts(test_texts[[SHORT, NOTES]], language)
     confidence = test_probabilities.max(axis=1) if len(test_probabilities) else np.zeros(0)
     predicted = [classes[i] for i in test_probabilities.argmax(axis=1)]
-    return {
-        "language": language,
-        "text_length": {"bin_edges": edges.tolist(), "sample": sorted(sample.tolist())},
-        "label_distribution": _shares(train[LABEL]),
-        "predicted_class_distribution": _shares(predicted),
-        "predicted_rows": len(predicted),
-        "vocabulary": {
-            "token_shares": top,
-            "covered_share": sum(top.values()),
-            "oov_rate": outside_share(test_tokens, top),
-        },
-        "confidence": {
-            "mean": float(confidence.mean()) if len(confidence) else 0.0,
-            "low_share": float((confidence < LOW_CONFIDENCE).mean()) if len(confidence) else 0.0,
-        },
-        "rows": len(train),
-        "test_outcomes": _test_outcomes(test_truth, predicted, seed),
-    }
+    return ReferenceProfile.model_validate(
+        {
+            "language": language,
+            "text_length": {"bin_edges": edges.tolist(), "sample": sorted(sample.tolist())},
+            "label_distribution": _shares(train[LABEL]),
+            "predicted_class_distribution": _shares(predicted),
+            "predicted_rows": len(predicted),
+            "vocabulary": {
+                "token_shares": top,
+                "covered_share": sum(top.values()),
+                "oov_rate": outside_share(test_tokens, top),
+            },
+            "confidence": {
+                "mean": float(confidence.mean()) if len(confidence) else 0.0,
+                "low_share": float((confidence < LOW_CONFIDENCE).mean())
+                if len(confidence)
+                else 0.0,
+            },
+            "rows": len(train),
+            "test_outcomes": _test_outcomes(test_truth, predicted, seed),
+        }
+    )
 
 
 def _test_outcomes(

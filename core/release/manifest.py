@@ -70,6 +70,59 @@ class MlflowRef(BaseModel):
     model_uri: str | None = None
 
 
+class LengthProfile(BaseModel):
+    """Characters per training ticket: quantile bin edges and a sorted sample (the KS test)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bin_edges: list[float]
+    sample: list[float]
+
+
+class VocabularyProfile(BaseModel):
+    """The training vocabulary's most frequent tokens, with their shares, and the share of the
+    held-out set's tokens outside them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token_shares: dict[str, float]
+    covered_share: float
+    oov_rate: float
+
+
+class ConfidenceProfile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    mean: float
+    low_share: float
+
+
+class HeldOutOutcomes(BaseModel):
+    """The held-out set's (true, predicted) labels, resampled by the concept-drift test."""
+
+    model_config = ConfigDict(frozen=True)
+
+    truth: list[str]
+    predicted: list[str]
+
+
+class ReferenceProfile(BaseModel):
+    """What production traffic is compared against (core/monitoring/reference.py builds it at
+    training time). Profiles written before a field existed load with its default."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    language: str | None = None
+    text_length: LengthProfile
+    label_distribution: dict[str, float] = Field(default_factory=dict)
+    predicted_class_distribution: dict[str, float]
+    predicted_rows: int | None = None
+    vocabulary: VocabularyProfile
+    confidence: ConfidenceProfile
+    rows: int = 0
+    test_outcomes: HeldOutOutcomes | None = None
+
+
 class Manifest(BaseModel):
     """What a bundle vouches for: its files, the model's family and labels, its scores, where it
     was tracked, the data it saw and the reference profile drift is measured against."""
@@ -88,7 +141,7 @@ class Manifest(BaseModel):
     metrics: dict[str, float | None] = Field(default_factory=dict)
     mlflow: MlflowRef = Field(default_factory=MlflowRef)
     data: dict[str, Any] = Field(default_factory=dict)
-    reference_profile: dict[str, Any] | None = None
+    reference_profile: ReferenceProfile | None = None
     #: The sentence encoder the model runs (core/encoder.manifest_entry), None when it runs none.
     encoder: dict[str, Any] | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)

@@ -15,7 +15,7 @@ from core.encoder import manifest_entry
 from core.metrics import Evaluation, evaluate
 from core.monitoring.reference import build_reference_profile
 from core.release.bundle import new_bundle_id
-from core.release.manifest import Manifest, MlflowRef
+from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
 from core.release.promotion import PromotionOutcome
 from core.settings import Settings
 from core.training.families import build_pipeline
@@ -54,7 +54,7 @@ def reference_profile(
     test: pd.DataFrame,
     probabilities: np.ndarray,
     settings: Settings,
-) -> dict[str, Any]:
+) -> ReferenceProfile:
     classes = [str(label) for label in model.classes_]
     return build_reference_profile(
         train,
@@ -70,7 +70,7 @@ def reference_profile(
 def build_manifest(
     winner: StudyResult,
     evaluation: Evaluation,
-    profile: dict[str, Any],
+    profile: ReferenceProfile,
     mlflow: MlflowRef,
     data_report: dict[str, Any],
     settings: Settings,

@@ -76,7 +76,7 @@ def test_train_flow_end_to_end_on_s3(
     model, manifest = load_bundle(store, summary.bundle_id)
     assert manifest.test_macro_f1 == pytest.approx(summary.test_macro_f1)
     assert sorted(manifest.labels) == sorted(demo_frame["label"].unique())
-    assert (manifest.reference_profile or {})["vocabulary"]["token_shares"]
+    assert manifest.reference_profile and manifest.reference_profile.vocabulary.token_shares
     assert champion_bundle_id(store) == summary.bundle_id
     assert len(model.predict(demo_frame[["short_description", "close_notes"]].head(5))) == 5
 

@@ -17,7 +17,14 @@ from core.monitoring.dashboard import (
 )
 from core.predlog import PredictionLog, PredictionRecord
 from core.records import HourStats, StoredDriftReport
-from core.release.manifest import Manifest, MlflowRef
+from core.release.manifest import (
+    ConfidenceProfile,
+    LengthProfile,
+    Manifest,
+    MlflowRef,
+    ReferenceProfile,
+    VocabularyProfile,
+)
 from serving.dashboard import render
 
 
@@ -28,7 +35,12 @@ def _manifest(version: str = "2") -> Manifest:
         labels=["acceso", "red"],
         metrics={"test_macro_f1": 0.9},
         mlflow=MlflowRef(model_version=version),
-        reference_profile={"predicted_class_distribution": {"acceso": 0.5, "red": 0.5}},
+        reference_profile=ReferenceProfile(
+            text_length=LengthProfile(bin_edges=[0, 100], sample=[50]),
+            predicted_class_distribution={"acceso": 0.5, "red": 0.5},
+            vocabulary=VocabularyProfile(token_shares={"clave": 1.0}, covered_share=1, oov_rate=0),
+            confidence=ConfidenceProfile(mean=0.8, low_share=0.1),
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from core.data.simulate import SCENARIOS, generate_tickets
 from core.monitoring.check import family_wise_false_alarms
 from core.monitoring.drift import drift_report, macro_f1_bootstrap, psi
 from core.records import Verdict
+from core.release.manifest import ReferenceProfile
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from core.training.refit import reference_profile, score
@@ -27,7 +28,7 @@ SETTINGS = Settings()
 @dataclass
 class Reference:
     model: Any
-    profile: dict[str, Any]
+    profile: ReferenceProfile
     test_f1: float
     pool: pd.DataFrame
 
