@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 
 class Verdict(StrEnum):
     """A drift test's verdict."""
@@ -80,6 +82,40 @@ class HourStats:
     low: int
 
 
+class StoredTest(BaseModel):
+    """One drift test as a stored report keeps it (core/monitoring/drift.DriftTest)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str
+    statistic: float | None = None
+    threshold: float = 0.0
+    verdict: str = Verdict.INSUFFICIENT
+    detail: str = ""
+    p_value: float | None = None
+    alpha: float | None = None
+
+    @property
+    def fired(self) -> bool:
+        return self.verdict == Verdict.DRIFT
+
+
+class StoredReport(BaseModel):
+    """A monitor run's report as stored (``DriftReport.as_dict()`` plus its window). Reports
+    stored before a field existed load with its default."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    tests: list[StoredTest] = Field(default_factory=list)
+    n_predictions: int = 0
+    n_feedback: int = 0
+    drift_score: float = 0.0
+    drift_detected: bool = False
+    reasons: list[str] = Field(default_factory=list)
+    fired: list[str] = Field(default_factory=list)
+    window: str | None = None
+
+
 @dataclass(frozen=True)
 class StoredDriftReport:
     """A monitor run's report as the dashboard reads it back."""
@@ -91,7 +127,7 @@ class StoredDriftReport:
     drift_detected: bool
     drift_score: float
     retrain_action: str | None
-    report: dict[str, Any]
+    report: StoredReport
 
 
 @dataclass(frozen=True)

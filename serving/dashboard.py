@@ -14,7 +14,7 @@ from litestar import MediaType, Response, get
 from litestar.params import Parameter
 
 from core.monitoring.dashboard import WINDOWS, DashboardData, dashboard_data
-from core.records import LOW_CONFIDENCE, Verdict
+from core.records import LOW_CONFIDENCE
 from serving.errors import bad_request
 from serving.state import ServiceState
 
@@ -266,13 +266,12 @@ def _latest_report(data: DashboardData) -> str:
     if report is None:
         return _section("Latest drift report", _empty("No monitor run in this window."))
     rows = "".join(
-        f'<tr class="{"fired" if t.get("verdict") == Verdict.DRIFT else ""}">'
-        f"<td>{escape(t['name'])}"
-        f"</td><td>{_fmt(t.get('statistic'))}</td><td>{_fmt(t.get('threshold'))}</td>"
-        f"<td>{_fmt(t.get('p_value'))}</td><td>{escape(str(t.get('verdict')))}</td></tr>"
-        for t in report.report.get("tests", [])
+        f'<tr class="{"fired" if t.fired else ""}"><td>{escape(t.name)}</td>'
+        f"<td>{_fmt(t.statistic)}</td><td>{_fmt(t.threshold)}</td>"
+        f"<td>{_fmt(t.p_value)}</td><td>{escape(t.verdict)}</td></tr>"
+        for t in report.report.tests
     )
-    reasons = "".join(f"<li>{escape(r)}</li>" for r in report.report.get("reasons", []))
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in report.report.reasons)
     head = (
         f"<p>Model {escape(report.model_version)}, checked {escape(report.checked_at[:16])}; "
         f"retrain: {escape(str(report.retrain_action or 'not needed'))}</p>"

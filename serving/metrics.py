@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from core.records import StoredDriftReport, Verdict
+from core.records import StoredDriftReport
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -158,12 +158,11 @@ class _DriftCollector:
             "Latest drift report: 1 where the test fired.",
             labels=["test"],
         )
-        for test in report.report.get("tests", []):
-            name = str(test.get("name"))
-            if test.get("statistic") is not None:
-                statistic.add_metric([name], float(test["statistic"]))
-            threshold.add_metric([name], float(test.get("threshold", 0.0)))
-            fired.add_metric([name], 1.0 if test.get("verdict") == Verdict.DRIFT else 0.0)
+        for test in report.report.tests:
+            if test.statistic is not None:
+                statistic.add_metric([test.name], test.statistic)
+            threshold.add_metric([test.name], test.threshold)
+            fired.add_metric([test.name], 1.0 if test.fired else 0.0)
         yield statistic
         yield threshold
         yield fired

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.metrics import macro_f1_from_counts
 from core.predlog import PredictionLog, window_start
-from core.records import PromotionRecord, StoredDriftReport, Verdict
+from core.records import PromotionRecord, StoredDriftReport
 from core.release.manifest import Manifest
 
 WINDOWS = ("24h", "7d", "31d")
@@ -117,14 +117,14 @@ def class_mix(hours: list[Any], manifest: Manifest | None) -> list[tuple[str, fl
 def drift_history(reports: list[StoredDriftReport]) -> dict[str, list[TestPoint]]:
     history: dict[str, list[TestPoint]] = defaultdict(list)
     for report in reports:
-        for test in report.report.get("tests", []):
-            statistic = test.get("statistic")
-            history[test["name"]].append(
+        for test in report.report.tests:
+            statistic = test.statistic
+            history[test.name].append(
                 TestPoint(
                     report.checked_at,
                     float(statistic) if statistic is not None else None,
-                    float(test["threshold"]),
-                    test.get("verdict") == Verdict.DRIFT,
+                    test.threshold,
+                    test.fired,
                 )
             )
     return dict(history)

@@ -22,7 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.predlog.dialect import Tables
-from core.records import LOW_CONFIDENCE, HourStats, PromotionRecord, StoredDriftReport
+from core.records import (
+    LOW_CONFIDENCE,
+    HourStats,
+    PromotionRecord,
+    StoredDriftReport,
+    StoredReport,
+)
 
 HOUR_UPSERT = """
 INSERT INTO prediction_hours (hour, model_version, prediction, n, confidence_sum, low)
@@ -52,7 +58,7 @@ def _stored_report(row: Sequence[Any]) -> StoredDriftReport:
         bool(detected),
         float(score),
         action,
-        json.loads(body),
+        StoredReport.model_validate_json(body),
     )
 
 

@@ -108,7 +108,7 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
     (stored_report,) = log.drift_reports("2020-01-01")
     assert stored_report.model_version == old_version and stored_report.drift_detected
     assert stored_report.retrain_action == "requested"
-    assert "concept_macro_f1_drop" in stored_report.report["fired"]
+    assert "concept_macro_f1_drop" in stored_report.report.fired
     decisions = log.promotions("2020-01-01")
     assert [d.promoted for d in decisions] == [True, True], "the first model and the retrain"
     assert decisions[-1].champion_version == old_version and decisions[-1].gain_ci is not None

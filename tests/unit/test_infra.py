@@ -177,7 +177,7 @@ def test_prometheus_scrapes_the_service_and_grafana_reads_prometheus() -> None:
 
 
 def test_every_metric_grafana_charts_is_one_the_service_exposes() -> None:
-    from core.records import StoredDriftReport
+    from core.records import StoredDriftReport, StoredReport
     from serving import metrics
 
     report = StoredDriftReport(
@@ -188,7 +188,9 @@ def test_every_metric_grafana_charts_is_one_the_service_exposes() -> None:
         True,
         0.5,
         None,
-        {"tests": [{"name": "t", "statistic": 1.0, "threshold": 0.5, "verdict": "drift"}]},
+        StoredReport.model_validate(
+            {"tests": [{"name": "t", "statistic": 1.0, "threshold": 0.5, "verdict": "drift"}]}
+        ),
     )
     exposed = {family.name for family in metrics.REGISTRY.collect()}
     exposed |= {family.name for family in metrics._DriftCollector(report).collect()}

@@ -16,7 +16,7 @@ from core.monitoring.dashboard import (
     hourly,
 )
 from core.predlog import PredictionLog, PredictionRecord
-from core.records import HourStats, StoredDriftReport
+from core.records import HourStats, StoredDriftReport, StoredReport
 from core.release.manifest import (
     ConfidenceProfile,
     LengthProfile,
@@ -87,7 +87,8 @@ def test_drift_history_keeps_each_test_in_order() -> None:
         test = {"name": "vocabulary_js", "statistic": statistic, "threshold": 0.05}
         test["verdict"] = verdict
         fired = verdict == "drift"
-        return StoredDriftReport("r", at, "2", None, fired, 0.0, None, {"tests": [test]})
+        body = StoredReport.model_validate({"tests": [test]})
+        return StoredDriftReport("r", at, "2", None, fired, 0.0, None, body)
 
     history = drift_history([report("t1", 0.01, "no drift"), report("t2", None, "drift")])
     points = history["vocabulary_js"]
@@ -127,7 +128,14 @@ def test_the_page_escapes_what_users_and_models_wrote() -> None:
         served=None,
         class_mix=[(hostile, 1.0, None)],
         latest_report=StoredDriftReport(
-            "r", "2026-11-30T15:00", "2", None, True, 0.3, "requested", {"reasons": [hostile]}
+            "r",
+            "2026-11-30T15:00",
+            "2",
+            None,
+            True,
+            0.3,
+            "requested",
+            StoredReport(reasons=[hostile]),
         ),
     )
     page = render(data)

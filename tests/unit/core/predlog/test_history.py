@@ -45,7 +45,7 @@ def test_reports_and_promotions_read_back(tmp_path: Path) -> None:
     report = {"drift_detected": True, "drift_score": 0.5, "tests": [], "reasons": ["x: y"]}
     log.record_drift_report("2026-11-30T10:00:00+00:00", "3", None, report, "requested")
     (stored,) = log.drift_reports("2026-11-01")
-    assert stored.model_version == "3" and stored.report["reasons"] == ["x: y"]
+    assert stored.model_version == "3" and stored.report.reasons == ["x: y"]
     assert stored.drift_detected and stored.retrain_action == "requested"
     record = PromotionRecord(
         "2026-11-30T11:00:00+00:00", "b2", "2", "b1", "1", 0.9, 0.8, 0.1, (0.05, 0.15), True, "ok"
