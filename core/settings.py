@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import timedelta
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from core.errors import InputError
+from core.setting_groups import (
+    FLAT_NAMES,
+    NotifySettings,
+    RetrainingSettings,
+    ServingSettings,
+    SmtpSettings,
+    check_api_key,
+    decode_webhook_secret,
+    duration_seconds,
+    group_flat_names,
+)
 
 FAMILIES: tuple[str, ...] = (
     "logistic_regression",
@@ -22,51 +36,6 @@ FAMILIES: tuple[str, ...] = (
     "xgboost",
     "lightgbm",
 )
-
-
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration_seconds(text: str) -> int:
-    """Seconds in a duration such as ``30m``, ``24h`` or ``7d``; InputError otherwise."""
-    value = text.strip().lower()
-    if len(value) < 2 or value[-1] not in DURATION_UNITS or not value[:-1].isdigit():
-        raise InputError(f"{text!r} is not a duration like 30m, 24h or 7d")
-    if len(value) > 12:
-        raise InputError(f"duration {text!r} is too long")
-    return int(value[:-1]) * DURATION_UNITS[value[-1]]
-
-
-MIN_API_KEY_CHARS = 16
-#: Values that templates ship with; a key equal to one of them (or containing "change-me")
-#: would let anyone who read the template in.
-PLACEHOLDER_KEYS = frozenset(
-    {"changeme", "change-me", "change_me", "secret", "password", "admin", "apikey", "api-key"}
-)
-
-
-def check_api_key(key: str) -> None:
-    """Refuse keys a guesser would try first: short ones and template placeholders."""
-    folded = key.strip().lower()
-    if folded in PLACEHOLDER_KEYS or "change-me" in folded or "changeme" in folded:
-        raise ValueError("an API key must not be a placeholder such as CHANGE-ME")
-    if len(key.strip()) < MIN_API_KEY_CHARS:
-        raise ValueError(
-            f"an API key needs at least {MIN_API_KEY_CHARS} characters "
-            f"(this one has {len(key.strip())}); generate one with: "
-            "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
-        )
-
-
-def decode_webhook_secret(secret: str) -> bytes | None:
-    """The key bytes of a Standard Webhooks secret ``whsec_<base64>``; None when malformed."""
-    if not secret.startswith("whsec_"):
-        return None
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except binascii.Error:
-        return None
-    return key if len(key) >= 24 else None
 
 
 class Settings(BaseSettings):
@@ -129,15 +98,6 @@ class Settings(BaseSettings):
         description="Longest wait for the log (a SQLite lock, a pooled PostgreSQL connection) "
         "before a request answers 503 with Retry-After.",
     )
-    model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
-    max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")
-    max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Request body limit.")
-    top_k: int = Field(3, ge=1, description="Top labels returned with each prediction.")
-    micro_batch_max: int = Field(64, ge=1, description="Tickets gathered into one model call.")
-    micro_batch_wait_ms: float = Field(
-        2.0, ge=0, le=100, description="Longest wait for company before a model call."
-    )
     admin_api_key: SecretStr | None = Field(
         None,
         description="When set, admin endpoints need it in the X-API-Key header (16+ characters).",
@@ -193,15 +153,6 @@ class Settings(BaseSettings):
     prefect_api_auth_string: SecretStr | None = Field(
         None, description="user:password for a Prefect server with basic authentication."
     )
-    model_watch_max_backoff_s: float = Field(
-        30.0,
-        gt=0,
-        description="Longest wait between champion checks after failures (backoff doubles up to "
-        "this); keep it within 3 x model_poll_s so recovery is seen within three polls.",
-    )
-    ready_cache_s: float = Field(
-        1.5, ge=0, description="How long /ready trusts its last check that the log takes writes."
-    )
     monitoring_max_window: str = Field(
         "31d", description="Longest window the monitoring endpoints accept."
     )
@@ -215,17 +166,10 @@ class Settings(BaseSettings):
     s3_read_timeout_s: float = Field(10.0, gt=0, description="S3 read timeout.")
     s3_max_attempts: int = Field(3, ge=1, description="S3 attempts per call (standard retries).")
     monitor_window: str = Field("24h", description="Prediction-log window the monitor reads.")
-    retrain_cooldown: str = Field(
-        "24h",
-        description="At most one drift-triggered retrain per champion in this time for the same "
-        "fired tests.",
-    )
-    retrain_max_backoff: str = Field(
-        "7d", description="Longest wait after retrains for the same drift keep not promoting."
-    )
-    retrain_request_window: str = Field(
-        "10m", description="Signed retrain requests with the same reason within this start one run."
-    )
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     log_retention_days: int = Field(
         90, ge=1, description="Prediction rows older than this are deleted (feedback rows aside)."
     )
@@ -237,42 +181,12 @@ class Settings(BaseSettings):
     keep_bundles: int = Field(
         10, ge=1, description="Bundles kept besides the champion: the most recent ones."
     )
-    notify_slack_url: SecretStr | None = Field(
-        None,
-        description='Slack-compatible incoming webhook (posts {"text": ...}) told of drift, '
-        "promotions and failed runs.",
-    )
-    notify_email_to: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Comma-separated addresses told of the same, over SMTP."
-    )
-    notify_email_from: str = Field("tickets@localhost", description="Sender of those e-mails.")
-    notify_webhook_url: SecretStr | None = Field(
-        None, description="Generic JSON webhook told of the same (one JSON object per event)."
-    )
-    smtp_host: str | None = Field(None, description="SMTP server for notification e-mails.")
-    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
-    smtp_security: Literal["starttls", "ssl", "none"] = Field(
-        "starttls", description="starttls (port 587), ssl (port 465) or none (a local relay)."
-    )
-    smtp_username: str | None = Field(None, description="SMTP login, if the server wants one.")
-    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
-    dashboard_url: str | None = Field(
-        None,
-        description="The dashboard as operators reach it, linked from notifications. Default: "
-        "http://127.0.0.1:8000/dashboard.",
-    )
-    prefect_ui_url: str | None = Field(
-        None,
-        description="Prefect UI as operators reach it, for run links. Default: the Prefect API "
-        "URL without /api.",
-    )
 
     @field_validator(
         "text_columns",
         "families",
         "webhook_secrets",
         "label_api_keys",
-        "notify_email_to",
         mode="before",
     )
     @classmethod
@@ -293,13 +207,6 @@ class Settings(BaseSettings):
         "mlflow_tracking_uri",
         "data_path",
         "data_encoding",
-        "notify_slack_url",
-        "notify_webhook_url",
-        "smtp_host",
-        "smtp_username",
-        "smtp_password",
-        "dashboard_url",
-        "prefect_ui_url",
         mode="before",
     )
     @classmethod
@@ -325,15 +232,6 @@ class Settings(BaseSettings):
             check_api_key(key.get_secret_value())
         return value
 
-    @field_validator("notify_email_to")
-    @classmethod
-    def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for address in value:
-            local, _, domain = address.partition("@")
-            if not local or not domain or any(c.isspace() or c in "<>,;" for c in address):
-                raise ValueError(f"{address!r} is not an e-mail address")
-        return value
-
     @field_validator("webhook_secrets")
     @classmethod
     def _check_secrets(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
@@ -344,9 +242,6 @@ class Settings(BaseSettings):
 
     @field_validator(
         "monitor_window",
-        "retrain_cooldown",
-        "retrain_max_backoff",
-        "retrain_request_window",
         "monitoring_max_window",
     )
     @classmethod
@@ -354,9 +249,31 @@ class Settings(BaseSettings):
         duration_seconds(value)
         return value
 
-    def duration(self, name: str) -> timedelta:
-        """A duration setting (``24h``, ``7d``) as a timedelta."""
-        return timedelta(seconds=duration_seconds(getattr(self, name)))
+    @model_validator(mode="before")
+    @classmethod
+    def _group(cls, data: Any) -> Any:
+        """Flat names of group fields (``smtp_host``) go into their group (``smtp.host``)."""
+        return group_flat_names(data) if isinstance(data, dict) else data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment's TICKETS_* variables of group fields, by their flat names, after
+        the keyword arguments and the top-level fields' variables."""
+        flat = _FlatGroupNames(settings_cls)
+        return init_settings, env_settings, flat, dotenv_settings, file_secret_settings
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        """Every TICKETS_* variable a setting is read from."""
+        top = [name for name in cls.model_fields if name not in GROUPS]
+        return [f"TICKETS_{name.upper()}" for name in (*top, *FLAT_NAMES)]
 
     @field_validator("families")
     @classmethod
@@ -393,6 +310,24 @@ class Settings(BaseSettings):
     def default_data_path(self) -> Path:
         """Where ``make run`` writes the generated demo dataset."""
         return self.home / "data" / "demo_tickets.csv"
+
+
+GROUPS = frozenset(group for group, _ in FLAT_NAMES.values())
+
+
+class _FlatGroupNames(PydanticBaseSettingsSource):
+    """TICKETS_SMTP_HOST and its kind, as flat keys that ``Settings._group`` nests."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        environment = {key.upper(): value for key, value in os.environ.items()}
+        return {
+            flat: environment[f"TICKETS_{flat.upper()}"]
+            for flat in FLAT_NAMES
+            if f"TICKETS_{flat.upper()}" in environment
+        }
 
 
 def get_settings() -> Settings:

@@ -88,13 +88,13 @@ LINKS = f"Prefect run: {RUN_URL}\nDashboard: {DASHBOARD}"
 
 
 def dashboard_url(settings: Settings) -> str:
-    return (settings.dashboard_url or DEFAULT_DASHBOARD).rstrip("/")
+    return (settings.notify.dashboard_url or DEFAULT_DASHBOARD).rstrip("/")
 
 
 def prefect_ui_url(settings: Settings, api_url: str | None) -> str:
     """Where run links point: the setting, else the API's address without ``/api``."""
-    if settings.prefect_ui_url:
-        return settings.prefect_ui_url.rstrip("/")
+    if settings.notify.prefect_ui_url:
+        return settings.notify.prefect_ui_url.rstrip("/")
     if api_url:
         return api_url.rstrip("/").removesuffix("/api")
     return DEFAULT_PREFECT_UI
@@ -135,16 +135,16 @@ class Channel:
 def configured_channels(settings: Settings) -> list[Channel]:
     """The channels the settings ask for; a half-configured e-mail is a configuration error."""
     channels = []
-    if settings.notify_slack_url:
+    if settings.notify.slack_url:
         channels.append(Channel(SLACK_BLOCK, "send-notification"))
-    if settings.notify_email_to:
-        if not settings.smtp_host:
+    if settings.notify.email_to:
+        if not settings.smtp.host:
             raise ConfigurationError(
                 "TICKETS_NOTIFY_EMAIL_TO is set but TICKETS_SMTP_HOST is not: "
                 "e-mail needs an SMTP server"
             )
         channels.append(Channel(EMAIL_BLOCK, "send-notification"))
-    if settings.notify_webhook_url:
+    if settings.notify.webhook_url:
         channels.append(Channel(WEBHOOK_BLOCK, "call-webhook"))
     return channels
 
@@ -160,29 +160,29 @@ def save_blocks(settings: Settings, channels: list[Channel]) -> dict[str, UUID]:
     for channel in channels:
         block: Any
         if channel.block == SLACK_BLOCK:
-            assert settings.notify_slack_url is not None
+            assert settings.notify.slack_url is not None
             block = CustomWebhookNotificationBlock(
                 name="tickets",
                 url="{{ slack_url }}",
                 json_data={"text": "*{{ subject }}*\n{{ body }}"},
-                secrets={"slack_url": settings.notify_slack_url.get_secret_value()},
+                secrets={"slack_url": settings.notify.slack_url.get_secret_value()},
             )
         elif channel.block == EMAIL_BLOCK:
-            assert settings.smtp_host is not None
+            assert settings.smtp.host is not None
             block = TicketsEmail(
-                smtp_host=settings.smtp_host,
-                smtp_port=settings.smtp_port,
-                security=settings.smtp_security,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                sender=settings.notify_email_from,
-                to=list(settings.notify_email_to),
+                smtp_host=settings.smtp.host,
+                smtp_port=settings.smtp.port,
+                security=settings.smtp.security,
+                username=settings.smtp.username,
+                password=settings.smtp.password,
+                sender=settings.notify.email_from,
+                to=list(settings.notify.email_to),
             )
         else:
-            assert settings.notify_webhook_url is not None
+            assert settings.notify.webhook_url is not None
             block = Webhook(
                 method="POST",
-                url=settings.notify_webhook_url,
+                url=settings.notify.webhook_url,
                 headers={"Content-Type": "application/json"},
             )
         ids[channel.block] = block.save(channel.block, overwrite=True)

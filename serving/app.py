@@ -47,18 +47,20 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
     """The service for ``settings``; the champion is loaded at start-up and watched after. An
     unreachable store or a bad pointer at start-up leaves the service up but not ready."""
     model_holder = holder or ModelHolder(
-        open_store(settings), settings.model_poll_s, settings.model_watch_max_backoff_s
+        open_store(settings),
+        settings.serving.model_poll_s,
+        settings.serving.model_watch_max_backoff_s,
     )
     log = open_prediction_log(settings)
     model_batcher = MicroBatcher(
-        functools.partial(classify_rows, model_holder, settings.top_k),
-        settings.micro_batch_max,
-        settings.micro_batch_wait_ms / 1000,
+        functools.partial(classify_rows, model_holder, settings.serving.top_k),
+        settings.serving.micro_batch_max,
+        settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("model").set,
     )
     log_batcher = MicroBatcher(
         _writer(log),
-        max_items=10 * settings.max_batch,
+        max_items=10 * settings.serving.max_batch,
         max_wait_s=0.0,
         on_depth=metrics.QUEUE_DEPTH.labels("log").set,
     )
@@ -79,7 +81,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         "settings": settings,
         "holder": model_holder,
         "log": log,
-        "log_probe": LogProbe(log, settings.ready_cache_s),
+        "log_probe": LogProbe(log, settings.serving.ready_cache_s),
         "model_batcher": model_batcher,
         "log_batcher": log_batcher,
         "dashboard_pages": PageCache(),
@@ -105,7 +107,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         state=ServiceState(state),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(metrics.MetricsMiddleware, endpoints=sorted(endpoints))],
-        request_max_body_size=settings.max_body_bytes,
+        request_max_body_size=settings.serving.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Ticket classifier",

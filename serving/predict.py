@@ -100,7 +100,7 @@ def _check_labels(
 @post("/predict", status_code=200, summary="Classify one ticket")
 async def predict(data: Ticket, state: ServiceState, request: Request[Any, Any, Any]) -> Prediction:
     """``true_label`` needs a label key in ``X-API-Key`` (TICKETS_LABEL_API_KEYS)."""
-    tickets = validate_tickets([data], state.settings.max_text_chars)
+    tickets = validate_tickets([data], state.settings.serving.max_text_chars)
     _check_labels(request, state, tickets)
     return (await _predict(state, tickets))[0]
 
@@ -112,11 +112,11 @@ async def predict_batch(
     settings = state.settings
     if not data.tickets:
         raise bad_request("tickets is empty")
-    if len(data.tickets) > settings.max_batch:
+    if len(data.tickets) > settings.serving.max_batch:
         raise bad_request(
-            f"tickets has {len(data.tickets)} items; the maximum is {settings.max_batch}"
+            f"tickets has {len(data.tickets)} items; the maximum is {settings.serving.max_batch}"
         )
-    tickets = validate_tickets(data.tickets, settings.max_text_chars, "tickets")
+    tickets = validate_tickets(data.tickets, settings.serving.max_text_chars, "tickets")
     _check_labels(request, state, tickets)
     predictions = await _predict(state, tickets)
     return BatchPrediction(predictions, predictions[0].model_version)
@@ -132,7 +132,7 @@ async def feedback(data: Feedback | list[Feedback], state: ServiceState) -> Feed
     items = data if isinstance(data, list) else [data]
     if not items:
         raise bad_request("feedback list is empty")
-    limit = state.settings.max_text_chars
+    limit = state.settings.serving.max_text_chars
     pairs = [
         (
             require_text(item.request_id, f"[{index}].request_id", limit),

@@ -180,7 +180,7 @@ def _record_request(
     """A signed retrain request is honoured, but the same reason twice within
     ``retrain_request_window`` starts one run."""
     now = datetime.now(UTC)
-    window = settings.duration("retrain_request_window")
+    window = settings.retraining.request_window
 
     return log.record_decision(
         lambda history: decide_request(history, reason, version, now, window),

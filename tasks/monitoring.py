@@ -63,8 +63,8 @@ def decide_retraining(settings: Settings, report: DriftReport, version: str) -> 
     record the decision durably (in the log's database)."""
     fired = [test.name for test in report.tests if test.fired]
     now = datetime.now(UTC)
-    cooldown = settings.duration("retrain_cooldown")
-    backoff = settings.duration("retrain_max_backoff")
+    cooldown = settings.retraining.cooldown
+    backoff = settings.retraining.max_backoff
     with open_prediction_log(settings) as log:
         decision = log.record_decision(
             lambda history: decide_retrain(history, version, fired, now, cooldown, backoff),

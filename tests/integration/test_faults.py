@@ -26,6 +26,7 @@ from benchmarks.load import SteadyLoad
 from core.io.store import CHAMPION_KEY, open_store
 from core.predlog import open_prediction_log
 from core.release.bundle import MODEL_FILE, bundle_key
+from core.setting_groups import ServingSettings
 from core.settings import Settings
 from deployments.local_servers import PostgresServer, RestartableS3
 from deployments.local_servers import restartable_s3 as start_s3
@@ -80,8 +81,7 @@ def _s3_settings(tmp_path: Path, s3: RestartableS3, **overrides: Any) -> Setting
         home=tmp_path / "home",
         store_url=f"s3://{bucket}/models",
         s3_endpoint_url=s3.endpoint,
-        model_poll_s=0.2,
-        model_watch_max_backoff_s=0.6,
+        serving=ServingSettings(model_poll_s=0.2, model_watch_max_backoff_s=0.6),
         s3_connect_timeout_s=0.5,
         s3_read_timeout_s=2,
         s3_max_attempts=1,

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from core.monitoring.drift import DriftReport, DriftTest
 from core.records import RetrainDecision
 from core.release.manifest import Manifest, MlflowRef
 from core.release.promotion import PromotionOutcome
+from core.setting_groups import NotifySettings, SmtpSettings
 from core.settings import Settings
 from tests.integration.conftest import free_port
 
@@ -151,15 +153,15 @@ def test_drift_promotion_and_a_failed_run_reach_slack_email_and_the_webhook(
     box, smtp_port = mailbox
     settings = Settings(
         home=tmp_path,
-        notify_slack_url=f"{receiver.url}/slack",
-        notify_webhook_url=f"{receiver.url}/hook",
-        notify_email_to=("soporte@example.org", "ml@example.org"),
-        notify_email_from="tickets@example.org",
-        smtp_host="127.0.0.1",
-        smtp_port=smtp_port,
-        smtp_security="none",
-        dashboard_url=DASHBOARD,
-        prefect_ui_url=PREFECT_UI,
+        notify=NotifySettings(
+            slack_url=SecretStr(f"{receiver.url}/slack"),
+            webhook_url=SecretStr(f"{receiver.url}/hook"),
+            email_to=("soporte@example.org", "ml@example.org"),
+            email_from="tickets@example.org",
+            dashboard_url=DASHBOARD,
+            prefect_ui_url=PREFECT_UI,
+        ),
+        smtp=SmtpSettings(host="127.0.0.1", port=smtp_port, security="none"),
     )
     first = apply(settings)
     again = apply(settings)  # replaces by name: one automation each

@@ -22,6 +22,7 @@ from core.release.bundle import (
     write_bundle,
 )
 from core.release.manifest import Manifest, MlflowRef
+from core.setting_groups import ServingSettings
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from core.training.refit import reference_profile
@@ -67,10 +68,9 @@ def service(
         home=home,
         store_url=f"s3://{BUCKET}/serving",
         s3_endpoint_url=s3_endpoint,
-        model_poll_s=0.2,
-        max_batch=50,
-        max_text_chars=200,
-        max_body_bytes=64 * 1024,
+        serving=ServingSettings(
+            model_poll_s=0.2, max_batch=50, max_text_chars=200, max_body_bytes=64 * 1024
+        ),
         admin_api_key=ADMIN_KEY,
         label_api_keys=(LABEL_KEY,),
     )
@@ -95,7 +95,7 @@ def test_ready_health_and_prediction(service) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["prediction"] == "acceso_contrasenas"
-    assert 0 < body["probability"] <= 1 and len(body["probabilities"]) == settings.top_k
+    assert 0 < body["probability"] <= 1 and len(body["probabilities"]) == settings.serving.top_k
     assert body["probabilities"][0]["label"] == body["prediction"]
     assert body["model_version"] == "1" and body["request_id"]
 
@@ -175,7 +175,7 @@ def test_bad_single_requests_get_a_400_naming_the_problem(
 
 def test_batch_limits_and_body_size(service) -> None:
     url, settings = service
-    too_many = {"tickets": [{"short_description": "hola"}] * (settings.max_batch + 1)}
+    too_many = {"tickets": [{"short_description": "hola"}] * (settings.serving.max_batch + 1)}
     response = httpx.post(f"{url}/predict/batch", json=too_many)
     assert response.status_code == 400 and "maximum is 50" in response.text
     response = httpx.post(
@@ -183,7 +183,7 @@ def test_batch_limits_and_body_size(service) -> None:
         json={"tickets": [{"short_description": "ok"}, {"short_description": " "}]},
     )
     assert response.status_code == 400 and "tickets[1].short_description is empty" in response.text
-    huge = b'{"short_description": "' + b"a" * (settings.max_body_bytes + 10) + b'"}'
+    huge = b'{"short_description": "' + b"a" * (settings.serving.max_body_bytes + 10) + b'"}'
     assert (
         httpx.post(
             f"{url}/predict", content=huge, headers={"content-type": "application/json"}

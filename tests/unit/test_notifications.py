@@ -12,9 +12,11 @@ from uuid import uuid4
 import pytest
 from prefect.server.events.schemas.events import ReceivedEvent
 from prefect.server.utilities.user_templates import render_user_template_sync
+from pydantic import SecretStr
 
 from core import events
 from core.errors import ConfigurationError
+from core.setting_groups import NotifySettings, SmtpSettings
 from core.settings import Settings
 from deployments.notifications import (
     EMAIL_BLOCK,
@@ -75,27 +77,30 @@ PROMOTION = {
 def test_channels_come_from_settings() -> None:
     assert configured_channels(Settings()) == []
     everything = Settings(
-        notify_slack_url="https://hooks.slack.com/services/T/B/C",
-        notify_email_to="ops@example.org, ml@example.org",
-        smtp_host="smtp.example.org",
-        notify_webhook_url="https://hooks.example.org/tickets",
+        notify=NotifySettings(
+            slack_url=SecretStr("https://hooks.slack.com/services/T/B/C"),
+            email_to="ops@example.org, ml@example.org",
+            webhook_url=SecretStr("https://hooks.example.org/tickets"),
+        ),
+        smtp=SmtpSettings(host="smtp.example.org"),
     )
-    assert everything.notify_email_to == ("ops@example.org", "ml@example.org")
+    assert everything.notify.email_to == ("ops@example.org", "ml@example.org")
     assert [c.block for c in configured_channels(everything)] == [
         SLACK_BLOCK,
         EMAIL_BLOCK,
         WEBHOOK_BLOCK,
     ]
     with pytest.raises(ConfigurationError, match="TICKETS_SMTP_HOST"):
-        configured_channels(Settings(notify_email_to=("ops@example.org",)))
+        configured_channels(Settings(notify=NotifySettings(email_to=("ops@example.org",))))
     with pytest.raises(ValueError, match="not an e-mail address"):
-        Settings(notify_email_to=("ops at example.org",))
+        NotifySettings(email_to=("ops at example.org",))
 
 
 def test_run_links_default_to_the_api_address() -> None:
     assert prefect_ui_url(Settings(), "http://127.0.0.1:4200/api") == "http://127.0.0.1:4200"
     assert (
-        prefect_ui_url(Settings(prefect_ui_url="https://p.example/"), None) == "https://p.example"
+        prefect_ui_url(Settings(notify=NotifySettings(prefect_ui_url="https://p.example/")), None)
+        == "https://p.example"
     )
 
 
@@ -194,8 +199,10 @@ def test_every_channel_gets_an_action_in_the_automation() -> None:
     notice = _notices()["tickets-drift-detected"]
     channels = configured_channels(
         Settings(
-            notify_slack_url="https://hooks.slack.com/services/T/B/C",
-            notify_webhook_url="https://hooks.example.org/tickets",
+            notify=NotifySettings(
+                slack_url=SecretStr("https://hooks.slack.com/services/T/B/C"),
+                webhook_url=SecretStr("https://hooks.example.org/tickets"),
+            )
         )
     )
     ids = {SLACK_BLOCK: uuid4(), WEBHOOK_BLOCK: uuid4()}

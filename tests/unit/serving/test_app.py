@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from core.io.store import LocalStore
 from core.predlog import PredictionLog
 from core.release.bundle import load_bundle
+from core.setting_groups import ServingSettings
 from core.settings import Settings
 from serving.app import create_app
 from serving.model_holder import ServedModel, WatchStatus
@@ -48,7 +49,8 @@ def golden_model() -> ServedModel:
 
 
 def _client(tmp_path: Path, served: ServedModel | None, **overrides: Any) -> TestClient:
-    settings = Settings(home=tmp_path / "home", max_text_chars=200, max_batch=5, **overrides)
+    limits = ServingSettings(max_text_chars=200, max_batch=5)
+    settings = Settings(home=tmp_path / "home", serving=limits, **overrides)
     return TestClient(create_app(settings, holder=FakeHolder(served)))  # type: ignore[arg-type]
 
 
