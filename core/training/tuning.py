@@ -255,6 +255,8 @@ def _objective(
 SEARCH_CODE = (
     "core.training.tuning",
     "core.training.families",
+    "core.training.features",
+    "core.training.folds",
     "core.models",
     "core.text",
     "core.ngrams",
