@@ -219,3 +219,14 @@ def group_flat_names(data: dict[str, Any]) -> dict[str, Any]:
             nested = {key: getattr(nested, key) for key in nested.model_fields_set}
         grouped[group] = {name: value, **nested}
     return grouped
+
+
+_BY_GROUP = {grouped: flat for flat, grouped in FLAT_NAMES.items()}
+
+
+def flat_name(location: tuple[int | str, ...]) -> str:
+    """The name a validation error's location has in the environment (without ``TICKETS_``):
+    ``("smtp", "port")`` is ``smtp_port``, a top-level field its own name."""
+    if len(location) >= 2 and (str(location[0]), str(location[1])) in _BY_GROUP:
+        return _BY_GROUP[(str(location[0]), str(location[1]))]
+    return ".".join(map(str, location))

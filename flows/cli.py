@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from core.errors import ConfigurationError, TicketsError
+from core.setting_groups import flat_name
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigurationError("no training data: pass --data or set TICKETS_DATA_PATH")
         return _train(settings, data, args.test_data, args.json)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{flat_name(e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid setting: {problems}", file=sys.stderr)
     except USER_MISTAKES as exc:
         print(f"error: {exc}", file=sys.stderr)

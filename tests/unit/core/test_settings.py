@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -84,3 +85,27 @@ def test_label_keys_are_comma_separated() -> None:
         "first-label-key-0000",
         "second-label-key-000",
     ]
+
+
+def test_grouped_settings_keep_their_flat_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from core.setting_groups import flat_name
+
+    monkeypatch.setenv("TICKETS_SMTP_PORT", "25")
+    monkeypatch.setenv("TICKETS_RETRAIN_COOLDOWN", "2h")
+    monkeypatch.setenv("TICKETS_NOTIFY_EMAIL_TO", "ops@example.org, ml@example.org")
+    monkeypatch.setenv("TICKETS_TOP_K", "5")
+    from_environment = Settings()
+    assert from_environment.smtp.port == 25 and from_environment.serving.top_k == 5
+    assert from_environment.retraining.cooldown == timedelta(hours=2)
+    assert from_environment.notify.email_to == ("ops@example.org", "ml@example.org")
+    flat: dict[str, Any] = {"smtp_port": 587, "max_batch": 7}
+    given = Settings(**flat)  # keyword arguments, by flat name, win over the environment
+    assert (given.smtp.port, given.serving.max_batch, given.serving.top_k) == (587, 7, 5)
+    again = Settings.model_validate_json(from_environment.model_dump_json())
+    assert again.retraining.cooldown == timedelta(hours=2), "a dumped Settings reads back"
+    assert "TICKETS_SMTP_PORT" in Settings.env_names() and "TICKETS_HOME" in Settings.env_names()
+    with pytest.raises(ValidationError) as refused:
+        Settings(**{**flat, "smtp_port": 0})
+    assert flat_name(refused.value.errors()[0]["loc"]) == "smtp_port"
