@@ -71,14 +71,14 @@ def _duration(value: object) -> object:
     return value
 
 
-def _comma_separated(value: object) -> object:
+def comma_separated(value: object) -> object:
     """Lists come from the environment as comma-separated strings."""
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
 
 
-def _unset_if_empty(value: object) -> object:
+def unset_if_empty(value: object) -> object:
     """Compose and Kubernetes pass unset variables as ""; that means "not set"."""
     if isinstance(value, str) and not value.strip():
         return None
@@ -88,7 +88,7 @@ def _unset_if_empty(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
-Optional = BeforeValidator(_unset_if_empty)
+Optional = BeforeValidator(unset_if_empty)
 GROUP_CONFIG = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
@@ -102,7 +102,7 @@ class NotifySettings(BaseModel):
         description='Slack-compatible incoming webhook (posts {"text": ...}) told of drift, '
         "promotions and failed runs.",
     )
-    email_to: Annotated[tuple[str, ...], BeforeValidator(_comma_separated)] = Field(
+    email_to: Annotated[tuple[str, ...], BeforeValidator(comma_separated)] = Field(
         (), description="Comma-separated addresses told of the same, over SMTP."
     )
     email_from: str = Field("tickets@localhost", description="Sender of those e-mails.")

@@ -22,9 +22,11 @@ from core.setting_groups import (
     ServingSettings,
     SmtpSettings,
     check_api_key,
+    comma_separated,
     decode_webhook_secret,
     duration_seconds,
     group_flat_names,
+    unset_if_empty,
 )
 
 FAMILIES: tuple[str, ...] = (
@@ -191,10 +193,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
-        """Lists come from the environment as comma-separated strings."""
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_separated(value)
 
     @field_validator(
         "admin_api_key",
@@ -211,12 +210,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
-        """Compose and Kubernetes pass unset variables as ""; that means "not set"."""
-        if isinstance(value, str) and not value.strip():
-            return None
-        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
-            return None
-        return value
+        return unset_if_empty(value)
 
     @field_validator("admin_api_key")
     @classmethod

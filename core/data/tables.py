@@ -16,6 +16,8 @@ from core.settings import Settings
 SHORT = "short_description"
 NOTES = "close_notes"
 LABEL = "label"
+#: The text columns, in the order models read them.
+TEXT = [SHORT, NOTES]
 CANONICAL_COLUMNS = (SHORT, NOTES, LABEL)
 _MAX_ROWS_NAMED = 5
 

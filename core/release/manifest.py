@@ -13,7 +13,7 @@ import json
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +48,9 @@ def library_versions() -> dict[str, str]:
 
 def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat()
+
+
+Parsed = TypeVar("Parsed", bound=BaseModel)
 
 
 class FileEntry(BaseModel):
@@ -160,10 +163,7 @@ class Manifest(BaseModel):
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> Manifest:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            raise BundleError(f"{where}: not a valid manifest ({_first_problem(exc)})") from exc
+        return _parsed(cls, data, f"{where}: not a valid manifest")
 
 
 class ChampionPointer(BaseModel):
@@ -187,10 +187,15 @@ class ChampionPointer(BaseModel):
     @classmethod
     def from_json(cls, data: bytes, where: str) -> ChampionPointer:
         """The pointer, or BundleError for anything else (not JSON, ``null``, ``[]``, ``{}``...)."""
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as exc:
-            raise BundleError(f"{where} is not a champion pointer ({_first_problem(exc)})") from exc
+        return _parsed(cls, data, f"{where} is not a champion pointer")
+
+
+def _parsed(kind: type[Parsed], data: bytes, failure: str) -> Parsed:
+    """``data`` as a ``kind``, or BundleError saying ``failure`` and the first problem."""
+    try:
+        return kind.model_validate_json(data)
+    except ValidationError as exc:
+        raise BundleError(f"{failure} ({_first_problem(exc)})") from exc
 
 
 def _first_problem(exc: ValidationError) -> str:

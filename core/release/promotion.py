@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.tables import LABEL, NOTES, SHORT
+from core.data.tables import LABEL, TEXT
 from core.errors import BundleError, PromotionError, StoreError
 from core.io.store import ArtifactStore, open_store
 from core.metrics import macro_f1_replicates
@@ -31,8 +31,6 @@ from core.release import registry
 from core.release.bundle import load_bundle, read_champion, swap_champion
 from core.release.manifest import ChampionPointer, Manifest
 from core.settings import Settings
-
-TEXT = [SHORT, NOTES]
 
 
 def promote_challenger(

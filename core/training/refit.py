@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from core.data.tables import LABEL, NOTES, SHORT
+from core.data.tables import LABEL, NOTES, SHORT, TEXT
 from core.encoder import manifest_entry
 from core.metrics import Evaluation, evaluate
 from core.monitoring.reference import build_reference_profile
@@ -22,8 +22,6 @@ from core.training.families import build_pipeline
 from core.training.features import ENCODER_MAX_WORDS, ENCODER_PREFIX, uses_encoder
 from core.training.leaderboard import leaderboard_rows
 from core.training.tuning import StudyResult
-
-TEXT = [SHORT, NOTES]
 
 
 def threads_per_study(settings: Settings) -> int:
