@@ -24,7 +24,6 @@ from tasks.training import (
     promote,
     publish_leaderboard,
     refit_and_score,
-    study_results,
     tune_family,
     write_bundle,
 )
@@ -40,10 +39,11 @@ def run_studies(settings: Settings, tuning_data: TuningData) -> list[StudyResult
     deployment, the CLI, a test): the runner comes from the settings, and so does the number of
     cores each study's models use (training.threads_per_study). A study a failed run already
     finished comes from its cache."""
-    study = tune_family.with_options(result_storage=study_results(settings))
     with study_runner(settings.max_concurrent_studies) as runner:
         futures = [
-            runner.submit(study, {"family": family, "data": tuning_data, "settings": settings})
+            runner.submit(
+                tune_family, {"family": family, "data": tuning_data, "settings": settings}
+            )
             for family in settings.families
         ]
         return [future.result() for future in futures]

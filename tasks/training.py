@@ -7,7 +7,6 @@ failed after some studies finished reruns only the others."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
-from prefect.filesystems import LocalFileSystem
 from prefect.runtime import flow_run
 
 from core import events, progress
+from core.auth.local_secrets import local_secret
 from core.data.tables import DataReport, add_production_rows, load_training_data
 from core.encoder import attach_cache
 from core.errors import PromotionError
@@ -37,6 +36,7 @@ from core.release.promotion import PromotionOutcome, promote_challenger, promoti
 from core.settings import Settings
 from core.training import refit as training
 from core.training.leaderboard import leaderboard_rows, markdown_table
+from core.training.study_cache import StudyCache
 from core.training.tracking import log_training
 from core.training.tuning import (
     StudyResult,
@@ -47,6 +47,9 @@ from core.training.tuning import (
     run_study,
 )
 from tasks.retries import RETRY_TRANSIENT
+
+#: How long a finished study is reused by a rerun (and kept before maintenance prunes it).
+STUDY_CACHE_AGE = timedelta(days=7)
 
 
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
@@ -103,34 +106,32 @@ def prepare_encoder(settings: Settings, data: TuningData) -> int:
     return embedded
 
 
-def study_key(context: Any, parameters: dict[str, Any]) -> str:
+def study_key(family: str, data: TuningData, settings: Settings) -> str:
     """A study's cache key: the family, the data it searches (rows, language, folds, seed), its
     budget, and the version of the search code."""
-    data: TuningData = parameters["data"]
-    settings: Settings = parameters["settings"]
     budget = f"{settings.trials}-{settings.timeout_s:g}"
-    return f"study-{parameters['family']}-{data.fingerprint()}-{budget}-{code_version()}"
+    return f"study-{family}-{data.fingerprint()}-{budget}-{code_version()}"
 
 
-def study_results(settings: Settings) -> str:
-    """Where finished studies are kept (JSON, never pickle) for a rerun to find: a folder under
-    ``home``, registered as a storage block (Prefect needs result storage saved server-side),
-    so each home has its own cache."""
-    folder = (settings.home / "study-results").resolve()
-    name = "tickets-study-results-" + hashlib.sha256(str(folder).encode()).hexdigest()[:12]
-    LocalFileSystem(basepath=str(folder)).save(name, overwrite=True)
-    return f"local-file-system/{name}"
+def study_cache(settings: Settings) -> StudyCache:
+    """Finished studies under ``home`` (JSON only, signed with a key kept beside them), for a
+    rerun after a failure to find."""
+    home = settings.home
+    secret = local_secret(home, "study-cache.key", "TICKETS_STUDY_CACHE_KEY")
+    return StudyCache(home / "study-results", secret, max_age_s=STUDY_CACHE_AGE.total_seconds())
 
 
-@task(
-    task_run_name="study-{family}",
-    cache_key_fn=study_key,
-    cache_expiration=timedelta(days=7),
-    persist_result=True,
-    result_serializer="json",
-)
+@task(task_run_name="study-{family}", cache_policy=NONE)
 def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResult:
+    """One family's study, or its result from the cache when a run on the same data, budget and
+    code finished it within ``STUDY_CACHE_AGE``."""
     logger = get_run_logger()
+    cache = study_cache(settings)
+    key = study_key(family, data, settings)
+    cached = cache.load(key)
+    if cached is not None:
+        logger.info("%s: study finished earlier on the same data, taken from the cache", family)
+        return cached
     started = time.perf_counter()
     best: list[float] = []
 
@@ -170,6 +171,8 @@ def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResul
     note = convergence_note(result)
     if note:
         logger.info(note)
+    if result.ok:
+        cache.save(key, result)
     return result
 
 

@@ -4,6 +4,10 @@ Prefect's server."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
+import pickle
 from pathlib import Path
 
 import boto3
@@ -110,11 +114,22 @@ def test_train_flow_end_to_end_on_s3(
     )
 
 
+class _RunsCode:
+    """Unpickling this creates a folder: proof that code from the cache ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.makedirs, (str(self.marker),))
+
+
 def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first run dies in its third study; the rerun takes the first two from their cache
-    (persisted as JSON under TICKETS_HOME) and runs only the third."""
+    """The first run dies in its third study; the rerun takes the first finished study from its
+    cache (signed JSON under TICKETS_HOME) and runs the third, and the second again because its
+    record was rewritten to name pickle (which no reader runs)."""
     import tasks.training as training_tasks
     from flows.train import train
 
@@ -141,11 +156,20 @@ def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     with pytest.raises(RuntimeError, match="worker running this study was lost"):
         train(settings=settings, data_path=str(data))
     assert studied == ["logistic_regression", "linear_svm", "lightgbm"]
+    records = sorted((settings.home / "study-results").glob("*.json"))
+    assert len(records) == 2, "the two finished studies persisted under home"
+    # Someone who can write the cache rewrites linear_svm's record to name pickle.
+    tampered = next(p for p in records if "linear_svm" in json.loads(p.read_text())["key"])
+    marker = tmp_path / "code-ran"
+    payload = base64.b64encode(pickle.dumps(_RunsCode(marker))).decode()
+    tampered.write_text(
+        json.dumps({"metadata": {"serializer": {"type": "pickle"}}, "result": payload})
+    )
     crash, studied[:] = False, []
     summary = train(settings=settings, data_path=str(data))
-    assert studied == ["lightgbm"], "finished studies come from the cache"
+    assert not marker.exists(), "nothing in the cache ran"
+    assert studied == ["linear_svm", "lightgbm"], "untouched finished studies come from the cache"
     assert {row.family for row in summary.leaderboard} == set(settings.families)
-    assert list((settings.home / "study-results").iterdir()), "results persisted under home"
 
 
 def test_with_the_accurate_profile_a_retrain_embeds_only_the_new_tickets(

@@ -1,0 +1,113 @@
+"""Finished studies kept on disk, so that a rerun after a failure does not search again.
+
+A cache file is data, never code: it is JSON read with ``json.loads`` and checked field by field
+against ``StudyResult``, and nothing in it names a serializer or a class to import (Prefect's
+result files do, and a file rewritten to name pickle ran code in the worker). Each record also
+carries an HMAC of its key and content under a secret kept beside the cache, so a record that was
+edited (a better score, another family's parameters) or copied from elsewhere is ignored and the
+study runs again."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pydantic
+
+from core.training.tuning import StudyResult
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+_RESULT = pydantic.TypeAdapter(StudyResult)
+
+
+def _signature(secret: bytes, key: str, saved_at: float, result: str) -> str:
+    message = f"{FORMAT}\n{key}\n{saved_at!r}\n{result}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+class StudyCache:
+    """One JSON file per study key in ``folder``; records older than ``max_age_s`` count as
+    absent (and ``prune`` deletes them)."""
+
+    def __init__(self, folder: Path, secret: str, max_age_s: float = 7 * 86400) -> None:
+        self.folder = folder
+        self._secret = secret.encode()
+        self.max_age_s = max_age_s
+
+    def _path(self, key: str) -> Path:
+        # The key is ours (family, fingerprints, budget), but a file name never trusts it.
+        return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+
+    def load(self, key: str) -> StudyResult | None:
+        """The stored result for ``key``, or None when there is none, it is too old, or it is
+        not exactly what this cache wrote (unreadable, wrong shape, bad signature)."""
+        path = self._path(key)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("study cache: %s is unreadable (%s); the study runs again", path, exc)
+            return None
+        try:
+            saved_at = float(record["saved_at"])
+            result = str(record["result"])
+            expected = _signature(self._secret, key, saved_at, result)
+            if record.get("format") != FORMAT or record.get("key") != key:
+                raise ValueError("another format or key")
+            if not hmac.compare_digest(str(record["signature"]), expected):
+                raise ValueError("its signature does not match")
+            study = _RESULT.validate_python(json.loads(result))
+        except (KeyError, TypeError, ValueError, pydantic.ValidationError) as exc:
+            log.warning("study cache: %s ignored (%s); the study runs again", path, exc)
+            return None
+        if time.time() - saved_at > self.max_age_s:
+            return None
+        return study
+
+    def save(self, key: str, study: StudyResult) -> Path:
+        """Write the record atomically (a reader sees the old file or the new, never half)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        result = json.dumps(dataclasses.asdict(study), sort_keys=True)
+        saved_at = time.time()
+        record = {
+            "format": FORMAT,
+            "key": key,
+            "saved_at": saved_at,
+            "result": result,
+            "signature": _signature(self._secret, key, saved_at, result),
+        }
+        path = self._path(key)
+        fd, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(record, handle)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return path
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete records older than ``max_age_s`` (and stray temporary files); returns how
+        many files went."""
+        if not self.folder.is_dir():
+            return 0
+        cutoff = (time.time() if now is None else now) - self.max_age_s
+        removed = 0
+        for path in self.folder.iterdir():
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
