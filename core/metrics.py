@@ -50,6 +50,12 @@ def evaluate(y_true: Any, y_pred: Any) -> Evaluation:
     )
 
 
+def plain_label(text: str) -> str:
+    """A label as matplotlib prints it verbatim: ``$`` escaped, so a class name holding
+    ``$...$`` is not parsed as mathtext (a malformed one raised and failed the training)."""
+    return text.replace("$", r"\$")
+
+
 def confusion_matrix_png(evaluation: Evaluation, title: str) -> bytes:
     """The confusion matrix as a PNG, rows normalised to recall."""
     import matplotlib
@@ -63,11 +69,12 @@ def confusion_matrix_png(evaluation: Evaluation, title: str) -> bytes:
     figure, axes = plt.subplots(figsize=(size, size))
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ticks = range(len(evaluation.labels))
-    axes.set_xticks(ticks, evaluation.labels, rotation=90, fontsize=8)
-    axes.set_yticks(ticks, evaluation.labels, fontsize=8)
+    labels = [plain_label(label) for label in evaluation.labels]
+    axes.set_xticks(ticks, labels, rotation=90, fontsize=8)
+    axes.set_yticks(ticks, labels, fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title)
+    axes.set_title(plain_label(title))
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     buffer = io.BytesIO()

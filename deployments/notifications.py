@@ -56,6 +56,15 @@ class Notice:
         """The body with the links every message ends with."""
         return Template(f"{self.body.rstrip()}\n{LINKS}").substitute(self.links)
 
+    def slack_subject(self) -> str:
+        return _slack_escaped(self.subject)
+
+    def slack_text(self) -> str:
+        """The body for Slack: rendered, then escaped, so that a class name or a reason holding
+        ``<!channel>`` or ``<https://x|Dashboard>`` shows as text instead of pinging everyone or
+        drawing a link Slack would trust."""
+        return _slack_escaped(self.text())
+
     def json_payload(self) -> str:
         """A Jinja template that renders one JSON object (values escaped by ``tojson``)."""
         parts = [
@@ -78,6 +87,13 @@ class Notice:
             "{" + ", ".join(parts) + "}"
         )
         return Template(template).substitute(self.links)
+
+
+def _slack_escaped(template: str) -> str:
+    """A template whose rendered output has Slack's control characters escaped (``&``, ``<``,
+    ``>``: https://api.slack.com/reference/surfaces/formatting#escaping)."""
+    escape = " | replace('&', '&amp;') | replace('<', '&lt;') | replace('>', '&gt;')"
+    return f"{{% set slack_text %}}{template}{{% endset %}}{{{{ slack_text{escape} }}}}"
 
 
 RUN_URL = (
@@ -197,12 +213,13 @@ def automation_spec(
     for channel in channels:
         block_id = str(block_ids[channel.block])
         if channel.action == "send-notification":
+            slack = channel.block == SLACK_BLOCK
             actions.append(
                 {
                     "type": "send-notification",
                     "block_document_id": block_id,
-                    "subject": notice.subject,
-                    "body": notice.text(),
+                    "subject": notice.slack_subject() if slack else notice.subject,
+                    "body": notice.slack_text() if slack else notice.text(),
                 }
             )
         else:

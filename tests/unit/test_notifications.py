@@ -213,3 +213,26 @@ def test_every_channel_gets_an_action_in_the_automation() -> None:
     from prefect.events.schemas.automations import AutomationCore
 
     assert AutomationCore.model_validate(spec).name == "tickets-drift-detected"
+
+
+def test_slack_gets_class_names_and_reasons_escaped_and_e_mail_gets_them_as_written() -> None:
+    notice = _notices()["tickets-drift-detected"]
+    hostile = "<!channel> <https://x|Dashboard> & co"
+    payload = {**DRIFT, "fired": [hostile], "reasons": [f"class share moved: {hostile}"]}
+    event = _event(events.DRIFT_DETECTED, events.model_resource("7", "pending"), payload)
+    channels = configured_channels(
+        Settings(
+            notify=NotifySettings(
+                slack_url=SecretStr("https://hooks.slack.com/services/T/B/C"),
+                email_to=("ml@example.org",),
+            ),
+            smtp=SmtpSettings(host="127.0.0.1"),
+        )
+    )
+    spec = automation_spec(notice, channels, {SLACK_BLOCK: uuid4(), EMAIL_BLOCK: uuid4()})
+    slack, email = spec["actions"]
+    for rendered in (_render(slack["subject"], event), _render(slack["body"], event)):
+        assert "<!channel>" not in rendered and "<https://x" not in rendered
+        assert "&lt;!channel&gt; &lt;https://x|Dashboard&gt; &amp; co" in rendered
+    assert f"Dashboard: {DASHBOARD}" in _render(slack["body"], event), "links stay usable"
+    assert hostile in _render(email["body"], event) and hostile in _render(email["subject"], event)

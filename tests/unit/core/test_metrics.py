@@ -48,3 +48,9 @@ def test_macro_f1_from_counts_equals_evaluate() -> None:
         predicted = rng.choice(list("abcde"), size=200).tolist()
         counts = Counter(zip(truth, predicted, strict=True))
         assert macro_f1_from_counts(counts) == pytest.approx(evaluate(truth, predicted).macro_f1)
+
+
+def test_the_confusion_matrix_draws_labels_holding_dollar_signs_as_written() -> None:
+    labels = ["coste $x^{$", "pagos $\\frac{1}$", "a$b"]
+    evaluation = evaluate([labels[0], labels[1], labels[2]], [labels[0], labels[2], labels[2]])
+    assert confusion_matrix_png(evaluation, "modelo $7 $\\bad$").startswith(b"\x89PNG")
