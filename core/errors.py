@@ -34,6 +34,10 @@ class TransientStoreError(StoreError):
     trying again later may work."""
 
 
+class TooLargeError(StoreError):
+    """An object larger than the caller accepts; refused before it is read."""
+
+
 class BundleError(TicketsError):
     """A model bundle or the champion pointer is missing, altered, or not what it claims."""
 

@@ -63,6 +63,18 @@ class Settings(BaseSettings):
         description="Encoding of CSV/JSON Lines data; default: detected (UTF-8, else "
         "Windows-1252, else Latin-1).",
     )
+    intake_max_bytes: int = Field(
+        1 << 30,
+        ge=1,
+        description="Largest training table read, in bytes, compressed and (for .xlsx) "
+        "decompressed; a larger one is refused with a clear error.",
+    )
+    intake_max_rows: int = Field(
+        5_000_000, ge=1, description="Most rows a training table may have."
+    )
+    intake_max_columns: int = Field(
+        500, ge=1, description="Most columns a training table may have."
+    )
     text_columns: Annotated[tuple[str, ...], NoDecode] = ("short_description", "close_notes")
     label_column: str = "label"
     language: str = "spanish"

@@ -23,7 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from core.errors import StoreError, TransientStoreError
+from core.errors import StoreError, TooLargeError, TransientStoreError
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -253,20 +253,38 @@ def open_store(settings: Settings) -> ArtifactStore:
     raise StoreError(f"unsupported store URL {url!r}: use file:// or s3://")
 
 
-def read_location(location: str, settings: Settings) -> bytes:
-    """Bytes of a local path or an s3:// object."""
+def read_location(location: str, settings: Settings, max_bytes: int | None = None) -> bytes:
+    """Bytes of a local path or an s3:// object; with ``max_bytes`` a larger one is refused
+    (``TooLargeError``) before it is read."""
+
+    def check(size: int | None) -> None:
+        if max_bytes is not None and size is not None and size > max_bytes:
+            raise TooLargeError(
+                f"{location}: {size:,} bytes is more than the {max_bytes:,} allowed "
+                "(TICKETS_INTAKE_MAX_BYTES)"
+            )
+
     if location.startswith("s3://"):
         bucket, key = split_s3_url(location)
         try:
-            body = s3_client(settings).get_object(Bucket=bucket, Key=key)["Body"]
+            response = s3_client(settings).get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             raise StoreError(f"{location}: cannot read ({_status(exc) or exc})") from exc
-        return body.read()
+        check(response.get("ContentLength"))
+        body = response["Body"]
+        data = body.read(None if max_bytes is None else max_bytes + 1)
+        body.close()
+        check(len(data))
+        return bytes(data)
     path = Path(unquote(urlparse(location).path) if location.startswith("file://") else location)
     try:
-        return path.read_bytes()
+        check(path.stat().st_size)
+        with path.open("rb") as handle:
+            data = handle.read(-1 if max_bytes is None else max_bytes + 1)
     except OSError as exc:
         raise StoreError(f"{location}: cannot read ({exc.strerror or exc})") from exc
+    check(len(data))
+    return data
 
 
 def read_json(store: ArtifactStore, key: str) -> dict[str, Any] | None:
