@@ -24,7 +24,7 @@ from serving.batcher import MicroBatcher
 from serving.dashboard import dashboard
 from serving.docs import docs_assets, offline_swagger_ui
 from serving.errors import EXCEPTION_HANDLERS
-from serving.health import health, prometheus_metrics, ready
+from serving.health import health, livez, prometheus_metrics, ready
 from serving.model_holder import ModelHolder
 from serving.predict import classify_rows, feedback, predict, predict_batch
 from serving.state import LogProbe, PageCache, ServiceState
@@ -88,6 +88,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
     }
     handlers = [
         health,
+        livez,
         ready,
         predict,
         predict_batch,

@@ -38,6 +38,18 @@ async def _health(state: ServiceState, admin: bool) -> dict[str, Any]:
     return body
 
 
+@get(
+    "/livez",
+    summary="Liveness only: answers while the worker's event loop runs",
+    sync_to_thread=False,
+)
+def livez() -> dict[str, Any]:
+    """What a liveness probe calls. It touches no dependency and no thread pool, so an outage of
+    the prediction log or the store (which /health and /ready report, waiting up to the log's
+    timeout) never makes a supervisor kill healthy workers."""
+    return {"status": "ok", "worker_pid": os.getpid()}
+
+
 @get(["/", "/health"], summary="Liveness, the served model and the health of its watch")
 async def health(state: ServiceState, request: Request[Any, Any, Any]) -> dict[str, Any]:
     return await _health(state, is_admin(request.headers, state.settings))

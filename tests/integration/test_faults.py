@@ -273,3 +273,36 @@ def test_tickets_of_ten_thousand_characters_without_a_space_are_all_answered(
     log = open_prediction_log(settings)
     assert log.count() >= 800 + len(load.acknowledged)
     log.close()
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers: a database that hangs."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+def test_liveness_answers_at_once_while_the_prediction_log_hangs(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    """A probe with Kubernetes' default 1 s timeout: /livez answers, /health (which waits on the
+    log's pool, up to its 5 s timeout) would have had the worker killed."""
+    with _silent_server() as port:
+        url = f"postgresql://tickets@127.0.0.1:{port}/tickets"
+        settings = Settings(home=tmp_path / "home", prediction_log_url=url)
+        publish_model(settings, demo_frame)
+        with running(create_app(settings)) as service:
+            for _ in range(3):
+                live = httpx.get(f"{service}/livez", timeout=1)
+                assert live.status_code == 200 and live.json()["status"] == "ok"
+            with pytest.raises(httpx.TimeoutException):
+                httpx.get(f"{service}/health", timeout=1)
+            ready = httpx.get(f"{service}/ready", timeout=15)
+            assert ready.status_code == 503 and ready.headers["Retry-After"]
