@@ -74,7 +74,14 @@ class SqliteDialect(Dialect):
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.executescript(SCHEMA)
             self._add_columns()
-            backfill_hours(self.connection.cursor())
+            cursor = self.connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")  # one writer at a time, across processes
+            try:
+                backfill_hours(cursor)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
             self._reader = self._connect(busy_timeout_ms=self.wait_ms)
 
     def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -173,6 +180,9 @@ class PostgresDialect(Dialect):
             if self._schema_ready:
                 return
             with self._pool.connection() as connection:
+                # One opener at a time builds the schema (concurrent CREATE ... IF NOT EXISTS
+                # can still collide) and backfills the rollup, while writers wait on its lock.
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
                 for statement in statements():
                     connection.execute(statement)
                 for table, column, definition in ADDED_COLUMNS:
@@ -180,6 +190,7 @@ class PostgresDialect(Dialect):
                         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}"
                     )
                 with connection.cursor() as cursor:
+                    self.lock_table(cursor, "prediction_hours")
                     backfill_hours(cursor)
             self._schema_ready = True
 
@@ -217,6 +228,10 @@ class PostgresDialect(Dialect):
 
     def close(self) -> None:
         self._pool.close()
+
+
+#: The advisory lock that serialises schema setup between processes ("tickets" as an integer).
+SCHEMA_LOCK_KEY = int.from_bytes(b"tickets", "big")
 
 
 class Tables:

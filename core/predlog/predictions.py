@@ -122,16 +122,19 @@ class PredictionTables(Tables):
         """Set true labels by request id; returns the ids that were not found. With
         ``webhook_id`` the claim on it is marked done in the same transaction, so the labels and
         the record that they arrived are committed together or not at all."""
-        missing = []
+        pairs = list(feedback)
+        missing: set[str] = set()
         now = utc_now()
+        # Rows are locked in request-id order: two writers labelling the same tickets in
+        # opposite orders would otherwise deadlock, and PostgreSQL would fail one of them.
         with self._write() as cursor:
-            for request_id, label in feedback:
+            for request_id, label in sorted(pairs, key=lambda pair: pair[0]):
                 cursor.execute(self._sql(FEEDBACK_SQL), (label, now, request_id))
                 if cursor.rowcount == 0:
-                    missing.append(request_id)
+                    missing.add(request_id)
             if webhook_id is not None:
                 finish_claim(cursor, self.dialect, webhook_id)
-        return missing
+        return [request_id for request_id, _ in pairs if request_id in missing]
 
     def window(
         self, since: str | None = None, limit: int | None = None, until: str | None = None

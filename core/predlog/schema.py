@@ -102,7 +102,9 @@ def statements() -> Iterator[str]:
 
 
 def backfill_hours(cursor: Any) -> None:
-    """An older log gets its hourly rollup once, from the rows it already has."""
+    """An older log gets its hourly rollup once, from the rows it already has. The caller holds
+    a lock that keeps other openers and writers of the rollup out meanwhile (two workers opening
+    an older log at once both saw it empty, and the second insert failed)."""
     cursor.execute("SELECT COUNT(*) FROM prediction_hours")
     if int(cursor.fetchone()[0]) == 0:
         cursor.execute(HOUR_BACKFILL)

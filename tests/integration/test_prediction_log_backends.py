@@ -126,3 +126,115 @@ def test_the_service_logs_to_postgresql_when_a_url_is_given(
     assert stored.loc[request_id, "true_label"] == "acceso_contrasenas"
     assert not (tmp_path / "predictions.db").exists()
     log.close()
+
+
+def _deadlocks(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_two_workers_writing_labels_in_opposite_orders_never_deadlock(postgres_url: str) -> None:
+    """Two workers (a pool each) commit groups whose labels come in opposite orders, and label
+    the same tickets in opposite orders: the hourly-rollup upserts and the feedback updates take
+    their row locks in one order, so PostgreSQL never fails a group with "deadlock detected"."""
+    from core.predlog import PostgresPredictionLog
+
+    version = f"v-{uuid.uuid4().hex[:8]}"
+    labels = [f"clase-{i:02d}" for i in range(12)]
+    workers = [PostgresPredictionLog(postgres_url) for _ in range(2)]
+    before = _deadlocks(postgres_url)
+    failures: list[BaseException] = []
+    ids: list[list[str]] = [[], []]
+
+    def write(worker: int) -> None:
+        order = labels if worker == 0 else labels[::-1]
+        try:
+            for group in range(150):
+                batch = [
+                    PredictionRecord(
+                        f"{version}-{worker}-{group}-{label}", version, "t", "", label, 0.5, {}
+                    )
+                    for label in order
+                ]
+                workers[worker].record(batch)
+                ids[worker] += [record.request_id for record in batch]
+        except BaseException as exc:
+            failures.append(exc)
+
+    def label(worker: int) -> None:
+        shared = sorted(ids[0])[:200]
+        order = shared if worker == 0 else shared[::-1]
+        try:
+            for _ in range(20):
+                workers[worker].add_feedback([(request_id, "clase-00") for request_id in order])
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        for target in (write, label):
+            threads = [threading.Thread(target=target, args=(w,)) for w in (0, 1)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert not failures, failures[:3]
+        assert _deadlocks(postgres_url) == before
+        hours = workers[0].prediction_hours(since="2000-01-01")
+        assert sum(h.n for h in hours if h.model_version == version) == 2 * 150 * 12
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database of the test's own on the session's server."""
+    import psycopg
+
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_opening_a_log_without_its_rollup_at_once_backfill_it_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An older log (predictions, no hourly rollup) opened by several workers at once: no
+    opener fails, and every prediction is counted once."""
+    url = request.getfixturevalue("fresh_postgres_url") if backend == "postgresql" else None
+    settings = Settings(home=tmp_path, prediction_log_url=url)
+    with open_prediction_log(settings) as log:
+        log.record([_record(f"old-{i}") for i in range(40)])
+        with log.dialect.write() as cursor:
+            cursor.execute("DELETE FROM prediction_hours")
+    opened: list[PredictionLog] = []
+    failures: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            opened.append(open_prediction_log(settings))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not failures, failures[:3]
+        opened[0].record([_record("new-1")])
+        assert sum(hour.n for hour in opened[0].prediction_hours(since="2000-01-01")) == 41
+    finally:
+        for log in opened:
+            log.close()
