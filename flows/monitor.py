@@ -3,6 +3,8 @@ and the ``retrain`` flow that the event triggers and webhooks request."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -15,6 +17,7 @@ from tasks.monitoring import (
     check_drift,
     decide_retraining,
     emit_drift_event,
+    forget_retrain_decision,
     publish_report,
     record_report,
     record_retrain_outcome,
@@ -40,6 +43,22 @@ def train_and_record(
     return summary
 
 
+@contextmanager
+def undone_if_failed(settings: Settings, decision: RetrainDecision | None) -> Iterator[None]:
+    """Forget a "requested" decision when the block fails: no retrain will follow it, and the
+    next monitor run must be free to request one."""
+    try:
+        yield
+    except BaseException:
+        if decision is not None and decision.requested:
+            get_run_logger().warning(
+                "retrain decision %s undone: the run failed before the retrain was requested",
+                decision.decision_id,
+            )
+            forget_retrain_decision(settings, decision.decision_id)
+        raise
+
+
 @flow(name="monitor", log_prints=True)
 def monitor(
     window: str | None = None, retrain: bool = False, settings: Settings | None = None
@@ -55,13 +74,18 @@ def monitor(
     report, manifest = checked
     version = manifest.model_version
     decision: RetrainDecision | None = None
+    event_id = None
     if report.drift_detected:
         decision = decide_retraining(settings, report, version)
-    mlflow_run_id = publish_report(settings, report, version, decision)
-    record_report(settings, report, version, chosen, decision)
-    event_id = None
-    if decision is not None:
-        event_id = emit_drift_event(report, version, chosen, decision, retrain)
+        # The event goes out right after the decision: the retrain it asks for must not hang on
+        # the MLflow report or the history row, which follow.
+        with undone_if_failed(settings, decision):
+            event_id = emit_drift_event(report, version, chosen, decision, retrain)
+    # With the retrain in this flow, a failure before it starts would leave a "requested"
+    # decision that no retrain follows (and 24 h of "suppressed: cooldown"): it is undone.
+    with undone_if_failed(settings, decision if retrain else None):
+        mlflow_run_id = publish_report(settings, report, version, decision)
+        record_report(settings, report, version, chosen, decision)
     result: dict[str, Any] = {
         "model_version": version,
         "drift_detected": report.drift_detected,

@@ -75,6 +75,12 @@ def decide_retraining(settings: Settings, report: DriftReport, version: str) -> 
 
 
 @task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def forget_retrain_decision(settings: Settings, decision_id: str) -> None:
+    with open_prediction_log(settings) as log:
+        log.forget_decision(decision_id)
+
+
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
 def record_retrain_outcome(settings: Settings, decision_id: str, outcome: str) -> None:
     with open_prediction_log(settings) as log:
         log.record_outcome(decision_id, outcome)

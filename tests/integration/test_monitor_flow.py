@@ -127,3 +127,60 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
 
     quiet = monitor(window="1h", settings=settings)
     assert quiet["insufficient_data"] and not quiet["drift_detected"] and not quiet["retrained"]
+
+
+def test_a_run_failing_between_the_retrain_decision_and_the_retrain_leaves_no_decision(
+    tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MLflow report fails (a non-transient error, so no task retry hides it) after the
+    decision to retrain in this flow was stored: the decision is undone, and the next run
+    requests the retrain instead of saying "suppressed: cooldown" for a day."""
+    import tasks.monitoring
+    from flows.monitor import monitor
+
+    settings = Settings(home=tmp_path / "home")
+    _publish_profiled_model(settings)
+    _serve_traffic(settings, generate_tickets(400, "new_category", seed=4))
+
+    def mlflow_refuses(*args: object, **kwargs: object) -> str:
+        raise ValueError("MLflow refused the report")
+
+    monkeypatch.setattr(tasks.monitoring, "log_drift_report", mlflow_refuses)
+    state = monitor(window="1h", retrain=True, settings=settings, return_state=True)
+    assert state.is_failed()
+    log = PredictionLog(settings.predictions_path())
+    assert log.decisions() == [], "the requested retrain never ran: its decision is undone"
+    log.close()
+
+    monkeypatch.undo()
+    again = monitor(window="1h", settings=settings)
+    assert again["drift_detected"] and again["retrain_decision"] == "requested"
+    assert again["event_id"], "the event that asks the retrain deployment went out"
+
+
+def _publish_profiled_model(settings: Settings) -> None:
+    """A small champion with the reference profile a training stores (what drift is measured
+    against), without running the train flow."""
+    from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
+    from core.release.manifest import Manifest, MlflowRef
+    from core.training.families import build_pipeline, default_params
+    from core.training.refit import reference_profile, score
+
+    train = generate_tickets(600, "baseline", seed=5)
+    test = generate_tickets(200, "baseline", seed=6)
+    model = build_pipeline(
+        "logistic_regression", default_params("logistic_regression"), "spanish", 0
+    )
+    model.fit(train[TEXT], train["label"].to_numpy(dtype=object))
+    evaluation, probabilities = score(model, test)
+    manifest = Manifest(
+        bundle_id="profiled",
+        family="logistic_regression",
+        labels=[str(label) for label in model.classes_],
+        metrics={"test_macro_f1": evaluation.macro_f1},
+        mlflow=MlflowRef(model_version="3"),
+        reference_profile=reference_profile(model, train, test, probabilities, settings),
+    )
+    store = open_store(settings)
+    stored = write_bundle(store, serialize_model(model), manifest)
+    assert swap_champion(store, stored, read_champion(store)[1])
