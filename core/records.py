@@ -149,6 +149,13 @@ class PromotionRecord:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def decision_key(self) -> str:
+        """What makes two records the same decision: this challenger judged against this
+        champion, with this result (a retry repeats it; a new evaluation of the same pair after
+        the champion changed is another)."""
+        verdict = "promoted" if self.promoted else "rejected"
+        return f"{self.challenger}|{self.champion or '-'}|{verdict}"
+
 
 @dataclass(frozen=True)
 class WindowAggregates:

@@ -195,6 +195,13 @@ class Settings(BaseSettings):
     keep_bundles: int = Field(
         10, ge=1, description="Bundles kept besides the champion: the most recent ones."
     )
+    retention_grace_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Bundles and model versions younger than this are never deleted or "
+        "archived: a training still running may be about to promote them. Keep it longer than "
+        "the longest training.",
+    )
 
     @field_validator(
         "text_columns",

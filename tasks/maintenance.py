@@ -13,8 +13,9 @@ from core.monitoring.daily import save_day
 from core.predlog import open_prediction_log
 from core.release import registry
 from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
-from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete
+from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete, grace_cutoff
 from core.settings import Settings
+from tasks.locks import promotion_lock
 from tasks.retries import RETRY_TRANSIENT
 
 
@@ -49,20 +50,27 @@ def prune_log(settings: Settings) -> dict[str, int]:
 @task(cache_policy=NONE, timeout_seconds=1800, **RETRY_TRANSIENT)
 def prune_bundles(settings: Settings) -> tuple[list[str], int]:
     """(bundles deleted, bundles kept). Never the champion: an unreadable pointer stops the
-    pruning (it raises) rather than letting it guess."""
+    pruning (it raises) rather than letting it guess. Nothing younger than the grace period, and
+    all of it under the promotion lock, so no promotion in flight loses its bundle."""
     store = open_store(settings)
-    pointer, _ = read_champion(store)
-    bundles = stored_bundles(store)
-    champion = pointer.bundle_id if pointer else None
-    doomed = bundles_to_delete(bundles, champion, settings.keep_bundles)
-    for bundle_id in doomed:
-        delete_bundle(store, bundle_id)
+    younger_than = grace_cutoff(datetime.now(UTC), settings).isoformat()
+    with promotion_lock():
+        pointer, _ = read_champion(store)
+        bundles = stored_bundles(store)
+        champion = pointer.bundle_id if pointer else None
+        doomed = bundles_to_delete(bundles, champion, settings.keep_bundles, younger_than)
+        for bundle_id in doomed:
+            delete_bundle(store, bundle_id)
     return doomed, len(bundles) - len(doomed)
 
 
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def archive_versions(settings: Settings) -> list[str]:
-    return registry.archive_unpromoted_versions(settings)
+    """Never-promoted model versions tagged archived, except those younger than the grace
+    period (their training may be promoting them), under the promotion lock."""
+    older_than_ms = int(grace_cutoff(datetime.now(UTC), settings).timestamp() * 1000)
+    with promotion_lock():
+        return registry.archive_unpromoted_versions(settings, older_than_ms)
 
 
 @task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)

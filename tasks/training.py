@@ -14,10 +14,9 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from prefect import get_client, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
-from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
@@ -32,7 +31,12 @@ from core.predlog import open_prediction_log
 from core.progress import StudyProgress
 from core.release import bundle, registry
 from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
-from core.release.promotion import PromotionOutcome, promote_challenger, promotion_record
+from core.release.promotion import (
+    ALREADY_CHAMPION,
+    PromotionOutcome,
+    promote_challenger,
+    promotion_record,
+)
 from core.settings import Settings
 from core.training import refit as training
 from core.training.leaderboard import leaderboard_rows, markdown_table
@@ -46,6 +50,7 @@ from core.training.tuning import (
     describe_trial,
     run_study,
 )
+from tasks.locks import promotion_lock
 from tasks.retries import RETRY_TRANSIENT
 
 #: How long a finished study is reused by a rerun (and kept before maintenance prunes it).
@@ -225,20 +230,14 @@ def write_bundle(settings: Settings, model: Any, manifest: Manifest) -> tuple[Ma
     return stored, uri
 
 
-PROMOTION_LIMIT = "tickets-promotion"
-
-
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
 def promote(
     settings: Settings, manifest: Manifest, model: Any, evaluation_set: pd.DataFrame
 ) -> PromotionOutcome:
-    """Promote under a Prefect global concurrency limit of one slot, so promotions queue; the
-    pointer and the MLflow ``champion`` alias move under that same lock. The slot is a lease
-    renewed while held: a worker killed mid-promotion frees it within about a minute. A champion
-    that cannot be read refuses the promotion (the run fails, saying why)."""
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(PROMOTION_LIMIT, 1)
-    with concurrency(PROMOTION_LIMIT, occupy=1, strict=True, lease_duration=60):
+    """Promote under the promotion lock (tasks/locks.py), so promotions queue; the pointer and
+    the MLflow ``champion`` alias move under that same lock. A champion that cannot be read
+    refuses the promotion (the run fails, saying why)."""
+    with promotion_lock():
         try:
             outcome = promote_challenger(settings, manifest, model, evaluation_set)
         except PromotionError as exc:
@@ -255,9 +254,10 @@ def promote(
 @task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
 def announce_promotion(settings: Settings, manifest: Manifest, outcome: PromotionOutcome) -> None:
     """The decision in the log's database (the dashboard's history) and as an event
-    (``tickets.model.promoted`` or ``tickets.model.rejected``) that notifications act on; the
-    event's id comes from the flow run, so a retry is the same event."""
-    if outcome.reason == "already champion":
+    (``tickets.model.promoted`` or ``tickets.model.rejected``) that notifications act on. Both
+    are keyed by the challenger and the champion it was judged against, not by the run: a retried
+    promotion (the same task, or a rerun of the flow) writes the same row and the same event."""
+    if outcome.reason == ALREADY_CHAMPION:
         return
     record = promotion_record(manifest, outcome, datetime.now(UTC).isoformat())
     with open_prediction_log(settings) as log:
@@ -268,7 +268,7 @@ def announce_promotion(settings: Settings, manifest: Manifest, outcome: Promotio
         event=name,
         resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
         payload={**record.as_dict(), "family": manifest.family},
-        id=events.flow_event_id(f"{flow_run.id or uuid.uuid4()}/{name}"),
+        id=events.flow_event_id(f"{record.decision_key()}/{name}"),
     )
 
 

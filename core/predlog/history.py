@@ -48,6 +48,10 @@ REPORT_COLUMNS = (
 )
 
 
+#: Namespace of promotion decision ids (uuid5 of PromotionRecord.decision_key).
+PROMOTION_NAMESPACE = uuid.UUID("6f1c8a52-3d0e-4b7a-9f65-2a4e1c7d9b30")
+
+
 def _stored_report(row: Sequence[Any]) -> StoredDriftReport:
     rid, at, version, since, detected, score, action, body = row
     return StoredDriftReport(
@@ -154,16 +158,17 @@ class HistoryTables(Tables):
         return _stored_report(row) if row else None
 
     def record_promotion(self, record: PromotionRecord) -> None:
+        """Keep a decision once: a retried promotion writes the same row (decision_key)."""
         sql = (
             "INSERT INTO promotion_decisions (decision_id, decided_at, challenger, "
             "challenger_version, champion, promoted, gain, decision) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING"
         )
         with self._write() as cursor:
             cursor.execute(
                 self._sql(sql),
                 (
-                    str(uuid.uuid4()),
+                    str(uuid.uuid5(PROMOTION_NAMESPACE, record.decision_key())),
                     record.decided_at,
                     record.challenger,
                     record.challenger_version,

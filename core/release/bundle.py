@@ -13,7 +13,7 @@ import skops.io as sio
 
 from core.errors import BundleError, StoreError, TransientStoreError
 from core.io.store import CHAMPION_KEY, ArtifactStore
-from core.release.manifest import ChampionPointer, FileEntry, Manifest
+from core.release.manifest import ChampionPointer, FileEntry, Manifest, PointerDecision
 
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
@@ -175,11 +175,25 @@ def champion_bundle_id(store: ArtifactStore) -> str | None:
     return pointer.bundle_id if pointer else None
 
 
-def champion_pointer(store: ArtifactStore, bundle_id: str) -> ChampionPointer:
+def champion_pointer(
+    store: ArtifactStore, bundle_id: str, decision: PointerDecision | None = None
+) -> ChampionPointer:
     """A pointer to a stored bundle, carrying the digest of its manifest file as it is in the
-    store (read back, so the digest is of the bytes every reader will check)."""
+    store (read back, so the digest is of the bytes every reader will check). The model file is
+    checked against the manifest first: a pointer never names a bundle whose model is missing or
+    altered (maintenance once deleted a training's model before its manifest was written, and
+    the swap went ahead on the manifest alone)."""
     data = store.get(bundle_key(bundle_id, MANIFEST_FILE))
     manifest = Manifest.from_json(data, store.uri(bundle_key(bundle_id, MANIFEST_FILE)))
+    entry = manifest.files.get(MODEL_FILE)
+    try:
+        model_bytes = store.get(bundle_key(bundle_id, MODEL_FILE))
+    except TransientStoreError:
+        raise
+    except StoreError as exc:
+        raise BundleError(f"bundle {bundle_id}: no {MODEL_FILE} to promote ({exc})") from exc
+    if entry is None or file_entry(model_bytes) != entry:
+        raise BundleError(f"bundle {bundle_id}: {MODEL_FILE} does not match its manifest")
     return ChampionPointer(
         bundle_id=bundle_id,
         family=manifest.family,
@@ -187,27 +201,43 @@ def champion_pointer(store: ArtifactStore, bundle_id: str) -> ChampionPointer:
         test_macro_f1=manifest.test_macro_f1,
         manifest_file_sha256=hashlib.sha256(data).hexdigest(),
         promoted_at=datetime.now(UTC).isoformat(),
+        decision=decision,
     )
 
 
-def swap_champion(store: ArtifactStore, manifest: Manifest, expected_token: str | None) -> bool:
-    """Point the champion at this (stored) bundle unless someone moved the pointer meanwhile."""
-    pointer = champion_pointer(store, manifest.bundle_id)
+def swap_champion(
+    store: ArtifactStore,
+    manifest: Manifest,
+    expected_token: str | None,
+    decision: PointerDecision | None = None,
+) -> bool:
+    """Point the champion at this (stored, verified) bundle unless someone moved the pointer
+    meanwhile; ``decision`` is kept in the pointer."""
+    pointer = champion_pointer(store, manifest.bundle_id, decision)
     return store.compare_and_put(CHAMPION_KEY, pointer.to_json(), expected_token)
 
 
 def stored_bundles(store: ArtifactStore) -> list[tuple[str, str]]:
-    """(bundle id, created at) of every bundle in the store; a bundle whose manifest cannot be
-    read counts as oldest."""
+    """(bundle id, created at) of every bundle in the store. A bundle without a readable
+    manifest (a training may be writing it) is dated by the time in its id, else "" (unknown)."""
     ids = sorted({key.split("/")[1] for key in store.list(BUNDLES_PREFIX) if key.count("/") >= 2})
     bundles = []
     for bundle_id in ids:
         try:
             created = read_manifest(store, bundle_id).created_at
         except BundleError:
-            created = ""
+            created = bundle_id_time(bundle_id) or ""
         bundles.append((bundle_id, created))
     return bundles
+
+
+def bundle_id_time(bundle_id: str) -> str | None:
+    """The creation time ``new_bundle_id`` put in an id, as ISO, or None."""
+    try:
+        stamp = datetime.strptime(bundle_id.split("-", 1)[0], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC).isoformat()
 
 
 def delete_bundle(store: ArtifactStore, bundle_id: str) -> None:

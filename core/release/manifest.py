@@ -166,6 +166,23 @@ class Manifest(BaseModel):
         return _parsed(cls, data, f"{where}: not a valid manifest")
 
 
+class PointerDecision(BaseModel):
+    """The decision that moved the pointer, written with it in the same compare-and-set: a
+    promotion retried after the pointer moved (an MLflow error on the alias step, a lost lease)
+    reads it back and records and announces the promotion as it was decided."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    reason: str
+    previous_bundle_id: str | None = None
+    previous_model_version: str | None = None
+    challenger_macro_f1: float
+    champion_macro_f1: float | None = None
+    gain: float | None = None
+    gain_ci: tuple[float, float] | None = None
+    evaluation_rows: int = 0
+
+
 class ChampionPointer(BaseModel):
     """``champion.json``: which bundle is the champion, and a digest of its stored manifest."""
 
@@ -180,6 +197,8 @@ class ChampionPointer(BaseModel):
     #: before it was stored, which never matched the file and is not checked.)
     manifest_file_sha256: str | None = None
     promoted_at: str | None = None
+    #: Why it became the champion (absent on pointers written by hand or before it existed).
+    decision: PointerDecision | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(self.model_dump(mode="json"), indent=2).encode()

@@ -29,8 +29,11 @@ from core.metrics import macro_f1_replicates
 from core.records import PromotionRecord
 from core.release import registry
 from core.release.bundle import load_bundle, read_champion, swap_champion
-from core.release.manifest import ChampionPointer, Manifest
+from core.release.manifest import ChampionPointer, Manifest, PointerDecision
 from core.settings import Settings
+
+#: The reason of a promotion found done whose pointer kept no decision (nothing to announce).
+ALREADY_CHAMPION = "already champion"
 
 
 def promote_challenger(
@@ -165,7 +168,8 @@ def promote_if_better(
         pointer, token = _current_champion(store)
         current_id = pointer.bundle_id if pointer else None
         if current_id == manifest.bundle_id:
-            return PromotionOutcome(True, "already champion", current_id, 0.0, None)
+            assert pointer is not None
+            return already_champion(pointer)
         champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
         decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
         reason = decision.reason if pointer is None else f"{decision.reason}; {note}"
@@ -180,9 +184,41 @@ def promote_if_better(
             decision.evaluation_rows,
             pointer.model_version if pointer else None,
         )
-        if not decision.promote or swap_champion(store, manifest, token):
+        if not decision.promote:
+            return outcome
+        kept = PointerDecision(
+            reason=reason,
+            previous_bundle_id=current_id,
+            previous_model_version=outcome.champion_version,
+            challenger_macro_f1=outcome.challenger_macro_f1,
+            champion_macro_f1=outcome.champion_macro_f1,
+            gain=outcome.gain,
+            gain_ci=outcome.gain_ci,
+            evaluation_rows=outcome.evaluation_rows,
+        )
+        if swap_champion(store, manifest, token, kept):
             return outcome
     raise BundleError("the champion pointer kept changing during promotion; try again")
+
+
+def already_champion(pointer: ChampionPointer) -> PromotionOutcome:
+    """The outcome of a promotion found already done (a retry after the pointer moved): the
+    decision the pointer kept, so the retry records and announces what was decided. A pointer
+    without one (written by hand, or by an older version) says so and is not announced."""
+    kept = pointer.decision
+    if kept is None:
+        return PromotionOutcome(True, ALREADY_CHAMPION, pointer.bundle_id, float("nan"), None)
+    return PromotionOutcome(
+        True,
+        kept.reason,
+        kept.previous_bundle_id,
+        kept.challenger_macro_f1,
+        kept.champion_macro_f1,
+        kept.gain,
+        kept.gain_ci,
+        kept.evaluation_rows,
+        kept.previous_model_version,
+    )
 
 
 def promotion_record(

@@ -104,9 +104,11 @@ def log_promotion(settings: Settings, run_id: str, outcome: dict[str, Any]) -> N
             client.log_metric(run_id, key, float(value))
 
 
-def archive_unpromoted_versions(settings: Settings) -> list[str]:
+def archive_unpromoted_versions(settings: Settings, older_than_ms: int | None = None) -> list[str]:
     """Tag registered versions that were never promoted (their training run is not tagged
-    ``promoted``, and they are not the champion) as archived; returns the versions tagged."""
+    ``promoted``, and they are not the champion) as archived; returns the versions tagged. With
+    ``older_than_ms`` (epoch milliseconds) a younger version is left alone: its training may be
+    promoting it right now."""
     client = mlflow_client(settings)
     name = settings.registered_model_name
     champion = champion_alias(settings)
@@ -114,6 +116,9 @@ def archive_unpromoted_versions(settings: Settings) -> list[str]:
     for version in client.search_model_versions(f"name = '{name}'"):
         number = str(version.version)
         if number == champion or version.tags.get(ARCHIVED_TAG) == "true":
+            continue
+        created = version.creation_timestamp
+        if older_than_ms is not None and (created is None or created >= older_than_ms):
             continue
         if version.run_id and client.get_run(version.run_id).data.tags.get("promoted") == "true":
             continue

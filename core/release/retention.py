@@ -7,6 +7,8 @@
   serve or to roll back to a recent champion.
 - MLflow model versions that were never promoted are tagged ``tickets.archived``, so the
   registry view can hide them; their runs stay as the record of what was tried.
+- Neither touches anything younger than ``retention_grace_hours`` (a training may be about to
+  promote it), and both run under the promotion lock (tasks/maintenance.py).
 """
 
 from __future__ import annotations
@@ -36,15 +38,28 @@ class Cutoffs:
 
 
 def bundles_to_delete(
-    bundles: Sequence[tuple[str, str]], champion: str | None, keep: int
+    bundles: Sequence[tuple[str, str]],
+    champion: str | None,
+    keep: int,
+    younger_than: str | None = None,
 ) -> list[str]:
-    """Ids of the bundles to delete, from (bundle id, created at) pairs: all but the champion
-    and the ``keep`` most recent."""
+    """Ids of the bundles to delete, from (bundle id, created at) pairs: all but the champion,
+    the ``keep`` most recent, and any created at or after ``younger_than`` (an ISO time) or of
+    unknown age (created at ""): a bundle a training is still writing has no manifest yet, and
+    deleting its model file made that training promote a bundle without one."""
     newest_first = sorted(bundles, key=lambda pair: (pair[1], pair[0]), reverse=True)
     kept = {bundle_id for bundle_id, _ in newest_first[:keep]}
     if champion is not None:
         kept.add(champion)
+    for bundle_id, created in bundles:
+        if not created or (younger_than is not None and created >= younger_than):
+            kept.add(bundle_id)
     return sorted(bundle_id for bundle_id, _ in bundles if bundle_id not in kept)
+
+
+def grace_cutoff(now: datetime, settings: Settings) -> datetime:
+    """Before this, a bundle or model version may go; from it on, a training may still need it."""
+    return now - timedelta(hours=settings.retention_grace_hours)
 
 
 @dataclass

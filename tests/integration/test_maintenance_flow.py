@@ -11,7 +11,17 @@ import pytest
 
 from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord
-from core.release.bundle import read_champion, stored_bundles, swap_champion, write_bundle
+from core.release.bundle import (
+    MODEL_FILE,
+    bundle_key,
+    load_bundle,
+    new_bundle_id,
+    read_champion,
+    serialize_model,
+    stored_bundles,
+    swap_champion,
+    write_bundle,
+)
 from core.release.manifest import Manifest
 from core.release.registry import experiment_id, set_champion_alias
 from core.release.retention import ARCHIVED_TAG
@@ -42,7 +52,8 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
 ) -> None:
     from flows.maintenance import maintenance
 
-    settings = Settings(home=tmp_path / "home", keep_bundles=2)
+    # The versions registered below are seconds old: a grace period shorter than that.
+    settings = Settings(home=tmp_path / "home", keep_bundles=2, retention_grace_hours=1e-6)
     log = PredictionLog(settings.predictions_path())
     log.record(
         [
@@ -84,3 +95,41 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
         assert ARCHIVED_TAG not in client.get_model_version(name, kept).tags
     assert "maintenance" in artifact_keys(str(state.state_details.flow_run_id))
     assert maintenance(settings=settings)["mlflow_versions_archived"] == [], "idempotent"
+
+
+def test_maintenance_between_a_trainings_model_file_and_its_manifest_leaves_the_bundle_alone(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    """A training has written its model file, not yet its manifest, when the maintenance runs:
+    the bundle survives (it is younger than the grace period), and the promotion that follows
+    names a bundle whose model loads."""
+    from flows.maintenance import maintenance
+
+    settings = Settings(home=tmp_path / "home", keep_bundles=1)
+    store = open_store(settings)
+    for number in range(1, 4):
+        created = datetime(2026, 1, number, tzinfo=UTC).isoformat()
+        manifest = Manifest(bundle_id=f"b{number}", family="svm", created_at=created)
+        stored = write_bundle(store, b"old model", manifest)
+        if number == 1:
+            assert swap_champion(store, stored, read_champion(store)[1])
+    training = Manifest(bundle_id=new_bundle_id("svm"), family="svm")
+    model_bytes = serialize_model(_tiny_model())
+    store.put(bundle_key(training.bundle_id, MODEL_FILE), model_bytes)  # the manifest comes next
+
+    report = maintenance(settings=settings)
+
+    assert report["bundles_deleted"] == ["b2", "b3"], "old bundles still go"
+    assert store.exists(bundle_key(training.bundle_id, MODEL_FILE))
+    stored = write_bundle(store, model_bytes, training)
+    assert swap_champion(store, stored, read_champion(store)[1])
+    pointer, _ = read_champion(store)
+    assert pointer is not None and pointer.bundle_id == training.bundle_id
+    model, _ = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
+    assert list(model.classes_) == ["a", "b"]
+
+
+def _tiny_model() -> object:
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier().fit([[0], [1]], ["a", "b"])

@@ -13,6 +13,7 @@ from core.errors import BundleError
 from core.io.store import CHAMPION_KEY, LocalStore
 from core.release.bundle import (
     MANIFEST_FILE,
+    MODEL_FILE,
     bundle_key,
     read_champion,
     swap_champion,
@@ -61,6 +62,24 @@ def test_the_pointer_digest_is_that_of_the_stored_manifest_file(tmp_path: Path) 
     assert isinstance(pointer, ChampionPointer) and pointer.bundle_id == "b1"
     on_disk = store.get(bundle_key("b1", MANIFEST_FILE))
     assert pointer.manifest_file_sha256 == hashlib.sha256(on_disk).hexdigest()
+
+
+def test_the_pointer_never_names_a_bundle_whose_model_file_is_missing_or_altered(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    first = write_bundle(store, b"first model", Manifest(bundle_id="b1", family="svm"))
+    assert swap_champion(store, first, None)
+    _, token = read_champion(store)
+    stored = write_bundle(store, b"model bytes", Manifest(bundle_id="b2", family="svm"))
+    store.delete(bundle_key("b2", MODEL_FILE))  # maintenance got there first
+    with pytest.raises(BundleError, match=r"no model\.skops to promote"):
+        swap_champion(store, stored, token)
+    store.put(bundle_key("b2", MODEL_FILE), b"other bytes")
+    with pytest.raises(BundleError, match="does not match its manifest"):
+        swap_champion(store, stored, token)
+    pointer, _ = read_champion(store)
+    assert pointer is not None and pointer.bundle_id == "b1"
 
 
 def test_an_invalid_manifest_names_the_file_and_the_field(tmp_path: Path) -> None:
