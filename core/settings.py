@@ -52,7 +52,9 @@ class Settings(BaseSettings):
         None, description="file:///path or s3://bucket/prefix; default: <home>/store."
     )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
-    mlflow_tracking_uri: str | None = Field(
+    # Secret: a tracking URI may carry a password (http://user:password@host), and settings
+    # travel as flow-run parameters, which Prefect stores and shows (SecretStr shows as ****).
+    mlflow_tracking_uri: SecretStr | None = Field(
         None, description="Default: SQLite at <home>/mlflow.db."
     )
     mlflow_experiment: str = "tickets"
@@ -102,7 +104,8 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(0.01, ge=0, description="Macro-F1 gain needed to promote.")
     demo_rows: int = Field(5000, ge=100)
     prediction_log_path: Path | None = Field(None, description="Default: <home>/predictions.db.")
-    prediction_log_url: str | None = Field(
+    # Secret for the same reason: postgresql://user:password@host/db.
+    prediction_log_url: SecretStr | None = Field(
         None, description="postgresql://... to keep the prediction log in PostgreSQL."
     )
     prediction_log_wait_s: float = Field(
@@ -303,7 +306,7 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLflow tracking URI; a SQLite file under ``home`` unless configured."""
         if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
+            return self.mlflow_tracking_uri.get_secret_value()
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     def mlflow_artifact_location(self) -> str | None:

@@ -80,6 +80,7 @@ def open_prediction_log(settings: Settings) -> PredictionLog:
     """PostgreSQL when ``prediction_log_url`` is set, else SQLite under ``home``."""
     if settings.prediction_log_url:
         return PostgresPredictionLog(
-            settings.prediction_log_url, timeout_s=settings.prediction_log_wait_s
+            settings.prediction_log_url.get_secret_value(),
+            timeout_s=settings.prediction_log_wait_s,
         )
     return PredictionLog(settings.predictions_path(), settings.prediction_log_wait_s)

@@ -3,6 +3,7 @@ limit), MLflow on SQLite, the prediction log, and the retrain branch promoting a
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -184,3 +185,41 @@ def _publish_profiled_model(settings: Settings) -> None:
     store = open_store(settings)
     stored = write_bundle(store, serialize_model(model), manifest)
     assert swap_champion(store, stored, read_champion(store)[1])
+
+
+def test_flow_run_parameters_hold_no_secret(tmp_path: Path, prefect_api: str) -> None:
+    """Prefect stores a flow run's parameters and shows them in its UI: the settings passed to a
+    flow appear there with every secret masked, database and tracking URLs included."""
+    from prefect import get_client
+
+    from core.auth.local_secrets import new_webhook_secret
+    from core.setting_groups import NotifySettings, SmtpSettings
+    from flows.monitor import monitor
+
+    webhook_secret = new_webhook_secret()
+    secrets = {
+        "prediction_log_url": "postgresql://tickets:pg-password-1@127.0.0.1:1/tickets",
+        "mlflow_tracking_uri": "http://ml:mlflow-password-2@127.0.0.1:1",
+        "admin_api_key": "admin-key-3-long-enough-to-be-valid",
+        "webhook_secrets": (webhook_secret,),
+        "label_api_keys": ("label-key-5-long-enough",),
+        "prefect_api_auth_string": "admin:prefect-password-6",
+    }
+    settings = Settings(
+        home=tmp_path / "home",
+        notify=NotifySettings(slack_url="https://hooks.example/slack-secret-7"),
+        smtp=SmtpSettings(host="127.0.0.1", password="smtp-password-8"),
+        **secrets,  # type: ignore[arg-type]
+    )
+    state = monitor(window="1h", settings=settings, return_state=True)
+    assert state.result()["no_champion"]
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    stored = json.dumps(run.parameters)
+    assert "settings" in run.parameters and "home" in run.parameters["settings"]
+    for marker in ("password-1", "password-2", "key-3", "key-5", "password-6"):
+        assert marker not in stored, marker
+    assert webhook_secret.removeprefix("whsec_") not in stored
+    assert "secret-7" not in stored and "password-8" not in stored

@@ -56,7 +56,8 @@ def test_compose_settings_are_real_and_valid() -> None:
     environment = compose["x-tickets-env"]
     settings = _settings_from(environment)
     assert settings.artifact_store_url().startswith("s3://")
-    assert str(settings.prediction_log_url).startswith("postgresql://")
+    assert settings.prediction_log_url is not None
+    assert settings.prediction_log_url.get_secret_value().startswith("postgresql://")
     for name in ("api", "worker", "mlflow", "bootstrap"):
         assert compose["services"][name]["environment"] == environment
 
