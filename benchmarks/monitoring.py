@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     with process(command, env, f"{url}/ready", work / "serve.log"):
         first_metrics, _ = timed_get(f"{url}/monitoring/metrics?window=31d")
         # Each window's first call draws the page (queries included); later ones within
-        # serving.dashboard.PageCache's 10 s reuse it, as the poller below mostly does.
+        # the monitoring lane's 10 s (serving/lane.py) reuse it, as the poller below mostly does.
         dashboard_idle = {
             window: round(timed_get(f"{url}/dashboard?window={window}")[0], 3)
             for window in ("24h", "7d", "31d")

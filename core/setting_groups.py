@@ -191,6 +191,18 @@ class ServingSettings(BaseModel):
     ready_cache_s: float = Field(
         1.5, ge=0, description="How long /ready trusts its last check that the log takes writes."
     )
+    monitoring_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads per worker for drift reports, aggregates and dashboard pages (their "
+        "own lane, never the pool the model and the log need).",
+    )
+    monitoring_queue: int = Field(
+        8, ge=0, description="Monitoring requests that may wait for the lane; more get 503."
+    )
+    monitoring_cache_s: float = Field(
+        10.0, ge=0, description="How long a drift report, aggregate or page is reused."
+    )
 
 
 #: Each group's fields by their flat name (``TICKETS_<FLAT NAME>`` in the environment).

@@ -25,9 +25,10 @@ from serving.dashboard import dashboard
 from serving.docs import docs_assets, offline_swagger_ui
 from serving.errors import EXCEPTION_HANDLERS
 from serving.health import health, livez, prometheus_metrics, ready
+from serving.lane import MonitoringLane
 from serving.model_holder import ModelHolder
 from serving.predict import classify_rows, feedback, predict, predict_batch
-from serving.state import LogProbe, PageCache, ServiceState
+from serving.state import LogProbe, ServiceState
 
 logger = logging.getLogger("tickets.serving")
 
@@ -84,7 +85,11 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         "log_probe": LogProbe(log, settings.serving.ready_cache_s),
         "model_batcher": model_batcher,
         "log_batcher": log_batcher,
-        "dashboard_pages": PageCache(),
+        "monitoring_lane": MonitoringLane(
+            settings.serving.monitoring_threads,
+            settings.serving.monitoring_queue,
+            settings.serving.monitoring_cache_s,
+        ),
     }
     handlers = [
         health,

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-import anyio
 from litestar import MediaType, Response, get
 from litestar.params import Parameter
 
@@ -47,16 +46,12 @@ async def dashboard(
     served = state.holder.current
     manifest = served.manifest if served is not None else None
     longest = state.settings.monitoring_max_window
-    key = (window, manifest.bundle_id if manifest is not None else None)
-    cached = state.dashboard_pages.get(key)
-    if cached is not None:
-        return Response(cached, media_type=MediaType.HTML)
+    key = ("dashboard", window, manifest.bundle_id if manifest is not None else None)
 
-    def page() -> str:  # queries and drawing both off the event loop: predictions keep flowing
+    def page() -> str:  # queries and drawing in monitoring's lane: predictions keep flowing
         return render(dashboard_data(state.log, window, manifest, longest))
 
-    drawn = await anyio.to_thread.run_sync(page)
-    state.dashboard_pages.put(key, drawn)
+    drawn = await state.monitoring_lane.run(key, page)
     return Response(drawn, media_type=MediaType.HTML)
 
 

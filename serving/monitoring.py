@@ -17,7 +17,7 @@ from litestar.params import Parameter
 from core.metrics import window_metrics
 from core.monitoring.check import model_window, report_for_model
 from core.monitoring.daily import save_day
-from core.predlog import window_start
+from core.predlog import window_seconds, window_start
 from core.settings import Settings
 from serving.errors import bad_request
 from serving.security import admin_guard
@@ -26,6 +26,12 @@ from serving.state import ServiceState
 
 def _since(window: str, settings: Settings) -> str:
     return window_start(window, longest=settings.monitoring_max_window)
+
+
+def _window_seconds(window: str, settings: Settings) -> int:
+    """The window as seconds (the lane's key); a bad window is refused here, as a 400."""
+    _since(window, settings)
+    return window_seconds(window)
 
 
 def _served_labels(state: ServiceState) -> list[str] | None:
@@ -41,9 +47,16 @@ async def metrics(
         description="Duration back from now: 30m, 24h, 7d (at most monitoring_max_window, 31d).",
     ),
 ) -> dict[str, Any]:
-    since = _since(window, state.settings)
-    aggregates = await anyio.to_thread.run_sync(state.log.aggregates, since)
-    return {"window": window, "since": since, **window_metrics(aggregates, _served_labels(state))}
+    seconds = _window_seconds(window, state.settings)
+    labels = _served_labels(state)
+
+    def compute() -> dict[str, Any]:
+        since = _since(window, state.settings)
+        aggregates = state.log.aggregates(since)
+        return {"window": window, "since": since, **window_metrics(aggregates, labels)}
+
+    key = ("metrics", seconds, tuple(labels) if labels is not None else None)
+    return await state.monitoring_lane.run(key, compute)
 
 
 def _parse_day(day: str | None) -> date:
@@ -67,14 +80,14 @@ async def save_metrics(
 ) -> dict[str, Any]:
     chosen = _parse_day(day)
     saved_at, aggregate = await anyio.to_thread.run_sync(
-        save_day, state.log, chosen, _served_labels(state)
+        save_day, state.log, chosen, _served_labels(state), limiter=state.monitoring_lane.limiter
     )
     return {"day": chosen.isoformat(), "saved_at": saved_at, "metrics": aggregate}
 
 
 @get("/monitoring/saved-metrics", summary="Daily aggregates saved so far, by day")
 async def saved_metrics(state: ServiceState) -> dict[str, Any]:
-    return await anyio.to_thread.run_sync(state.log.daily)
+    return await state.monitoring_lane.run(("saved-metrics",), state.log.daily)
 
 
 @get("/monitoring/drift", summary="Drift report of the served model over a window")
@@ -86,10 +99,16 @@ async def drift(
 ) -> dict[str, Any]:
     settings = state.settings
     chosen = window or settings.monitor_window
-    since = _since(chosen, settings)
+    seconds = _window_seconds(chosen, settings)
     served = state.served_model()
-    frame = await anyio.to_thread.run_sync(
-        model_window, state.log, since, served.manifest, settings
-    )
-    report = await anyio.to_thread.run_sync(report_for_model, frame, served.manifest, settings)
-    return {"window": chosen, "since": since, "model_version": served.version, **report.as_dict()}
+
+    def compute() -> dict[str, Any]:
+        since = _since(chosen, settings)
+        frame = model_window(state.log, since, served.manifest, settings)
+        report = report_for_model(frame, served.manifest, settings)
+        return {"window": chosen, "since": since, "model_version": served.version} | (
+            report.as_dict()
+        )
+
+    # Reports of one window and model are shared: "24h" and "1d" are the same report.
+    return await state.monitoring_lane.run(("drift", seconds, served.manifest.bundle_id), compute)

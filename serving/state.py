@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from core.predlog import PredictionLog, PredictionRecord
 from core.settings import Settings
 from serving.errors import unavailable
+from serving.lane import MonitoringLane
 from serving.model_holder import ModelHolder, ServedModel
 
 if TYPE_CHECKING:
@@ -52,27 +53,6 @@ class LogProbe:
             return self._error_kind
 
 
-class PageCache:
-    """Drawn pages reused for ``seconds`` per window and served model: the charts move by the
-    hour, and a wall screen or many operators refreshing then cost one set of queries."""
-
-    def __init__(self, seconds: float = 10.0) -> None:
-        self.seconds = seconds
-        self._pages: dict[tuple[str, str | None], tuple[float, str]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str | None]) -> str | None:
-        with self._lock:
-            cached = self._pages.get(key)
-        if cached is None or time.monotonic() - cached[0] >= self.seconds:
-            return None
-        return cached[1]
-
-    def put(self, key: tuple[str, str | None], page: str) -> None:
-        with self._lock:
-            self._pages[key] = (time.monotonic(), page)
-
-
 class ServiceState(State):
     """Litestar builds one per request around the app's state dict (no copy), typed for handlers
     that declare ``state: ServiceState``."""
@@ -83,7 +63,7 @@ class ServiceState(State):
     log_probe: LogProbe
     model_batcher: MicroBatcher[tuple[str, str], Scored]
     log_batcher: MicroBatcher[PredictionRecord, None]
-    dashboard_pages: PageCache
+    monitoring_lane: MonitoringLane
 
     def served_model(self) -> ServedModel:
         return require_model(self.holder)

@@ -105,6 +105,37 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
     assert swap_champion(store, manifest, token)
 
 
+def publish_profiled_model(settings: Any, version: str = "3") -> None:
+    """A small champion with the reference profile a training stores (what drift is measured
+    against), without running the train flow."""
+    from core.data.simulate import generate_tickets
+    from core.io.store import open_store
+    from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
+    from core.release.manifest import Manifest, MlflowRef
+    from core.training.families import build_pipeline, default_params
+    from core.training.refit import reference_profile, score
+
+    text = ["short_description", "close_notes"]
+    train = generate_tickets(600, "baseline", seed=5)
+    test = generate_tickets(200, "baseline", seed=6)
+    model = build_pipeline(
+        "logistic_regression", default_params("logistic_regression"), "spanish", 0
+    )
+    model.fit(train[text], train["label"].to_numpy(dtype=object))
+    evaluation, probabilities = score(model, test)
+    manifest = Manifest(
+        bundle_id="profiled",
+        family="logistic_regression",
+        labels=[str(label) for label in model.classes_],
+        metrics={"test_macro_f1": evaluation.macro_f1},
+        mlflow=MlflowRef(model_version=version),
+        reference_profile=reference_profile(model, train, test, probabilities, settings),
+    )
+    store = open_store(settings)
+    stored = write_bundle(store, serialize_model(model), manifest)
+    assert swap_champion(store, stored, read_champion(store)[1])
+
+
 def wait_for_http(
     url: str, process: subprocess.Popen[bytes], what: str, log: Path | None = None
 ) -> None:

@@ -18,7 +18,7 @@ from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import champion_bundle_id, load_bundle
 from core.settings import Settings
-from tests.integration.conftest import artifact_keys
+from tests.integration.conftest import artifact_keys, publish_profiled_model
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]
@@ -140,7 +140,7 @@ def test_a_run_failing_between_the_retrain_decision_and_the_retrain_leaves_no_de
     from flows.monitor import monitor
 
     settings = Settings(home=tmp_path / "home")
-    _publish_profiled_model(settings)
+    publish_profiled_model(settings)
     _serve_traffic(settings, generate_tickets(400, "new_category", seed=4))
 
     def mlflow_refuses(*args: object, **kwargs: object) -> str:
@@ -157,34 +157,6 @@ def test_a_run_failing_between_the_retrain_decision_and_the_retrain_leaves_no_de
     again = monitor(window="1h", settings=settings)
     assert again["drift_detected"] and again["retrain_decision"] == "requested"
     assert again["event_id"], "the event that asks the retrain deployment went out"
-
-
-def _publish_profiled_model(settings: Settings) -> None:
-    """A small champion with the reference profile a training stores (what drift is measured
-    against), without running the train flow."""
-    from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
-    from core.release.manifest import Manifest, MlflowRef
-    from core.training.families import build_pipeline, default_params
-    from core.training.refit import reference_profile, score
-
-    train = generate_tickets(600, "baseline", seed=5)
-    test = generate_tickets(200, "baseline", seed=6)
-    model = build_pipeline(
-        "logistic_regression", default_params("logistic_regression"), "spanish", 0
-    )
-    model.fit(train[TEXT], train["label"].to_numpy(dtype=object))
-    evaluation, probabilities = score(model, test)
-    manifest = Manifest(
-        bundle_id="profiled",
-        family="logistic_regression",
-        labels=[str(label) for label in model.classes_],
-        metrics={"test_macro_f1": evaluation.macro_f1},
-        mlflow=MlflowRef(model_version="3"),
-        reference_profile=reference_profile(model, train, test, probabilities, settings),
-    )
-    store = open_store(settings)
-    stored = write_bundle(store, serialize_model(model), manifest)
-    assert swap_champion(store, stored, read_champion(store)[1])
 
 
 def test_flow_run_parameters_hold_no_secret(tmp_path: Path, prefect_api: str) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -330,3 +331,53 @@ def test_drift_report_of_the_served_model(service) -> None:
     names = {test["name"] for test in report["tests"]}
     assert {"text_length_ks", "predicted_class_psi", "vocabulary_js", "oov_rate"} <= names
     assert httpx.get(f"{url}/monitoring/drift", params={"window": "x"}).status_code == 400
+
+
+def test_monitoring_calls_never_starve_predictions(tmp_path: Path) -> None:
+    """40 drift reports requested at once while their computation cannot finish (the log's read
+    side held): predictions still answer, because monitoring has its own lane; the 40 identical
+    calls are computed once; reports of distinct windows beyond the lane's queue get 503 with
+    Retry-After instead of piling up."""
+    from tests.integration.conftest import publish_profiled_model
+
+    settings = Settings(home=tmp_path / "home")
+    publish_profiled_model(settings)
+    app = create_app(settings)
+    with running(app) as url:
+        tickets = generate_tickets(150, "baseline", seed=9)
+        rows = [{"short_description": t, "close_notes": ""} for t in tickets["short_description"]]
+        assert httpx.post(f"{url}/predict/batch", json={"tickets": rows}).status_code == 200
+        lane = app.state["monitoring_lane"]
+        log = app.state["log"]
+        with ThreadPoolExecutor(max_workers=60) as pool, log.dialect.read():
+            same = [pool.submit(httpx.get, f"{url}/monitoring/drift?window=1h", timeout=120)]
+            same += [
+                pool.submit(httpx.get, f"{url}/monitoring/drift?window=60m", timeout=120)
+                for _ in range(39)
+            ]
+            deadline = time.monotonic() + 30
+            while lane.busy < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert lane.busy == 1, "one computation for forty identical calls"
+            windows = [f"{minutes}m" for minutes in range(120, 140)]
+            distinct = [
+                pool.submit(httpx.get, f"{url}/monitoring/drift?window={w}", timeout=120)
+                for w in windows
+            ]
+            deadline = time.monotonic() + 30
+            while lane.busy < lane.threads + lane.queue and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for i in range(20):  # all while the reports are stuck
+                answer = httpx.post(
+                    f"{url}/predict", json={"short_description": f"clave {i}"}, timeout=10
+                )
+                assert answer.status_code == 200, answer.text
+            refused = [f.result() for f in distinct if f.done()]
+            assert refused and all(r.status_code == 503 for r in refused)
+            assert all(r.headers["Retry-After"] for r in refused)
+        reports = [future.result() for future in same]
+        assert {r.status_code for r in reports} == {200}
+        assert len({r.json()["since"] for r in reports}) == 1, "one shared report"
+        later = [f.result() for f in distinct]
+        assert sum(r.status_code == 200 for r in later) == lane.queue
+        assert lane.computed == 1 + lane.queue
