@@ -96,11 +96,11 @@ def test_drift_without_the_retrain_branch_leaves_retraining_to_the_event(
     assert recorder.names() == [
         "check_drift",
         "decide_retraining",
+        "emit_drift_event",
         "publish_report",
         "record_report",
-        "emit_drift_event",
-    ]
-    _, args, _ = recorder.calls[-1]
+    ], "the event goes out before the report: a failing report cannot lose the retrain"
+    _, args, _ = recorder.calls[2]
     assert args[-1] is False, "the event asks the retrain deployment to act"
     assert result["fired"] == ["text_length_ks"] and result["event_id"] == "event-1"
     assert result["model_version"] == "b1" and not result["retrained"]
@@ -114,13 +114,13 @@ def test_drift_with_the_retrain_branch_retrains_in_the_same_run(
     assert recorder.names() == [
         "check_drift",
         "decide_retraining",
+        "emit_drift_event",
         "publish_report",
         "record_report",
-        "emit_drift_event",
         "train",
         "record_outcome",
     ]
-    assert recorder.calls[4][1][-1] is True, "the event says this run retrains itself"
+    assert recorder.calls[2][1][-1] is True, "the event says this run retrains itself"
     assert recorder.calls[5][2] == {"settings": settings, "include_feedback": True}
     assert recorder.calls[6][1][1:] == ("d1", "promoted")
     assert (
