@@ -132,6 +132,11 @@ async def feedback(data: Feedback | list[Feedback], state: ServiceState) -> Feed
     items = data if isinstance(data, list) else [data]
     if not items:
         raise bad_request("feedback list is empty")
+    if len(items) > state.settings.serving.max_batch:
+        raise bad_request(
+            f"feedback list has {len(items)} items; the maximum is "
+            f"{state.settings.serving.max_batch} (TICKETS_MAX_BATCH): send it in parts"
+        )
     limit = state.settings.serving.max_text_chars
     pairs = [
         (

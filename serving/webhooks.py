@@ -31,7 +31,7 @@ from core.monitoring.retraining import decide_request
 from core.predlog import Claim, PredictionLog
 from core.records import RetrainDecision
 from core.settings import Settings
-from serving.errors import RETRY_AFTER_S, unavailable
+from serving.errors import RETRY_AFTER_S, bad_request, unavailable
 from serving.schemas import Feedback
 from serving.state import ServiceState
 from serving.validation import require_label, require_text
@@ -200,6 +200,11 @@ async def tickets_webhook(
     settings = state.settings
     webhook_id, body = await _verified(request, settings)
     closed: ClosedTickets = _decode(body, ClosedTickets)
+    if len(closed.tickets) > settings.serving.max_batch:
+        raise bad_request(
+            f"tickets has {len(closed.tickets)} items; the maximum is "
+            f"{settings.serving.max_batch} (TICKETS_MAX_BATCH): send them in several deliveries"
+        )
     pairs = [
         (
             require_text(ticket.request_id, f"tickets[{index}].request_id", 200),

@@ -15,6 +15,7 @@ from core.release import registry
 from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
 from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete, grace_cutoff
 from core.settings import Settings
+from core.training.study_cache import open_study_cache
 from tasks.locks import promotion_lock
 from tasks.retries import RETRY_TRANSIENT
 
@@ -43,6 +44,9 @@ def prune_log(settings: Settings) -> dict[str, int]:
             "decisions_deleted": log.delete_decisions_before(cutoffs.feedback),
             "webhook_ids_deleted": log.forget_old_webhook_ids(),
         }
+        history = log.delete_history_before(cutoffs.predictions, cutoffs.feedback)
+        counts |= {f"{table}_deleted": count for table, count in history.items()}
+    counts["study_results_deleted"] = open_study_cache(settings).prune()
     get_run_logger().info("deleted %d prediction rows (%d labelled)", deleted, labelled)
     return counts
 

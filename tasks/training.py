@@ -21,7 +21,6 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from core import events, progress
-from core.auth.local_secrets import local_secret
 from core.data.tables import DataReport, add_production_rows, load_training_data
 from core.encoder import attach_cache
 from core.errors import PromotionError
@@ -40,7 +39,7 @@ from core.release.promotion import (
 from core.settings import Settings
 from core.training import refit as training
 from core.training.leaderboard import leaderboard_rows, markdown_table
-from core.training.study_cache import StudyCache
+from core.training.study_cache import open_study_cache
 from core.training.tracking import log_training
 from core.training.tuning import (
     StudyResult,
@@ -52,9 +51,6 @@ from core.training.tuning import (
 )
 from tasks.locks import promotion_lock
 from tasks.retries import RETRY_TRANSIENT
-
-#: How long a finished study is reused by a rerun (and kept before maintenance prunes it).
-STUDY_CACHE_AGE = timedelta(days=7)
 
 
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
@@ -118,20 +114,12 @@ def study_key(family: str, data: TuningData, settings: Settings) -> str:
     return f"study-{family}-{data.fingerprint()}-{budget}-{code_version()}"
 
 
-def study_cache(settings: Settings) -> StudyCache:
-    """Finished studies under ``home`` (JSON only, signed with a key kept beside them), for a
-    rerun after a failure to find."""
-    home = settings.home
-    secret = local_secret(home, "study-cache.key", "TICKETS_STUDY_CACHE_KEY")
-    return StudyCache(home / "study-results", secret, max_age_s=STUDY_CACHE_AGE.total_seconds())
-
-
 @task(task_run_name="study-{family}", cache_policy=NONE)
 def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResult:
     """One family's study, or its result from the cache when a run on the same data, budget and
     code finished it within ``STUDY_CACHE_AGE``."""
     logger = get_run_logger()
-    cache = study_cache(settings)
+    cache = open_study_cache(settings)
     key = study_key(family, data, settings)
     cached = cache.load(key)
     if cached is not None:

@@ -189,6 +189,20 @@ class HistoryTables(Tables):
             for row in rows
         ]
 
+    def delete_history_before(self, reports: str, decisions: str) -> dict[str, int]:
+        """Prune the history tables: drift reports checked before ``reports`` (an ISO time),
+        promotion decisions and daily aggregates before ``decisions``; counts by table."""
+        with self._write() as cursor:
+            counts = {}
+            for table, column, cutoff in (
+                ("drift_reports", "checked_at", reports),
+                ("promotion_decisions", "decided_at", decisions),
+                ("daily_metrics", "day", decisions[:10]),
+            ):
+                cursor.execute(self._sql(f"DELETE FROM {table} WHERE {column} < ?"), (cutoff,))
+                counts[table] = int(cursor.rowcount)
+        return counts
+
     def save_daily(self, day: str, metrics: dict[str, Any]) -> str:
         """Store (or replace) the aggregate of ``day`` (YYYY-MM-DD); returns the time saved."""
         saved_at = datetime.now(UTC).isoformat(timespec="microseconds")

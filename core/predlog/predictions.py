@@ -77,6 +77,11 @@ def _where(since: str | None, until: str | None) -> tuple[str, list[Any]]:
     return where, params
 
 
+#: Rows per transaction for long deletes and long feedback lists.
+DELETE_BATCH = 5000
+WRITE_CHUNK = 500
+
+
 class PredictionTables(Tables):
     """Reads and writes of the predictions table (and its hourly rollup)."""
 
@@ -126,14 +131,20 @@ class PredictionTables(Tables):
         missing: set[str] = set()
         now = utc_now()
         # Rows are locked in request-id order: two writers labelling the same tickets in
-        # opposite orders would otherwise deadlock, and PostgreSQL would fail one of them.
-        with self._write() as cursor:
-            for request_id, label in sorted(pairs, key=lambda pair: pair[0]):
-                cursor.execute(self._sql(FEEDBACK_SQL), (label, now, request_id))
-                if cursor.rowcount == 0:
-                    missing.add(request_id)
-            if webhook_id is not None:
-                finish_claim(cursor, self.dialect, webhook_id)
+        # opposite orders would otherwise deadlock, and PostgreSQL would fail one of them. A
+        # long list is written WRITE_CHUNK rows per transaction, so no writer waits behind one
+        # unbounded transaction; the webhook's claim is marked done with the last chunk (a crash
+        # before it leaves the claim open and the sender's retry sets the same labels again).
+        ordered = sorted(pairs, key=lambda pair: pair[0])
+        chunks = [ordered[i : i + WRITE_CHUNK] for i in range(0, len(ordered), WRITE_CHUNK)] or [[]]
+        for index, chunk in enumerate(chunks):
+            with self._write() as cursor:
+                for request_id, label in chunk:
+                    cursor.execute(self._sql(FEEDBACK_SQL), (label, now, request_id))
+                    if cursor.rowcount == 0:
+                        missing.add(request_id)
+                if webhook_id is not None and index == len(chunks) - 1:
+                    finish_claim(cursor, self.dialect, webhook_id)
         return [request_id for request_id, _ in pairs if request_id in missing]
 
     def window(
@@ -222,17 +233,37 @@ class PredictionTables(Tables):
         """Delete unlabelled predictions created before ``predictions`` and labelled ones created
         before ``feedback`` (ISO times), and the hourly rollup before ``predictions``; returns
         (rows deleted, of which labelled)."""
-        labelled_sql = "DELETE FROM predictions WHERE true_label IS NOT NULL AND created_at < ?"
-        unlabelled_sql = "DELETE FROM predictions WHERE true_label IS NULL AND created_at < ?"
+        labelled = self.delete_in_batches(
+            "predictions", "request_id", "true_label IS NOT NULL AND created_at < ?", (feedback,)
+        )
+        unlabelled = self.delete_in_batches(
+            "predictions", "request_id", "true_label IS NULL AND created_at < ?", (predictions,)
+        )
         with self._write() as cursor:
-            cursor.execute(self._sql(labelled_sql), (feedback,))
-            labelled = int(cursor.rowcount)
-            cursor.execute(self._sql(unlabelled_sql), (predictions,))
-            deleted = labelled + int(cursor.rowcount)
             cursor.execute(
                 self._sql("DELETE FROM prediction_hours WHERE hour < ?"), (predictions[:13],)
             )
-            return deleted, labelled
+        return labelled + unlabelled, labelled
+
+    def delete_in_batches(
+        self, table: str, key: str, where: str, params: Sequence[Any], batch: int = 0
+    ) -> int:
+        """Delete the rows of ``table`` matching ``where``, ``batch`` (default DELETE_BATCH) per
+        transaction, so the service's writes never wait behind one long delete; returns how
+        many went. ``table``, ``key`` and ``where`` are the caller's constants, never input."""
+        batch = batch or DELETE_BATCH
+        sql = self._sql(
+            f"DELETE FROM {table} WHERE {key} IN "
+            f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(batch)})"
+        )
+        deleted = 0
+        while True:
+            with self._write() as cursor:
+                cursor.execute(sql, tuple(params))
+                count = int(cursor.rowcount)
+            deleted += count
+            if count < batch:
+                return deleted
 
     def count(self) -> int:
         with self._read() as cursor:

@@ -2,6 +2,8 @@
 
 - Prediction rows older than ``log_retention_days`` are deleted; rows with a true label are the
   retraining set and stay for ``feedback_retention_days`` (the retrain reads no older ones).
+  Drift reports go with the predictions they judged; promotion decisions, daily aggregates and
+  retrain decisions stay as long as feedback; cached studies a week.
 - Bundles other than the champion's are deleted once they are not among the ``keep_bundles``
   most recent: a model that was never promoted, or was replaced long ago, is not needed to
   serve or to roll back to a recent champion.
@@ -71,6 +73,10 @@ class MaintenanceReport:
     feedback_rows_deleted: int = 0
     decisions_deleted: int = 0
     webhook_ids_deleted: int = 0
+    drift_reports_deleted: int = 0
+    promotion_decisions_deleted: int = 0
+    daily_metrics_deleted: int = 0
+    study_results_deleted: int = 0
     bundles_deleted: list[str] = field(default_factory=list)
     bundles_kept: int = 0
     mlflow_versions_archived: list[str] = field(default_factory=list)
@@ -85,6 +91,10 @@ class MaintenanceReport:
             ("of which feedback-labelled", self.feedback_rows_deleted),
             ("retrain decisions deleted", self.decisions_deleted),
             ("webhook ids forgotten", self.webhook_ids_deleted),
+            ("drift reports deleted", self.drift_reports_deleted),
+            ("promotion decisions deleted", self.promotion_decisions_deleted),
+            ("daily aggregates deleted", self.daily_metrics_deleted),
+            ("cached studies deleted", self.study_results_deleted),
             ("bundles deleted", len(self.bundles_deleted)),
             ("bundles kept", self.bundles_kept),
             ("MLflow versions tagged archived", len(self.mlflow_versions_archived)),

@@ -22,10 +22,14 @@ from pathlib import Path
 
 import pydantic
 
+from core.auth.local_secrets import local_secret
+from core.settings import Settings
 from core.training.tuning import StudyResult
 
 log = logging.getLogger(__name__)
 FORMAT = 1
+#: How long a finished study is reused by a rerun (and kept before maintenance prunes it).
+STUDY_CACHE_AGE_S = 7 * 86400
 _RESULT = pydantic.TypeAdapter(StudyResult)
 
 
@@ -38,7 +42,7 @@ class StudyCache:
     """One JSON file per study key in ``folder``; records older than ``max_age_s`` count as
     absent (and ``prune`` deletes them)."""
 
-    def __init__(self, folder: Path, secret: str, max_age_s: float = 7 * 86400) -> None:
+    def __init__(self, folder: Path, secret: str, max_age_s: float = STUDY_CACHE_AGE_S) -> None:
         self.folder = folder
         self._secret = secret.encode()
         self.max_age_s = max_age_s
@@ -111,3 +115,11 @@ class StudyCache:
                     path.unlink()
                     removed += 1
         return removed
+
+
+def open_study_cache(settings: Settings) -> StudyCache:
+    """The cache under ``home`` (``study-results``), signed with a key kept beside it in
+    ``home`` (``study-cache.key``, created on first use, readable by its owner only)."""
+    home = settings.home
+    secret = local_secret(home, "study-cache.key", "TICKETS_STUDY_CACHE_KEY")
+    return StudyCache(home / "study-results", secret)

@@ -3,6 +3,7 @@ a local store): every action counted, retention respected, the champion never to
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from core.release.manifest import Manifest
 from core.release.registry import experiment_id, set_champion_alias
 from core.release.retention import ARCHIVED_TAG
 from core.settings import Settings
+from core.training.study_cache import open_study_cache
+from core.training.tuning import StudyResult
 from tests.integration.conftest import artifact_keys
 
 pytestmark = pytest.mark.integration
@@ -64,7 +67,13 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
             _record("ancient-labelled", 400, "b"),
         ]
     )
+    log.record_drift_report("2020-01-01T00:00:00+00:00", "1", None, {"drift": 0}, None)
+    log.save_daily("2020-01-01", {"count": 1})
     log.close()
+    cache = open_study_cache(settings)
+    stale = cache.save("an old study", _study())
+    os.utime(stale, (0, 0))
+    cache.save("a recent study", _study())
     store = open_store(settings)
     for number in range(1, 5):
         created = (datetime(2026, 1, number, tzinfo=UTC)).isoformat()
@@ -79,6 +88,9 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
     report = state.result()
 
     assert report["predictions_deleted"] == 2 and report["feedback_rows_deleted"] == 1
+    assert report["drift_reports_deleted"] == 1 and report["daily_metrics_deleted"] == 1
+    assert report["study_results_deleted"] == 1 and not stale.exists()
+    assert cache.load("a recent study") is not None
     log = PredictionLog(settings.predictions_path())
     assert set(log.window()["request_id"]) == {"recent", "yesterday", "old-labelled"}
     assert "old-labelled" in set(log.window()["request_id"]), "labelled rows are training data"
@@ -133,3 +145,7 @@ def _tiny_model() -> object:
     from sklearn.dummy import DummyClassifier
 
     return DummyClassifier().fit([[0], [1]], ["a", "b"])
+
+
+def _study() -> StudyResult:
+    return StudyResult("svm", {"C": 1.0}, 0.8, trials=1, pruned=0, seconds=1.0)

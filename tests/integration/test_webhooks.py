@@ -143,4 +143,7 @@ def test_closed_tickets_become_feedback(services) -> None:
         "webhook_id": "msg_tickets_1",
         "duplicate": True,
     }
+    flood = {"tickets": [{"request_id": f"r{i}", "true_label": "x"} for i in range(1001)]}
+    refused = _post(url, "/webhooks/tickets", flood, "msg_tickets_2")
+    assert refused.status_code == 400 and "maximum is 1000" in refused.text
     log.close()

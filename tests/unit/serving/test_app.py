@@ -156,6 +156,10 @@ def test_feedback_errors(serving: TestClient) -> None:
         "/feedback", json={"request_id": "nope", "true_label": "x"}, headers=LABELLED
     )
     assert unknown.status_code == 404 and "nope" in unknown.text
+    limit = 5  # the fixture's max_batch
+    too_many = [{"request_id": f"r{i}", "true_label": "x"} for i in range(limit + 1)]
+    refused = serving.post("/feedback", json=too_many, headers=LABELLED)
+    assert refused.status_code == 400 and f"maximum is {limit}" in refused.text
 
 
 def test_labels_need_a_label_key(serving: TestClient, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from core.errors import InputError
 from core.predlog import Claim, PredictionLog, PredictionRecord
+from core.records import PromotionRecord
 
 
 def _record(i: int, label: str | None = None) -> PredictionRecord:
@@ -145,3 +146,38 @@ def test_a_row_the_database_refuses_fails_alone_in_its_group_commit(tmp_path: Pa
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], sqlite3.IntegrityError)
     assert set(log.window()["request_id"]) == {"taken", "new-1", "new-2"}
+
+
+def test_long_deletes_and_feedback_lists_go_in_bounded_transactions(tmp_path: Path) -> None:
+    from core.predlog import predictions
+
+    log = PredictionLog(tmp_path / "log.db")
+    records = [
+        PredictionRecord(f"r{i:04d}", "1", "t", "", "a", 0.9, {}, created_at="2020-01-01T00:00:00")
+        for i in range(1200)
+    ]
+    log.record(records)
+    assert log.claim_webhook("hook") is Claim.CLAIMED
+    labels = [(f"r{i:04d}", "b") for i in range(1199, -1, -1)] + [("absent", "b")]
+    assert log.add_feedback(labels, webhook_id="hook") == ["absent"]
+    assert len(labels) > 2 * predictions.WRITE_CHUNK, "several transactions"
+    assert log.claim_webhook("hook") is Claim.DUPLICATE, "the claim finished with the last chunk"
+    assert log.window()["true_label"].eq("b").sum() == 1200
+    deleted = log.delete_in_batches("predictions", "request_id", "created_at < ?", ("2021",), 500)
+    assert deleted == 1200 and log.count() == 0
+
+
+def test_the_history_tables_are_pruned(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log.db")
+    log.record_drift_report("2020-01-01T00:00:00", "1", None, {"drift_detected": False}, None)
+    log.record_drift_report("2026-12-01T00:00:00", "1", None, {"drift_detected": False}, None)
+    old = PromotionRecord(
+        "2020-01-01T00:00:00", "b2", "2", "b1", "1", 0.9, 0.8, 0.1, None, True, "ok"
+    )
+    log.record_promotion(old)
+    log.save_daily("2020-01-01", {"count": 1})
+    log.save_daily("2026-11-30", {"count": 2})
+    counts = log.delete_history_before("2026-06-01", "2026-01-01")
+    assert counts == {"drift_reports": 1, "promotion_decisions": 1, "daily_metrics": 1}
+    assert list(log.daily()) == ["2026-11-30"]
+    assert [r.checked_at for r in log.drift_reports("2000-01-01")] == ["2026-12-01T00:00:00"]
