@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         help="accurate: the linear SVM may add the multilingual sentence encoder",
     )
     train.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    # `tickets run`'s background training: the marker saying it is still owed, removed on success.
+    train.add_argument("--done-marker", help=argparse.SUPPRESS)
 
     simulate = commands.add_parser("simulate", help="write Spanish demo tickets")
     simulate.add_argument("--n", type=int, default=5000)
@@ -169,8 +171,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     from core.release.bundle import champion_bundle_id
 
     background: subprocess.Popen[bytes] | None = None
+    owed = _owed_full_training(settings)
     if champion_bundle_id(open_store(settings)) is not None:
         print(f"a champion exists in {settings.artifact_store_url()}; skipping training")
+        if owed is not None and not args.no_serve:
+            print("the full training of an earlier `tickets run` was interrupted: resuming it")
+            background = _train_in_background(settings, owed)
     elif args.no_serve or set(settings.families) <= set(QUICK_FAMILIES):
         _train(settings, _run_data(settings), None, args.json)
     else:
@@ -219,12 +225,34 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _owed_marker(settings: Settings) -> Path:
+    return settings.home / "full-training.pending"
+
+
+def _owed_full_training(settings: Settings) -> str | None:
+    """The data of a background full training that started and never finished (Ctrl-C, a
+    reboot), or None."""
+    marker = _owed_marker(settings)
+    try:
+        return str(json.loads(marker.read_text(encoding="utf-8"))["data"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        marker.unlink(missing_ok=True)  # unreadable: nothing to resume
+        return None
+
+
 def _train_in_background(settings: Settings, data: str) -> subprocess.Popen[bytes]:
     """Phase 2: every configured family with the full search, in a process of its own; its model
-    replaces the quick one only if it beats it under the usual promotion rule."""
+    replaces the quick one only if it beats it under the usual promotion rule. A marker under
+    ``home`` says it is owed until it succeeds, so a ``tickets run`` after an interruption
+    resumes it (its finished studies come from the study cache)."""
     log = settings.home / "logs" / "full-training.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    marker = _owed_marker(settings)
+    marker.write_text(json.dumps({"data": data}), encoding="utf-8")
     command = [str(Path(sys.executable).with_name("tickets")), "train", "--data", data]
+    command += ["--done-marker", str(marker)]
     families = ", ".join(settings.families)
     _phase(
         f"phase 2 of 2: training {len(settings.families)} families ({families}) in the "
@@ -292,7 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = args.data or settings.data_path
         if not data:
             raise ConfigurationError("no training data: pass --data or set TICKETS_DATA_PATH")
-        return _train(settings, data, args.test_data, args.json)
+        status = _train(settings, data, args.test_data, args.json)
+        if args.done_marker:
+            Path(args.done_marker).unlink(missing_ok=True)
+        return status
     except ValidationError as exc:
         problems = "; ".join(f"{flat_name(e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid setting: {problems}", file=sys.stderr)

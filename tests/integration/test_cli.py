@@ -107,3 +107,49 @@ def test_simulate_writes_a_table(tmp_path: Path) -> None:
     assert len(pd.read_parquet(out)) == 300
     bad = _run(["simulate", "--n", "10", "--scenario", "nope", "--out", str(out)], tmp_path)
     assert bad.returncode == 2 and "unknown scenario" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_full_training_interrupted_by_ctrl_c_is_resumed_by_the_next_run(
+    tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
+) -> None:
+    """`tickets run` was stopped during its background full training (the marker it leaves says
+    the training is owed); the next `tickets run` finds a champion, resumes that training, and
+    the marker goes once it succeeds."""
+    import signal
+    import time
+
+    from core.settings import Settings
+    from deployments.stack import free_port
+    from tests.integration.conftest import publish_model
+
+    home = tmp_path / "home"
+    data = tmp_path / "tickets.csv"
+    demo_frame.to_csv(data, index=False)
+    publish_model(Settings(home=home), demo_frame)  # the quick model phase 1 made
+    marker = home / "full-training.pending"
+    marker.write_text(json.dumps({"data": str(data)}))  # what the interrupted run left
+    env = {
+        **os.environ,
+        "TICKETS_HOME": str(home),
+        "TICKETS_FAMILIES": "linear_svm",
+        "TICKETS_TRIALS": "1",
+        "TICKETS_TIMEOUT_S": "60",
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    command = [TICKETS, "run", "--port", str(free_port())]
+    run = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while marker.exists() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.5)
+        assert not marker.exists(), "the resumed training finished and cleared its marker"
+    finally:
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+    assert "resuming it" in output, output[-3000:]
+    log = (home / "logs" / "full-training.log").read_text()
+    assert "linear_svm" in log
