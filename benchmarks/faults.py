@@ -9,12 +9,18 @@ with faults injected one at a time:
 - the new champion's bundle deleted, then restored;
 - the Prefect API down while a signed retrain webhook arrives (the sender retries);
 - a flood of 1,000 unauthenticated labels;
-- 800 tickets of 10,000 characters with no spaces.
+- 800 tickets of 10,000 characters with no spaces;
+- two clients sending batches whose labels come in opposite orders (both workers commit the
+  hourly rollup at once: in batch order this deadlocked PostgreSQL);
+- rounds of 40 concurrent drift reports (they used to take the threads predictions need).
 
 Per fault it prints and saves: requests answered during the fault, unexpected 5xx (a 503 with
 Retry-After is the documented answer to our own faults), acknowledged predictions missing from
 the log, and seconds from the fault ending until the service serves the expected model again
-(ready, right version). Goal: 0, 0, and recovery within 3 poll intervals.
+(ready, right version), deadlocks PostgreSQL counted meanwhile (pg_stat_database), and /predict's
+p99 during the fault beside its p99 in the quiet seconds before it. Goal: 0, 0, recovery within
+3 poll intervals, no deadlock; for the last two rows also /predict's p99 within 1.5x of quiet and
+no 5xx at all on their own requests (a 503 there would be a group the database refused).
 Run: ``.venv/bin/python -m benchmarks.faults`` (``make benchmark-faults``)."""
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,18 +44,21 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 from pydantic import SecretStr
 
 from benchmarks.common import save
 from benchmarks.load import SteadyLoad
-from benchmarks.serving import process, train_model
+from benchmarks.serving import TEXT, process, train_model
 from core.auth.local_secrets import new_api_key, new_webhook_secret
 from core.auth.signing import sign
+from core.data.simulate import generate_tickets
 from core.io.store import CHAMPION_KEY, ArtifactStore, open_store
 from core.predlog import open_prediction_log
 from core.release.bundle import MODEL_FILE, bundle_key, serialize_model, swap_champion, write_bundle
-from core.release.manifest import Manifest, MlflowRef
+from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
 from core.settings import Settings
+from core.training.refit import reference_profile
 from deployments.local_servers import RestartableS3, postgres_server, restartable_s3
 from deployments.stack import free_port
 
@@ -65,7 +75,7 @@ class Bench:
     store: ArtifactStore
     s3: RestartableS3
     pg: Any
-    models: dict[str, bytes]
+    models: dict[str, tuple[bytes, ReferenceProfile]]
     prefect: PrefectServer
     secret: str
     poll_s: float
@@ -83,12 +93,14 @@ class Bench:
 
     def promote(self, version: str) -> None:
         """A new champion: a bundle written, then the pointer moved (what promotion does)."""
+        model_bytes, profile = self.models[version]
         manifest = Manifest(
             bundle_id=f"bench-{version}",
             family="logistic_regression",
             mlflow=MlflowRef(model_version=version),
+            reference_profile=profile,
         )
-        stored = write_bundle(self.store, self.models[version], manifest)
+        stored = write_bundle(self.store, model_bytes, manifest)
         _, token = self.store.read_versioned(CHAMPION_KEY)
         if not swap_champion(self.store, stored, token):
             raise RuntimeError("the champion pointer moved during the benchmark")
@@ -291,6 +303,72 @@ def long_tickets(bench: Bench, _: float) -> tuple[float, dict[str, Any]]:
     }
 
 
+def opposite_label_orders(bench: Bench, _: float, seconds: float = 15) -> tuple[float, dict]:
+    """Two clients, one ticket of each class per batch, one in class order and one reversed,
+    ten batches a second each: the two workers' group commits upsert the same hourly rows."""
+    examples = generate_tickets(600, "baseline", seed=11).drop_duplicates("label")
+    tickets = [
+        {"short_description": str(row.short_description), "close_notes": str(row.close_notes)}
+        for row in examples.sort_values("label").itertuples()
+    ]
+    deadline = time.monotonic() + seconds
+
+    def client(reverse: bool) -> Counter[int]:
+        batch = {"tickets": tickets[::-1] if reverse else tickets}
+        statuses: Counter[int] = Counter()
+        with httpx.Client(base_url=bench.url, timeout=30) as http:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                statuses[http.post("/predict/batch", json=batch).status_code] += 1
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+        return statuses
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sum(pool.map(client, (False, True)), Counter())
+    return 0.0, {
+        "classes_per_batch": len(tickets),
+        "batches": sum(statuses.values()),
+        "batch_statuses": dict(statuses),
+        "side_5xx": sum(n for status, n in statuses.items() if status >= 500),
+    }
+
+
+def concurrent_drift_reports(bench: Bench, _: float, seconds: float = 20) -> tuple[float, dict]:
+    """Every two seconds, 40 drift reports requested at once (anonymous, as anyone may), over
+    four windows in turn so that some are computed and not only read from the lane's cache."""
+    windows = ["1h", "2h", "6h", "24h"]
+    statuses: Counter[int] = Counter()
+    slowest = 0.0
+
+    def one(window: str) -> tuple[int, float]:
+        started = time.monotonic()
+        answer = httpx.get(f"{bench.url}/monitoring/drift", params={"window": window}, timeout=60)
+        documented = answer.status_code != 503 or answer.headers.get("retry-after")
+        return (answer.status_code if documented else 599), time.monotonic() - started
+
+    rounds = 0
+    deadline = time.monotonic() + seconds
+    with ThreadPoolExecutor(40) as pool:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            window = windows[rounds % len(windows)]
+            for status, took in pool.map(one, [window] * 40):
+                statuses[status] += 1
+                slowest = max(slowest, took)
+            rounds += 1
+            time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
+    return 0.0, {
+        "rounds_of_40": rounds,
+        "drift_statuses": dict(statuses),
+        "slowest_drift_answer_s": round(slowest, 2),
+        "side_5xx": sum(n for status, n in statuses.items() if status >= 500 and status != 503),
+    }
+
+
+#: Faults after which /predict must keep its quiet p99 (within 1.5x) and no side request may
+#: get a 5xx: nothing failed, only load arrived.
+UNDER_LOAD = ("opposite_label_orders", "concurrent_drift_reports")
+
 FAULTS: dict[str, Callable[[Bench, float], tuple[float, dict[str, Any]]]] = {
     "s3_outage_during_promotion": s3_outage_during_promotion,
     "postgresql_restart": postgresql_restart,
@@ -300,6 +378,8 @@ FAULTS: dict[str, Callable[[Bench, float], tuple[float, dict[str, Any]]]] = {
     "prefect_down_during_webhook": prefect_down_during_webhook,
     "unauthenticated_label_flood": unauthenticated_label_flood,
     "long_tickets": long_tickets,
+    "opposite_label_orders": opposite_label_orders,
+    "concurrent_drift_reports": concurrent_drift_reports,
 }
 
 
@@ -309,15 +389,52 @@ def lost(bench: Bench, acknowledged: list[str]) -> int:
     return len(set(acknowledged) - logged)
 
 
-def run_fault(bench: Bench, name: str, outage_s: float, rate: float) -> dict[str, Any]:
+def _release(rows: int) -> tuple[bytes, ReferenceProfile]:
+    """A model and the reference profile a training stores with it (drift needs it)."""
+    model, data = train_model("logistic_regression", rows)
+    train, test = data.iloc[: rows * 4 // 5], data.iloc[rows * 4 // 5 :]
+    probabilities = np.asarray(model.predict_proba(test[TEXT]))
+    profile = reference_profile(model, train, test, probabilities, Settings())
+    return serialize_model(model), profile
+
+
+def deadlocks(bench: Bench) -> int | None:
+    """Deadlocks PostgreSQL has detected in the log's database so far (None on SQLite)."""
+    if bench.pg is None:
+        return None
+    import psycopg
+
+    for _ in range(30):  # the server may be restarting
+        with (
+            contextlib.suppress(psycopg.OperationalError),
+            psycopg.connect(bench.pg.url, connect_timeout=2) as connection,
+        ):
+            row = connection.execute(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+        time.sleep(1)
+    return None
+
+
+def run_fault(
+    bench: Bench, name: str, outage_s: float, rate: float, quiet_s: float = 10
+) -> dict[str, Any]:
     with SteadyLoad(bench.url, clients=4, rate=rate) as load:
         load.answered(50)
+        quiet_from = time.perf_counter()
+        time.sleep(quiet_s)
+        quiet_p99 = load.p99_ms(quiet_from)
+        deadlocks_before = deadlocks(bench)
         started = time.monotonic()
+        fault_from = time.perf_counter()
         before = load.snapshot()[0]
         recovery, notes = FAULTS[name](bench, outage_s)
+        fault_p99 = load.p99_ms(fault_from)
         time.sleep(1)
         after = load.snapshot()[0]
         seconds = time.monotonic() - started
+        deadlocks_after = deadlocks(bench)
     row = {
         "requests": after - before,
         "requests_per_s": round((after - before) / seconds, 1),
@@ -328,6 +445,13 @@ def run_fault(bench: Bench, name: str, outage_s: float, rate: float) -> dict[str
         "lost_acknowledged": lost(bench, load.acknowledged),
         "recovery_s": round(recovery, 2),
         "recovery_goal_s": round(3 * bench.poll_s, 2),
+        "deadlocks": (
+            deadlocks_after - deadlocks_before
+            if deadlocks_after is not None and deadlocks_before is not None
+            else None
+        ),
+        "predict_p99_quiet_ms": quiet_p99,
+        "predict_p99_ms": fault_p99,
         **notes,
     }
     print(f"{name}: {row}", flush=True)
@@ -360,10 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     prefect.home.mkdir(parents=True)
     prefect.start()
     secret = new_webhook_secret()
-    models = {
-        str(version): serialize_model(train_model("logistic_regression", 1200 + 100 * version)[0])
-        for version in range(1, 8)
-    }
+    models = {str(version): _release(1200 + 100 * version) for version in range(1, 8)}
     results: dict[str, Any] = {}
     try:
         with postgres_server() as pg:
@@ -400,11 +521,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         prefect.stop()
         s3.stop()
+    under_load = [results[name] for name in UNDER_LOAD if name in results]
     goals = {
         "no_lost_acknowledged": all(r["lost_acknowledged"] == 0 for r in results.values()),
         "no_unexpected_5xx": all(r["unexpected_5xx"] == 0 for r in results.values()),
         "recovery_within_3_polls": all(
             r["recovery_s"] <= r["recovery_goal_s"] for r in results.values()
+        ),
+        "no_deadlocks": all(not r["deadlocks"] for r in results.values()),
+        "under_load_no_5xx_at_all": all(
+            r["side_5xx"] == 0 and r["documented_503"] == 0 for r in under_load
+        ),
+        "under_load_predict_p99_within_1_5x_quiet": all(
+            r["predict_p99_ms"] is not None
+            and r["predict_p99_quiet_ms"]
+            and r["predict_p99_ms"] <= 1.5 * r["predict_p99_quiet_ms"]
+            for r in under_load
         ),
     }
     save(

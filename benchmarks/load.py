@@ -142,6 +142,8 @@ class SteadyLoad:
     versions: set[str] = field(default_factory=set)
     unexpected: list[tuple[int, str]] = field(default_factory=list)
     transport_errors: int = 0
+    #: (time the answer arrived, latency in ms) of every 200, for percentiles over a period.
+    latencies: list[tuple[float, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -163,8 +165,11 @@ class SteadyLoad:
                         self.transport_errors += 1
                     time.sleep(0.05)
                     continue
+                finished = time.perf_counter()
                 with self._lock:
                     self._count(response.status_code, response.headers, response.text)
+                    if response.status_code == 200:
+                        self.latencies.append((finished, (finished - started) * 1000))
                 rest = pause - (time.perf_counter() - started)
                 if rest > 0:
                     self._stop.wait(rest)
@@ -182,6 +187,13 @@ class SteadyLoad:
         """(requests answered so far, unexpected answers so far, acknowledged so far)."""
         with self._lock:
             return sum(self.statuses.values()), len(self.unexpected), len(self.acknowledged)
+
+    def p99_ms(self, since: float, until: float | None = None) -> float | None:
+        """p99 latency of the 200s answered between two ``time.perf_counter()`` readings."""
+        end = time.perf_counter() if until is None else until
+        with self._lock:
+            window = [ms for at, ms in self.latencies if since <= at <= end]
+        return round(float(np.percentile(window, 99)), 2) if window else None
 
     def answered(self, at_least: int, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s

@@ -197,6 +197,12 @@ class ServingSettings(BaseModel):
         description="Threads per worker for drift reports, aggregates and dashboard pages (their "
         "own lane, never the pool the model and the log need).",
     )
+    monitoring_isolation: Literal["process", "thread"] = Field(
+        "process",
+        description="Where drift reports and dashboard pages are computed: a process of their "
+        "own per worker at the lowest CPU priority (predictions keep their latency), or the "
+        "lane's threads (no extra process).",
+    )
     monitoring_queue: int = Field(
         8, ge=0, description="Monitoring requests that may wait for the lane; more get 503."
     )

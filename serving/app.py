@@ -66,6 +66,13 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         on_depth=metrics.QUEUE_DEPTH.labels("log").set,
     )
 
+    lane = MonitoringLane(
+        settings.serving.monitoring_threads,
+        settings.serving.monitoring_queue,
+        settings.serving.monitoring_cache_s,
+        processes=settings.serving.monitoring_isolation == "process",
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(model_holder.refresh)
@@ -74,6 +81,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
             yield
         finally:
             watcher.cancel()
+            lane.close()
             await model_batcher.stop()
             await log_batcher.stop()
             log.close()
@@ -85,11 +93,7 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
         "log_probe": LogProbe(log, settings.serving.ready_cache_s),
         "model_batcher": model_batcher,
         "log_batcher": log_batcher,
-        "monitoring_lane": MonitoringLane(
-            settings.serving.monitoring_threads,
-            settings.serving.monitoring_queue,
-            settings.serving.monitoring_cache_s,
-        ),
+        "monitoring_lane": lane,
     }
     handlers = [
         health,

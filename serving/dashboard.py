@@ -13,8 +13,12 @@ from litestar import MediaType, Response, get
 from litestar.params import Parameter
 
 from core.monitoring.dashboard import WINDOWS, DashboardData, dashboard_data
+from core.predlog import PredictionLog
 from core.records import LOW_CONFIDENCE
+from core.release.manifest import Manifest
+from core.settings import Settings
 from serving.errors import bad_request
+from serving.lane import lane_log
 from serving.state import ServiceState
 
 WIDTH, HEIGHT, PAD = 640, 170, 36
@@ -47,12 +51,23 @@ async def dashboard(
     manifest = served.manifest if served is not None else None
     longest = state.settings.monitoring_max_window
     key = ("dashboard", window, manifest.bundle_id if manifest is not None else None)
-
-    def page() -> str:  # queries and drawing in monitoring's lane: predictions keep flowing
-        return render(dashboard_data(state.log, window, manifest, longest))
-
-    drawn = await state.monitoring_lane.run(key, page)
+    lane = state.monitoring_lane
+    log = None if lane.processes else state.log
+    settings = state.settings
+    # Queries and drawing in monitoring's lane: predictions keep flowing.
+    drawn = await lane.run(key, page, log, settings, window, manifest, longest, isolate=True)
     return Response(drawn, media_type=MediaType.HTML)
+
+
+def page(
+    log: PredictionLog | None,
+    settings: Settings,
+    window: str,
+    manifest: Manifest | None,
+    longest: str,
+) -> str:
+    """The drawn page (in the lane's process when ``log`` is None)."""
+    return render(dashboard_data(log or lane_log(settings), window, manifest, longest))
 
 
 def render(data: DashboardData) -> str:

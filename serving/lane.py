@@ -2,35 +2,56 @@
 
 Drift reports, aggregates and dashboard pages are the expensive reads of the service, and anyone
 may ask for them. They used to run on the default thread pool that the model and log batchers
-need: 40 concurrent drift calls moved /predict's median from 7 ms to 391 ms. Here they run
+need: 40 concurrent drift calls moved /predict's median from 7 ms to 391 ms. Here
 
-- on a ``CapacityLimiter`` of their own, ``monitoring_threads`` at a time (never the default pool);
-- with at most ``monitoring_queue`` requests waiting; beyond that the answer is 503 with
-  ``Retry-After`` at once, instead of a pile of waiting work;
-- once per key for concurrent callers (the first computes, the others await its result), and
-  reused for ``monitoring_cache_s``: forty dashboards polling the same report cost one.
+- the CPU-heavy ones (drift reports, dashboard pages) run in a process of their own per worker,
+  at the lowest CPU priority (nice 19): they hold no lock the request path needs (not even the
+  GIL), and when the cores are busy the kernel gives them what predictions leave
+  (``monitoring_isolation = "thread"`` runs them on the lane's threads instead);
+- the rest run on a ``CapacityLimiter`` of their own, ``monitoring_threads`` at a time, never
+  on the default pool;
+- at most ``monitoring_threads + monitoring_queue`` requests are admitted at once; beyond that
+  the answer is 503 with ``Retry-After`` at once, instead of a pile of waiting work;
+- concurrent callers of one key share one computation, and its result is reused for
+  ``monitoring_cache_s``: forty dashboards polling the same report cost one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 import anyio
 
+from core.predlog import PredictionLog, open_prediction_log
+from core.settings import Settings
 from serving.errors import unavailable
 
 T = TypeVar("T")
 
 
+def _lowest_priority() -> None:
+    """The lane process's initializer: the kernel runs it when predictions leave room."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+
+
 class MonitoringLane:
-    def __init__(self, threads: int, queue: int, cache_s: float) -> None:
+    def __init__(self, threads: int, queue: int, cache_s: float, processes: bool = True) -> None:
         self.threads = threads
         self.queue = queue
         self.cache_s = cache_s
+        self.processes = processes
         self._limiter: anyio.CapacityLimiter | None = None
+        self._executor: ProcessPoolExecutor | None = None
         self._admitted = 0
         self._cached: dict[Hashable, tuple[float, Any]] = {}
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
@@ -38,7 +59,7 @@ class MonitoringLane:
 
     @property
     def busy(self) -> int:
-        """Monitoring requests computing or waiting for a lane thread now."""
+        """Monitoring requests computing or waiting for the lane now."""
         return self._admitted
 
     @property
@@ -48,10 +69,31 @@ class MonitoringLane:
             self._limiter = anyio.CapacityLimiter(self.threads)
         return self._limiter
 
-    async def run(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """``compute()`` in a lane thread, or the result of the same key computed within
-        ``cache_s``, or the one being computed now. 503 when the lane is full."""
-        cached = self._cached.get(key)
+    def _pool(self) -> ProcessPoolExecutor:
+        """The lane's process, started on first use (a service nobody monitors never pays for
+        it) with "spawn": a fork of a worker whose threads may hold locks could hang."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.threads,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lowest_priority,
+            )
+        return self._executor
+
+    async def run(
+        self,
+        key: Hashable,
+        compute: Callable[..., T],
+        *args: Any,
+        isolate: bool = False,
+        reuse: bool = True,
+    ) -> T:
+        """``compute(*args)``, or the result of the same key computed within ``cache_s`` (unless
+        not ``reuse``), or the one being computed now. With ``isolate`` (and processes enabled)
+        it runs in the lane's process, so ``compute`` and ``args`` must pickle; else on a lane
+        thread. 503 when the lane is full, or when its process died (the next call starts a new
+        one)."""
+        cached = self._cached.get(key) if reuse else None
         if cached is not None and time.monotonic() - cached[0] < self.cache_s:
             return cached[1]
         pending = self._inflight.get(key)
@@ -63,7 +105,7 @@ class MonitoringLane:
         self._inflight[key] = future
         self._admitted += 1
         try:
-            value = await anyio.to_thread.run_sync(compute, limiter=self.limiter)
+            value = await self._compute(compute, args, isolate)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -81,7 +123,45 @@ class MonitoringLane:
             self._admitted -= 1
             self._inflight.pop(key, None)
 
+    async def _compute(self, compute: Callable[..., T], args: tuple[Any, ...], isolate: bool) -> T:
+        if not (isolate and self.processes):
+            return await anyio.to_thread.run_sync(
+                functools.partial(compute, *args), limiter=self.limiter
+            )
+        async with self.limiter:
+            try:
+                return await asyncio.wrap_future(self._pool().submit(compute, *args))
+            except BrokenProcessPool as exc:
+                self._executor = None
+                raise unavailable("the monitoring process stopped; try again") from exc
+
+    def process_ids(self) -> list[int]:
+        """The lane processes running now (none before the first isolated computation)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return sorted(int(pid) for pid in processes)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
     def _forget_stale(self) -> None:
         now = time.monotonic()
         for key in [k for k, (at, _) in self._cached.items() if now - at >= self.cache_s]:
             del self._cached[key]
+
+
+_LANE_LOGS: dict[str, PredictionLog] = {}
+
+
+def lane_log(settings: Settings) -> PredictionLog:
+    """The prediction log as the monitoring lane's process sees it: opened on first use and
+    kept for the life of the process (reads only)."""
+    where = (
+        settings.prediction_log_url.get_secret_value()
+        if settings.prediction_log_url
+        else str(settings.predictions_path())
+    )
+    if where not in _LANE_LOGS:
+        _LANE_LOGS[where] = open_prediction_log(settings)
+    return _LANE_LOGS[where]

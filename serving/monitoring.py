@@ -17,9 +17,11 @@ from litestar.params import Parameter
 from core.metrics import window_metrics
 from core.monitoring.check import model_window, report_for_model
 from core.monitoring.daily import save_day
-from core.predlog import window_seconds, window_start
+from core.predlog import PredictionLog, window_seconds, window_start
+from core.release.manifest import Manifest
 from core.settings import Settings
 from serving.errors import bad_request
+from serving.lane import lane_log
 from serving.security import admin_guard
 from serving.state import ServiceState
 
@@ -55,8 +57,10 @@ async def metrics(
         aggregates = state.log.aggregates(since)
         return {"window": window, "since": since, **window_metrics(aggregates, labels)}
 
+    # Fresh on every call (a client that just sent feedback sees it); concurrent identical calls
+    # still share one query.
     key = ("metrics", seconds, tuple(labels) if labels is not None else None)
-    return await state.monitoring_lane.run(key, compute)
+    return await state.monitoring_lane.run(key, compute, reuse=False)
 
 
 def _parse_day(day: str | None) -> date:
@@ -87,7 +91,7 @@ async def save_metrics(
 
 @get("/monitoring/saved-metrics", summary="Daily aggregates saved so far, by day")
 async def saved_metrics(state: ServiceState) -> dict[str, Any]:
-    return await state.monitoring_lane.run(("saved-metrics",), state.log.daily)
+    return await state.monitoring_lane.run(("saved-metrics",), state.log.daily, reuse=False)
 
 
 @get("/monitoring/drift", summary="Drift report of the served model over a window")
@@ -101,14 +105,21 @@ async def drift(
     chosen = window or settings.monitor_window
     seconds = _window_seconds(chosen, settings)
     served = state.served_model()
-
-    def compute() -> dict[str, Any]:
-        since = _since(chosen, settings)
-        frame = model_window(state.log, since, served.manifest, settings)
-        report = report_for_model(frame, served.manifest, settings)
-        return {"window": chosen, "since": since, "model_version": served.version} | (
-            report.as_dict()
-        )
-
+    lane = state.monitoring_lane
     # Reports of one window and model are shared: "24h" and "1d" are the same report.
-    return await state.monitoring_lane.run(("drift", seconds, served.manifest.bundle_id), compute)
+    key = ("drift", seconds, served.manifest.bundle_id)
+    log = None if lane.processes else state.log
+    return await lane.run(key, drift_report, log, settings, served.manifest, chosen, isolate=True)
+
+
+def drift_report(
+    log: PredictionLog | None, settings: Settings, manifest: Manifest, window: str
+) -> dict[str, Any]:
+    """The served model's drift report over ``window``: in the monitoring lane's process (which
+    opens the log once, ``log`` None) or on one of its threads (the service's log)."""
+    since = _since(window, settings)
+    frame = model_window(log or lane_log(settings), since, manifest, settings)
+    report = report_for_model(frame, manifest, settings)
+    return {"window": window, "since": since, "model_version": manifest.model_version} | (
+        report.as_dict()
+    )

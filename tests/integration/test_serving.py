@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from core.data.simulate import generate_tickets
-from core.io.store import open_store
+from core.io.store import CHAMPION_KEY, open_store
 from core.predlog import PredictionLog
 from core.release.bundle import (
     bundle_key,
+    champion_pointer,
     read_champion,
     serialize_model,
     swap_champion,
@@ -231,11 +232,13 @@ def test_hot_swap_without_failed_requests_and_corrupt_bundle_refused(
     assert versions == {"1", "2"}
 
     store = open_store(settings)
-    manifest = _publish(settings, demo_frame, "v3", "3", 2.0)
+    _publish(settings, demo_frame, "v3", "3", 2.0)
+    pointer = champion_pointer(store, "v3")  # the swap checks the model file: it is sound
     tampered = bytearray(store.get(bundle_key("v3", "model.skops")))
     tampered[len(tampered) // 2] ^= 0xFF
-    store.put(bundle_key("v3", "model.skops"), bytes(tampered))
-    _promote(settings, manifest)
+    store.put(bundle_key("v3", "model.skops"), bytes(tampered))  # then it rots
+    _, token = read_champion(store)
+    assert store.compare_and_put(CHAMPION_KEY, pointer.to_json(), token)
     admin = {"X-API-Key": ADMIN_KEY}
     deadline = time.monotonic() + 30
     while (
@@ -340,7 +343,10 @@ def test_monitoring_calls_never_starve_predictions(tmp_path: Path) -> None:
     Retry-After instead of piling up."""
     from tests.integration.conftest import publish_profiled_model
 
-    settings = Settings(home=tmp_path / "home")
+    # Threads: the lane's fallback, and the one where the log's read side can be held from here.
+    settings = Settings(
+        home=tmp_path / "home", serving=ServingSettings(monitoring_isolation="thread")
+    )
     publish_profiled_model(settings)
     app = create_app(settings)
     with running(app) as url:
@@ -381,3 +387,37 @@ def test_monitoring_calls_never_starve_predictions(tmp_path: Path) -> None:
         later = [f.result() for f in distinct]
         assert sum(r.status_code == 200 for r in later) == lane.queue
         assert lane.computed == 1 + lane.queue
+
+
+def test_drift_reports_are_computed_once_in_a_low_priority_process_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """By default the reports run in the lane's process at nice 19: forty concurrent calls get
+    the same report, computed once, by another process than the worker's."""
+    import os
+
+    from tests.integration.conftest import publish_profiled_model
+
+    settings = Settings(home=tmp_path / "home")
+    publish_profiled_model(settings)
+    app = create_app(settings)
+    with running(app) as url:
+        tickets = generate_tickets(150, "baseline", seed=9)
+        rows = [{"short_description": t, "close_notes": ""} for t in tickets["short_description"]]
+        assert httpx.post(f"{url}/predict/batch", json={"tickets": rows}).status_code == 200
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.get(f"{url}/monitoring/drift?window=1h", timeout=120),
+                    range(40),
+                )
+            )
+        assert {answer.status_code for answer in answers} == {200}, answers[0].text
+        assert len({answer.text for answer in answers}) == 1
+        assert answers[0].json()["n_predictions"] == 150
+        lane = app.state["monitoring_lane"]
+        assert lane.computed == 1
+        (pid,) = lane.process_ids()
+        assert pid != os.getpid() and os.getpriority(os.PRIO_PROCESS, pid) == 19
+        page = httpx.get(f"{url}/dashboard?window=24h", timeout=120)
+        assert page.status_code == 200 and "<html" in page.text and lane.process_ids() == [pid]
