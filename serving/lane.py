@@ -19,10 +19,8 @@ need: 40 concurrent drift calls moved /predict's median from 7 ms to 391 ms. Her
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ProcessPoolExecutor
@@ -34,14 +32,9 @@ import anyio
 from core.predlog import PredictionLog, open_prediction_log
 from core.settings import Settings
 from serving.errors import unavailable
+from serving.lowest_priority import lowest_priority, warm
 
 T = TypeVar("T")
-
-
-def _lowest_priority() -> None:
-    """The lane process's initializer: the kernel runs it when predictions leave room."""
-    with contextlib.suppress(OSError):
-        os.nice(19)
 
 
 class MonitoringLane:
@@ -76,7 +69,7 @@ class MonitoringLane:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.threads,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lowest_priority,
+                initializer=lowest_priority,
             )
         return self._executor
 
@@ -134,6 +127,13 @@ class MonitoringLane:
             except BrokenProcessPool as exc:
                 self._executor = None
                 raise unavailable("the monitoring process stopped; try again") from exc
+
+    def warm(self) -> None:
+        """Start the lane's process now and have it import what reports need (a server does
+        this at start-up, so the first report after it pays nothing; the process runs at the
+        lowest priority from its first line)."""
+        if self.processes:
+            self._pool().submit(warm)
 
     def process_ids(self) -> list[int]:
         """The lane processes running now (none before the first isolated computation)."""
