@@ -128,10 +128,17 @@ def test_maintenance_between_a_trainings_model_file_and_its_manifest_leaves_the_
     training = Manifest(bundle_id=new_bundle_id("svm"), family="svm")
     model_bytes = serialize_model(_tiny_model())
     store.put(bundle_key(training.bundle_id, MODEL_FILE), model_bytes)  # the manifest comes next
+    registered = _register(settings, promoted=False)  # that training's version, not yet promoted
 
     report = maintenance(settings=settings)
 
     assert report["bundles_deleted"] == ["b2", "b3"], "old bundles still go"
+    assert report["mlflow_versions_archived"] == [], "a version being promoted is not archived"
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    assert (
+        ARCHIVED_TAG
+        not in client.get_model_version(settings.registered_model_name, registered).tags
+    )
     assert store.exists(bundle_key(training.bundle_id, MODEL_FILE))
     stored = write_bundle(store, model_bytes, training)
     assert swap_champion(store, stored, read_champion(store)[1])
