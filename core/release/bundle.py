@@ -121,6 +121,21 @@ def load_bundle(
     """The model and its manifest, after checking the manifest against the pointer's digest
     (when given) and the model file's size and sha256 against the manifest."""
     manifest = read_manifest(store, bundle_id, manifest_sha256)
+    model_bytes = verified_model_bytes(store, manifest)
+    check_encoder(manifest)
+    try:
+        return deserialize_model(model_bytes), manifest
+    except BundleError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"bundle {bundle_id}: cannot load {MODEL_FILE} ({exc})") from exc
+
+
+def verified_model_bytes(store: ArtifactStore, manifest: Manifest) -> bytes:
+    """The bundle's model file, after checking its size and sha256 against the manifest. A
+    store that cannot be reached stays a StoreError; a file that is missing or altered, or a
+    manifest that lists none, is a BundleError."""
+    bundle_id = manifest.bundle_id
     entry = manifest.files.get(MODEL_FILE)
     if entry is None:
         raise BundleError(f"bundle {bundle_id}: manifest lists no {MODEL_FILE}")
@@ -129,16 +144,10 @@ def load_bundle(
     except TransientStoreError:
         raise
     except StoreError as exc:
-        raise BundleError(f"bundle {bundle_id}: {exc}") from exc
+        raise BundleError(f"bundle {bundle_id}: no {MODEL_FILE} ({exc})") from exc
     if file_entry(model_bytes) != entry:
         raise BundleError(f"bundle {bundle_id}: {MODEL_FILE} does not match its manifest")
-    check_encoder(manifest)
-    try:
-        return deserialize_model(model_bytes), manifest
-    except BundleError:
-        raise
-    except Exception as exc:
-        raise BundleError(f"bundle {bundle_id}: cannot load {MODEL_FILE} ({exc})") from exc
+    return model_bytes
 
 
 def check_encoder(manifest: Manifest) -> None:
@@ -185,15 +194,7 @@ def champion_pointer(
     the swap went ahead on the manifest alone)."""
     data = store.get(bundle_key(bundle_id, MANIFEST_FILE))
     manifest = Manifest.from_json(data, store.uri(bundle_key(bundle_id, MANIFEST_FILE)))
-    entry = manifest.files.get(MODEL_FILE)
-    try:
-        model_bytes = store.get(bundle_key(bundle_id, MODEL_FILE))
-    except TransientStoreError:
-        raise
-    except StoreError as exc:
-        raise BundleError(f"bundle {bundle_id}: no {MODEL_FILE} to promote ({exc})") from exc
-    if entry is None or file_entry(model_bytes) != entry:
-        raise BundleError(f"bundle {bundle_id}: {MODEL_FILE} does not match its manifest")
+    verified_model_bytes(store, manifest)
     return ChampionPointer(
         bundle_id=bundle_id,
         family=manifest.family,
