@@ -4,8 +4,10 @@ under ``TICKETS_HOME`` that only its owner can read, and reused on the next star
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 
@@ -27,9 +29,16 @@ def local_secret(home: Path, name: str, variable: str) -> str:
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
         value = new_webhook_secret() if "webhook" in name else new_api_key()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
+        # Written whole under a temporary name, then linked into place: of two processes or
+        # threads creating it at once, one wins and both read the same complete value.
+        fd, temporary = tempfile.mkstemp(dir=home, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
 
 
