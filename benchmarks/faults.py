@@ -522,7 +522,11 @@ def main(argv: list[str] | None = None) -> int:
                 "TICKETS_WEBHOOK_SECRETS": secret,
                 "TICKETS_PREFECT_API_URL": prefect.api,
                 "TICKETS_LABEL_API_KEYS": new_api_key(),
-                **({"TICKETS_MONITORING_ISOLATION": os.environ["BENCH_ISOLATION"]} if "BENCH_ISOLATION" in os.environ else {}),
+                **(
+                    {"TICKETS_MONITORING_ISOLATION": os.environ["BENCH_ISOLATION"]}
+                    if "BENCH_ISOLATION" in os.environ
+                    else {}
+                ),
             }
             settings = Settings(
                 home=work / "home",

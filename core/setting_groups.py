@@ -200,7 +200,7 @@ class ServingSettings(BaseModel):
     monitoring_isolation: Literal["process", "thread"] = Field(
         "process",
         description="Where drift reports and dashboard pages are computed: a process of their "
-        "own per worker at the lowest CPU priority (predictions keep their latency), or the "
+        "own per worker at a lower CPU priority (predictions keep their latency), or the "
         "lane's threads (no extra process).",
     )
     monitoring_queue: int = Field(
