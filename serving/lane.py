@@ -33,7 +33,7 @@ import anyio
 from core.predlog import PredictionLog, open_prediction_log
 from core.settings import Settings
 from serving.errors import unavailable
-from serving.lane_process import run_niced, warm
+from serving.lane_process import run_niced
 
 T = TypeVar("T")
 
@@ -64,8 +64,9 @@ class MonitoringLane:
         return self._limiter
 
     def _pool(self) -> ProcessPoolExecutor:
-        """The lane's process, started on first use (a service nobody monitors never pays for
-        it) with "spawn": a fork of a worker whose threads may hold locks could hang."""
+        """The lane's process, started on first use, so a worker nobody monitors never pays for
+        it (its imports cost a first report a few seconds); with "spawn": a fork of a worker
+        whose threads may hold locks could hang."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.threads,
@@ -127,12 +128,6 @@ class MonitoringLane:
             except BrokenProcessPool as exc:
                 self._executor = None
                 raise unavailable("the monitoring process stopped; try again") from exc
-
-    def warm(self) -> None:
-        """Start the lane's process now and have it import what reports need (a server does
-        this at start-up, so the first report after it pays nothing)."""
-        if self.processes:
-            self._pool().submit(warm)
 
     def process_ids(self) -> list[int]:
         """The lane processes running now (none before the first isolated computation)."""

@@ -1,6 +1,6 @@
 """What runs inside the monitoring lane's process (serving/lane.py), in a module that imports
-nothing heavy. The process imports what reports need at normal priority (at a worker's start,
-or with its first report), then computes at a lower one, ``LANE_NICE``: when the cores are busy
+nothing heavy. The process imports what reports need at normal priority (with its first
+report), then computes at a lower one, ``LANE_NICE``: when the cores are busy
 the kernel favours the predictions, and a report still gets a share. (At nice 19 a report on a
 saturated two-core machine took minutes.)"""
 
@@ -30,12 +30,3 @@ def run_niced(compute: Callable[..., T], *args: Any) -> T:
     while this call's arguments were unpickled)."""
     _lower_priority()
     return compute(*args)
-
-
-def warm() -> int:
-    """Import what the lane's computations need, then lower the priority; returns the pid."""
-    import serving.dashboard
-    import serving.monitoring  # noqa: F401
-
-    _lower_priority()
-    return os.getpid()

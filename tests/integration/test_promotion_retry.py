@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -176,12 +177,16 @@ def test_a_promotion_retried_after_the_pointer_moved_is_recorded_and_announced_o
     proxy = mlflow_behind_proxy
     settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=proxy.url)
     store = open_store(settings)
-    old = Manifest(bundle_id="old", family="linear_svm", mlflow=MlflowRef(model_version="1"))
+    # Bundle ids of the test's own: the session's Prefect server also holds other tests' events.
+    tag = uuid.uuid4().hex[:8]
+    old = Manifest(bundle_id=f"old-{tag}", family="linear_svm", mlflow=MlflowRef(model_version="1"))
     assert _register(settings) == "1"
     assert swap_champion(store, write_bundle(store, serialize_model(_fit(120)), old), None)
     set_champion_alias(settings, "1")
     version = _register(settings)
-    new = Manifest(bundle_id="new", family="linear_svm", mlflow=MlflowRef(model_version=version))
+    new = Manifest(
+        bundle_id=f"new-{tag}", family="linear_svm", mlflow=MlflowRef(model_version=version)
+    )
     challenger = _fit(900)
     new = write_bundle(store, serialize_model(challenger), new)
     rows = generate_tickets(400, "baseline", seed=31)
@@ -196,21 +201,26 @@ def test_a_promotion_retried_after_the_pointer_moved_is_recorded_and_announced_o
     first = cast("PromotionOutcome", promote_and_announce())
     assert proxy.refused == 1, "the alias step failed once and the task was retried"
     pointer, _ = read_champion(store)
-    assert pointer is not None and pointer.bundle_id == "new"
+    assert pointer is not None and pointer.bundle_id == new.bundle_id
     assert champion_alias(settings) == version
-    assert first.promoted and first.champion_bundle_id == "old"
+    assert first.promoted and first.champion_bundle_id == old.bundle_id
     assert first.challenger_macro_f1 > 0.5 and first.gain is not None and first.gain_ci
     assert "already champion" not in first.reason
 
     promote_and_announce()  # the whole flow run again: still one promotion
     _flush_events(prefect_api)
     with open_prediction_log(settings) as log:
-        history = [r for r in log.promotions("2000-01-01") if r.challenger == "new"]
+        history = [r for r in log.promotions("2000-01-01") if r.challenger == new.bundle_id]
     assert len(history) == 1, history
     record = history[0]
-    assert record.promoted and record.champion == "old" and record.champion_version == "1"
+    assert record.promoted and record.champion == old.bundle_id
+    assert record.champion_version == "1"
     assert record.challenger_macro_f1 == pytest.approx(first.challenger_macro_f1)
     assert record.gain == pytest.approx(first.gain)
-    events = _promoted_events(prefect_api, version)
+    events = [
+        event
+        for event in _promoted_events(prefect_api, version)
+        if event["payload"]["challenger"] == new.bundle_id
+    ]
     assert len(events) == 1, [e["id"] for e in events]
     assert events[0]["payload"]["challenger_macro_f1"] == pytest.approx(first.challenger_macro_f1)
