@@ -293,10 +293,10 @@ def test_liveness_answers_at_once_while_the_prediction_log_hangs(
     tmp_path: Path, demo_frame: pd.DataFrame
 ) -> None:
     """A probe with Kubernetes' default 1 s timeout: /livez answers, /health (which waits on the
-    log's pool, up to its 5 s timeout) would have had the worker killed."""
+    log's pool, up to its timeout: 2 s here, 5 s by default) would have had the worker killed."""
     with _silent_server() as port:
         url = f"postgresql://tickets@127.0.0.1:{port}/tickets"
-        settings = Settings(home=tmp_path / "home", prediction_log_url=url)
+        settings = Settings(home=tmp_path / "home", prediction_log_url=url, prediction_log_wait_s=2)
         publish_model(settings, demo_frame)
         with running(create_app(settings)) as service:
             for _ in range(3):

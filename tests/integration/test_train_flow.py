@@ -127,8 +127,8 @@ class _RunsCode:
 def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first run dies in its third study; the rerun takes the first finished study from its
-    cache (signed JSON under TICKETS_HOME) and runs the third, and the second again because its
+    """The first run dies in its third study; the rerun takes the second finished study from its
+    cache (signed JSON under TICKETS_HOME) and runs the third, and the first again because its
     record was rewritten to name pickle (which no reader runs)."""
     import tasks.training as training_tasks
     from flows.train import train
@@ -158,8 +158,8 @@ def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     assert studied == ["logistic_regression", "linear_svm", "lightgbm"]
     records = sorted((settings.home / "study-results").glob("*.json"))
     assert len(records) == 2, "the two finished studies persisted under home"
-    # Someone who can write the cache rewrites linear_svm's record to name pickle.
-    tampered = next(p for p in records if "linear_svm" in json.loads(p.read_text())["key"])
+    # Someone who can write the cache rewrites logistic_regression's record to name pickle.
+    tampered = next(p for p in records if "logistic_regression" in json.loads(p.read_text())["key"])
     marker = tmp_path / "code-ran"
     payload = base64.b64encode(pickle.dumps(_RunsCode(marker))).decode()
     tampered.write_text(
@@ -168,7 +168,7 @@ def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     crash, studied[:] = False, []
     summary = train(settings=settings, data_path=str(data))
     assert not marker.exists(), "nothing in the cache ran"
-    assert studied == ["linear_svm", "lightgbm"], "untouched finished studies come from the cache"
+    assert studied == ["logistic_regression", "lightgbm"], "untouched studies come from the cache"
     assert {row.family for row in summary.leaderboard} == set(settings.families)
 
 
