@@ -44,7 +44,9 @@ async def watch_champion(holder: ModelHolder) -> None:
             logger.exception("the champion watch failed; it goes on")
 
 
-def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litestar:
+def create_app(
+    settings: Settings, holder: ModelHolder | None = None, warm_monitoring: bool = False
+) -> Litestar:
     """The service for ``settings``; the champion is loaded at start-up and watched after. An
     unreachable store or a bad pointer at start-up leaves the service up but not ready."""
     model_holder = holder or ModelHolder(
@@ -75,6 +77,8 @@ def create_app(settings: Settings, holder: ModelHolder | None = None) -> Litesta
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if warm_monitoring:
+            lane.warm()
         await anyio.to_thread.run_sync(model_holder.refresh)
         watcher = asyncio.create_task(watch_champion(model_holder))
         try:
@@ -144,5 +148,6 @@ def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[Excep
 
 
 def app_from_environment() -> Litestar:
-    """Factory for uvicorn (``--factory``): settings from TICKETS_* variables."""
-    return create_app(get_settings())
+    """Factory for uvicorn (``--factory``): settings from TICKETS_* variables; the monitoring
+    lane's process starts with the worker, at its lower priority."""
+    return create_app(get_settings(), warm_monitoring=True)

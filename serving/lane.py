@@ -33,7 +33,7 @@ import anyio
 from core.predlog import PredictionLog, open_prediction_log
 from core.settings import Settings
 from serving.errors import unavailable
-from serving.lane_process import run_niced
+from serving.lane_process import run_niced, warm
 
 T = TypeVar("T")
 
@@ -128,6 +128,11 @@ class MonitoringLane:
             except BrokenProcessPool as exc:
                 self._executor = None
                 raise unavailable("the monitoring process stopped; try again") from exc
+
+    def warm(self) -> None:
+        """Start the lane's process now, at its lower priority (see serving/lane_process.py)."""
+        if self.processes:
+            self._pool().submit(warm)
 
     def process_ids(self) -> list[int]:
         """The lane processes running now (none before the first isolated computation)."""

@@ -1,6 +1,8 @@
 """What runs inside the monitoring lane's process (serving/lane.py), in a module that imports
-nothing heavy. The process imports what reports need at normal priority (with its first
-report), then computes at a lower one, ``LANE_NICE``: when the cores are busy
+nothing heavy. In a server (``tickets serve``) the process starts with the worker, lowers its
+priority, then imports what reports need; elsewhere (``create_app`` in tests) it starts with the
+first report and imports at normal priority, so that report is not starved. Either way reports
+are computed at ``LANE_NICE``: when the cores are busy
 the kernel favours the predictions, and a report still gets a share. (At nice 19 a report on a
 saturated two-core machine took minutes.)"""
 
@@ -30,3 +32,13 @@ def run_niced(compute: Callable[..., T], *args: Any) -> T:
     while this call's arguments were unpickled)."""
     _lower_priority()
     return compute(*args)
+
+
+def warm() -> int:
+    """A server's lane at its start: lower the priority first, then import what reports need,
+    so that the imports (seconds of CPU) never compete with predictions. Returns the pid."""
+    _lower_priority()
+    import serving.dashboard
+    import serving.monitoring  # noqa: F401
+
+    return os.getpid()
