@@ -105,6 +105,22 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
     assert swap_champion(store, manifest, token)
 
 
+def register_model_version(settings: Any) -> str:
+    """A new version of the registered model, on a run of its own (no model files behind it):
+    what a training registers, for tests of promotion and the registry."""
+    import mlflow
+
+    from core.release.registry import experiment_id
+
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    run = client.create_run(experiment_id(settings))
+    name = settings.registered_model_name
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    source = f"{run.info.artifact_uri}/model"
+    return str(client.create_model_version(name, source, run_id=run.info.run_id).version)
+
+
 def publish_profiled_model(settings: Any, version: str = "3") -> None:
     """A small champion with the reference profile a training stores (what drift is measured
     against), without running the train flow."""

@@ -20,7 +20,6 @@ from typing import Any, cast
 
 import boto3
 import httpx
-import mlflow
 import pytest
 
 from core.data.simulate import generate_tickets
@@ -30,11 +29,11 @@ from core.predlog import open_prediction_log
 from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest, MlflowRef
 from core.release.promotion import PromotionOutcome
-from core.release.registry import champion_alias, experiment_id, set_champion_alias
+from core.release.registry import champion_alias, set_champion_alias
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from deployments.stack import free_port
-from tests.integration.conftest import BUCKET, wait_for_http
+from tests.integration.conftest import BUCKET, register_model_version, wait_for_http
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -196,16 +195,6 @@ def _fit(rows: int) -> Any:
     return model.fit(data[text], data["label"].to_numpy(dtype=object))
 
 
-def _register_version(settings: Settings) -> str:
-    client = mlflow.MlflowClient(settings.tracking_uri())
-    run = client.create_run(experiment_id(settings))
-    name = settings.registered_model_name
-    if not client.search_registered_models(f"name = '{name}'"):
-        client.create_registered_model(name)
-    source = f"{run.info.artifact_uri}/model"
-    return str(client.create_model_version(name, source, run_id=run.info.run_id).version)
-
-
 def _promoted_events(api: str, version: str) -> list[dict[str, Any]]:
     body = {
         "filter": {
@@ -260,10 +249,10 @@ def test_a_promotion_retried_after_the_pointer_moved_is_recorded_and_announced_o
     # Bundle ids of the test's own: the session's Prefect server also holds other tests' events.
     tag = uuid.uuid4().hex[:8]
     old = Manifest(bundle_id=f"old-{tag}", family="linear_svm", mlflow=MlflowRef(model_version="1"))
-    assert _register_version(settings) == "1"
+    assert register_model_version(settings) == "1"
     assert swap_champion(store, write_bundle(store, serialize_model(_fit(120)), old), None)
     set_champion_alias(settings, "1")
-    version = _register_version(settings)
+    version = register_model_version(settings)
     new = Manifest(
         bundle_id=f"new-{tag}", family="linear_svm", mlflow=MlflowRef(model_version=version)
     )

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytest
 
 from core.data.simulate import generate_tickets
@@ -26,9 +25,10 @@ from core.release.bundle import (
 )
 from core.release.manifest import Manifest, MlflowRef
 from core.release.promotion import promote_challenger
-from core.release.registry import champion_alias, experiment_id, set_champion_alias
+from core.release.registry import champion_alias, set_champion_alias
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
+from tests.integration.conftest import register_model_version
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,16 +80,6 @@ def models() -> dict[str, bytes]:
     return {"weak": serialize_model(_fit(120)), "strong": serialize_model(_fit(900))}
 
 
-def _register(settings: Settings) -> str:
-    client = mlflow.MlflowClient(settings.tracking_uri())
-    run = client.create_run(experiment_id(settings))
-    name = settings.registered_model_name
-    if not client.search_registered_models(f"name = '{name}'"):
-        client.create_registered_model(name)
-    version = client.create_model_version(name, "file:///nowhere", run_id=run.info.run_id)
-    return str(version.version)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("step", ["model_file", "pointer", "alias"])
 def test_a_promotion_killed_at_any_step_is_repaired_by_the_rerun(
@@ -98,12 +88,12 @@ def test_a_promotion_killed_at_any_step_is_repaired_by_the_rerun(
     settings = Settings(home=tmp_path / "home")
     store = open_store(settings)
     old = Manifest(bundle_id="old", family="linear_svm", mlflow=MlflowRef(model_version="1"))
-    assert _register(settings) == "1"
+    assert register_model_version(settings) == "1"
     stored = write_bundle(store, models["weak"], old)
     assert swap_champion(store, stored, None)
     set_champion_alias(settings, "1")
     new = Manifest(bundle_id="new", family="linear_svm", mlflow=MlflowRef(model_version="2"))
-    assert _register(settings) == "2"
+    assert register_model_version(settings) == "2"
     (settings.home / "challenger.json").write_bytes(new.to_json())
     (settings.home / "challenger.skops").write_bytes(models["strong"])
 
