@@ -211,6 +211,56 @@ class ServingSettings(BaseModel):
     )
 
 
+class RolloutSettings(BaseModel):
+    """Trying a challenger on live traffic (shadow, canary), judging it, and rolling back."""
+
+    model_config = GROUP_CONFIG
+
+    shadow_share: float = Field(
+        1.0, ge=0, le=1, description="Share of tickets a shadow challenger also scores."
+    )
+    shadow_queue: int = Field(
+        10_000,
+        ge=1,
+        description="Tickets waiting for the shadow; beyond it they go unscored (counted), so "
+        "a slow shadow never holds memory or answers back.",
+    )
+    shadow_rejected: bool = Field(
+        False,
+        description="A retrained challenger that was not promoted starts in shadow, so live "
+        "labelled evidence can promote it later.",
+    )
+    min_predictions: int = Field(
+        200, ge=10, description="Canary tickets needed before its health is judged."
+    )
+    min_feedback: int = Field(
+        50, ge=10, description="Labelled tickets per side needed to judge or promote on quality."
+    )
+    error_rate_margin: float = Field(
+        0.02, ge=0, le=1, description="Canary error rate above the champion's that rolls it back."
+    )
+    p99_ratio: float = Field(
+        1.5, ge=1, description="Canary p99 latency over the champion's that rolls it back."
+    )
+    low_confidence_margin: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="Canary share of low-confidence answers above the champion's that rolls "
+        "it back.",
+    )
+    macro_f1_margin: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Canary macro-F1 on feedback below the champion's (interval below 0 too) "
+        "that rolls it back.",
+    )
+    rollback_depth: int = Field(
+        3, ge=1, description="Earlier champions whose bundles retention keeps for a rollback."
+    )
+
+
 #: Each group's fields by their flat name (``TICKETS_<FLAT NAME>`` in the environment).
 FLAT_NAMES: dict[str, tuple[str, str]] = {
     **{
@@ -222,6 +272,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     **{f"smtp_{name}": ("smtp", name) for name in SmtpSettings.model_fields},
     **{f"retrain_{name}": ("retraining", name) for name in RetrainingSettings.model_fields},
     **{name: ("serving", name) for name in ServingSettings.model_fields},
+    **{f"rollout_{name}": ("rollout", name) for name in RolloutSettings.model_fields},
 }
 
 

@@ -19,6 +19,7 @@ from core.setting_groups import (
     FLAT_NAMES,
     NotifySettings,
     RetrainingSettings,
+    RolloutSettings,
     ServingSettings,
     SmtpSettings,
     check_api_key,
@@ -187,6 +188,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings)
     log_retention_days: int = Field(
         90, ge=1, description="Prediction rows older than this are deleted (feedback rows aside)."
     )

@@ -27,7 +27,14 @@ from serving.errors import EXCEPTION_HANDLERS
 from serving.health import health, livez, prometheus_metrics, ready
 from serving.lane import MonitoringLane
 from serving.model_holder import ModelHolder
-from serving.predict import classify_rows, feedback, predict, predict_batch
+from serving.predict import (
+    classify_canary_rows,
+    classify_rows,
+    feedback,
+    predict,
+    predict_batch,
+)
+from serving.rollout import ShadowScorer
 from serving.state import LogProbe, ServiceState
 
 logger = logging.getLogger("tickets.serving")
@@ -61,6 +68,13 @@ def create_app(
         settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("model").set,
     )
+    canary_batcher = MicroBatcher(
+        functools.partial(classify_canary_rows, model_holder, settings.serving.top_k),
+        settings.serving.micro_batch_max,
+        settings.serving.micro_batch_wait_ms / 1000,
+        on_depth=metrics.QUEUE_DEPTH.labels("canary").set,
+    )
+    shadow = ShadowScorer(model_holder, log, settings.rollout.shadow_queue)
     log_batcher = MicroBatcher(
         _writer(log),
         max_items=10 * settings.serving.max_batch,
@@ -86,7 +100,9 @@ def create_app(
         finally:
             watcher.cancel()
             lane.close()
+            shadow.close()
             await model_batcher.stop()
+            await canary_batcher.stop()
             await log_batcher.stop()
             log.close()
 
@@ -96,6 +112,8 @@ def create_app(
         "log": log,
         "log_probe": LogProbe(log, settings.serving.ready_cache_s),
         "model_batcher": model_batcher,
+        "canary_batcher": canary_batcher,
+        "shadow": shadow,
         "log_batcher": log_batcher,
         "monitoring_lane": lane,
     }

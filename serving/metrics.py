@@ -68,6 +68,18 @@ QUEUE_DEPTH = Gauge(
     ["batcher"],
     multiprocess_mode="livesum",
 )
+SHADOW = Counter(
+    "tickets_shadow_tickets_total",
+    "Tickets offered to the shadow challenger, by outcome (scored, dropped: queue full, "
+    "skipped: the shadow went away, failed).",
+    ["outcome"],
+)
+ROUTED = Counter(
+    "tickets_routed_predictions_total",
+    "Predictions by the side that answered (champion, canary, canary-fallback: the canary "
+    "failed and the champion answered).",
+    ["route"],
+)
 WATCH_FAILURES = Counter(
     "tickets_model_watch_failures_total", "Failed checks of the champion pointer or bundle."
 )

@@ -15,7 +15,8 @@ from core.errors import BundleError
 from core.io.store import ArtifactStore
 from core.models import lean_predict_proba
 from core.release.bundle import load_bundle, read_champion
-from core.release.manifest import Manifest
+from core.release.manifest import ChallengerPointer, Manifest
+from core.release.rollout import read_challenger
 from serving import metrics
 
 WARM_UP = [("no puedo ingresar al portal", "")]
@@ -92,8 +93,15 @@ class ModelHolder:
         self.max_backoff_s = max(poll_s, max_backoff_s)
         self.current: ServedModel | None = None
         self.status = WatchStatus()
+        #: The challenger (shadow or canary) and its pointer; None when there is none, or when
+        #: its bundle failed to load (then nothing is routed to it and ``challenger_status``
+        #: says why). Its failures never touch the champion or ``status``.
+        self.challenger: ServedModel | None = None
+        self.rollout: ChallengerPointer | None = None
+        self.challenger_status = WatchStatus()
         self._refresh_lock = threading.Lock()
         self._retry_bundle_at: float = 0.0
+        self._retry_challenger_at: float = 0.0
 
     def next_delay(self) -> float:
         """Seconds until the next check: the poll interval, doubled per consecutive failure."""
@@ -103,34 +111,73 @@ class ModelHolder:
         return float(min(self.poll_s * 2 ** min(failures, 16), self.max_backoff_s))
 
     def refresh(self) -> bool:
-        """Load the champion if it differs from the served one; True when a swap happened."""
+        """Load the champion if it differs from the served one (True when a swap happened), and
+        the challenger if it moved."""
         with self._refresh_lock:
-            self.status.last_check = _now()
-            bundle_id: str | None = None
-            try:
-                pointer, _ = read_champion(self.store)
-                if pointer is None or (
-                    self.current is not None and self.current.bundle_id == pointer.bundle_id
-                ):
-                    self._succeeded()
-                    return False
-                bundle_id = pointer.bundle_id
-                if (
-                    self.status.failed_bundle_id == bundle_id
-                    and time.monotonic() < self._retry_bundle_at
-                ):
-                    return False  # still backing off from this bundle's last failure
-                previous = self.current
-                self.current = self._load(bundle_id, pointer.manifest_file_sha256)
-                metrics.set_served_model(
-                    (previous.version, previous.manifest.family) if previous else None,
-                    (self.current.version, self.current.manifest.family),
-                )
-            except Exception as exc:  # the watch must survive anything a check can raise
-                self._failed(exc, bundle_id)
+            swapped = self._refresh_champion()
+            self._refresh_challenger()
+            return swapped
+
+    def _refresh_challenger(self) -> None:
+        status = self.challenger_status
+        status.last_check = _now()
+        pointer: ChallengerPointer | None = None
+        try:
+            pointer, _ = read_challenger(self.store)
+            champion = self.current.bundle_id if self.current else None
+            if pointer is None or not pointer.active or pointer.bundle_id == champion:
+                self.challenger, self.rollout = None, None
+            elif self.challenger is not None and self.challenger.bundle_id == pointer.bundle_id:
+                self.rollout = pointer  # same model; the mode or the share may have changed
+            elif (
+                status.failed_bundle_id == pointer.bundle_id
+                and time.monotonic() < self._retry_challenger_at
+            ):
+                return  # still backing off from this bundle's last failure
+            else:
+                self.challenger, self.rollout = None, None
+                self.challenger = self._load(pointer.bundle_id, pointer.manifest_file_sha256)
+                self.rollout = pointer
+        except Exception as exc:  # a challenger that cannot load is not served, nothing more
+            self.challenger, self.rollout = None, None
+            status.consecutive_failures += 1
+            status.failures_total += 1
+            status.last_error_kind = type(exc).__name__
+            status.last_error = str(exc)[:500]
+            status.failed_bundle_id = pointer.bundle_id if pointer else None
+            self._retry_challenger_at = time.monotonic() + self.poll_s * 3
+            return
+        status.last_success = status.last_check
+        status.consecutive_failures = 0
+        status.failed_bundle_id = None
+
+    def _refresh_champion(self) -> bool:
+        self.status.last_check = _now()
+        bundle_id: str | None = None
+        try:
+            pointer, _ = read_champion(self.store)
+            if pointer is None or (
+                self.current is not None and self.current.bundle_id == pointer.bundle_id
+            ):
+                self._succeeded()
                 return False
-            self._succeeded()
-            return True
+            bundle_id = pointer.bundle_id
+            if (
+                self.status.failed_bundle_id == bundle_id
+                and time.monotonic() < self._retry_bundle_at
+            ):
+                return False  # still backing off from this bundle's last failure
+            previous = self.current
+            self.current = self._load(bundle_id, pointer.manifest_file_sha256)
+            metrics.set_served_model(
+                (previous.version, previous.manifest.family) if previous else None,
+                (self.current.version, self.current.manifest.family),
+            )
+        except Exception as exc:  # the watch must survive anything a check can raise
+            self._failed(exc, bundle_id)
+            return False
+        self._succeeded()
+        return True
 
     def _load(self, bundle_id: str, manifest_sha256: str | None) -> ServedModel:
         model, manifest = load_bundle(self.store, bundle_id, manifest_sha256)

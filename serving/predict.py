@@ -3,6 +3,8 @@ path, micro-batched through the model and group-committed to the log before the 
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +16,8 @@ from litestar.exceptions import NotFoundException
 from core.predlog import PredictionRecord
 from serving import metrics
 from serving.errors import bad_request
-from serving.model_holder import ModelHolder
+from serving.model_holder import ModelHolder, ServedModel
+from serving.rollout import ShadowItem, canary_flags
 from serving.schemas import (
     BatchPrediction,
     Feedback,
@@ -49,7 +52,20 @@ Scored = tuple[str, list[LabelScore]]
 
 def classify_rows(holder: ModelHolder, top_k: int, rows: list[tuple[str, str]]) -> list[Scored]:
     """One model call for many tickets: (model version, top labels) per row, in order."""
-    served = require_model(holder)
+    return _classify(require_model(holder), top_k, rows)
+
+
+def classify_canary_rows(
+    holder: ModelHolder, top_k: int, rows: list[tuple[str, str]]
+) -> list[Scored]:
+    """The same with the challenger (raises when it went away: the champion answers then)."""
+    served = holder.challenger
+    if served is None:
+        raise RuntimeError("the canary is no longer loaded")
+    return _classify(served, top_k, rows)
+
+
+def _classify(served: ServedModel, top_k: int, rows: list[tuple[str, str]]) -> list[Scored]:
     probabilities = served.predict_proba(rows)
     best = np.argsort(-probabilities, axis=1)[:, :top_k]
     labels = served.classes
@@ -59,7 +75,7 @@ def classify_rows(holder: ModelHolder, top_k: int, rows: list[tuple[str, str]]) 
     ]
 
 
-def _record(ticket: Ticket, prediction: Prediction) -> PredictionRecord:
+def _record(ticket: Ticket, prediction: Prediction, latency_ms: float) -> PredictionRecord:
     return PredictionRecord(
         request_id=prediction.request_id,
         model_version=prediction.model_version,
@@ -69,25 +85,81 @@ def _record(ticket: Ticket, prediction: Prediction) -> PredictionRecord:
         confidence=prediction.probability,
         top_probabilities={score.label: score.score for score in prediction.probabilities},
         true_label=ticket.true_label,
+        route=prediction.route,
+        latency_ms=round(latency_ms, 3),
     )
 
 
-async def _predict(state: ServiceState, tickets: list[Ticket]) -> list[Prediction]:
-    """Classify through the model's micro-batcher, then log through the log's group commit;
-    the answer leaves only after its log row is durable."""
+async def _score(
+    state: ServiceState, rows: list[tuple[str, str]], keys: list[str]
+) -> tuple[list[Scored], list[str]]:
+    """Scores and routes: the champion's micro-batcher, and the canary's for the tickets whose
+    key falls in its share. A canary that fails leaves its tickets to the champion."""
+    flags = canary_flags(state.holder, keys)
+    if not any(flags):
+        return await state.model_batcher.submit(rows), ["champion"] * len(rows)
+    mine = [i for i, flag in enumerate(flags) if not flag]
+    theirs = [i for i, flag in enumerate(flags) if flag]
+    routes = ["champion"] * len(rows)
+    champion_part, canary_part = await asyncio.gather(
+        state.model_batcher.submit([rows[i] for i in mine]) if mine else _nothing(),
+        state.canary_batcher.submit([rows[i] for i in theirs]),
+        return_exceptions=True,
+    )
+    if isinstance(champion_part, BaseException):
+        raise champion_part
+    if isinstance(canary_part, BaseException):
+        canary_part = await state.model_batcher.submit([rows[i] for i in theirs])
+        side = "canary-fallback"
+    else:
+        side = "canary"
+    scored: list[Scored | None] = [None] * len(rows)
+    for index, result in zip(mine, champion_part, strict=True):
+        scored[index] = result
+    for index, result in zip(theirs, canary_part, strict=True):
+        scored[index], routes[index] = result, side
+    return [s for s in scored if s is not None], routes
+
+
+async def _nothing() -> list[Scored]:
+    return []
+
+
+async def _predict(
+    state: ServiceState, tickets: list[Ticket], client_key: str | None = None
+) -> list[Prediction]:
+    """Classify through the model's micro-batcher (or the canary's), then log through the
+    log's group commit; the answer leaves only after its log row is durable. The shadow scores
+    afterwards, off the answer's path."""
+    started = time.perf_counter()
     state.served_model()
     rows = [(ticket.short_description, ticket.close_notes or "") for ticket in tickets]
-    scored = await state.model_batcher.submit(rows)
+    ids = [str(uuid.uuid4()) for _ in tickets]
+    scored, routes = await _score(state, rows, [client_key or rid for rid in ids])
+    latency_ms = (time.perf_counter() - started) * 1000
     predictions = [
-        Prediction(top[0].label, top[0].score, top, version, str(uuid.uuid4()))
-        for version, top in scored
+        Prediction(top[0].label, top[0].score, top, version, rid, route)
+        for (version, top), rid, route in zip(scored, ids, routes, strict=True)
     ]
-    records = [_record(t, p) for t, p in zip(tickets, predictions, strict=True)]
+    records = [_record(t, p, latency_ms) for t, p in zip(tickets, predictions, strict=True)]
     await state.log_batcher.submit(records)
     metrics.observe_predictions(
         [p.prediction for p in predictions], [p.probability for p in predictions]
     )
+    for route in routes:
+        metrics.ROUTED.labels(route).inc()
+    if state.shadow.wanted() > 0:
+        state.shadow.offer(
+            [ShadowItem(rid, short, notes) for rid, (short, notes) in zip(ids, rows, strict=True)]
+        )
     return predictions
+
+
+def client_key(request: Request[Any, Any, Any]) -> str | None:
+    """``X-Client-Key``: keeps a client on one side of a canary split (else each ticket's
+    request id decides)."""
+    key = request.headers.get("x-client-key")
+    return key[:200] if key else None
 
 
 def _check_labels(
@@ -102,7 +174,7 @@ async def predict(data: Ticket, state: ServiceState, request: Request[Any, Any, 
     """``true_label`` needs a label key in ``X-API-Key`` (TICKETS_LABEL_API_KEYS)."""
     tickets = validate_tickets([data], state.settings.serving.max_text_chars)
     _check_labels(request, state, tickets)
-    return (await _predict(state, tickets))[0]
+    return (await _predict(state, tickets, client_key(request)))[0]
 
 
 @post("/predict/batch", status_code=200, summary="Classify up to max_batch tickets, in order")
@@ -118,7 +190,7 @@ async def predict_batch(
         )
     tickets = validate_tickets(data.tickets, settings.serving.max_text_chars, "tickets")
     _check_labels(request, state, tickets)
-    predictions = await _predict(state, tickets)
+    predictions = await _predict(state, tickets, client_key(request))
     return BatchPrediction(predictions, predictions[0].model_version)
 
 

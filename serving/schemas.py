@@ -31,6 +31,8 @@ class Prediction(msgspec.Struct):
     probabilities: list[LabelScore]
     model_version: str
     request_id: str
+    #: "champion", or "canary" when the challenger under canary answered.
+    route: str = "champion"
 
 
 class BatchPrediction(msgspec.Struct):

@@ -16,6 +16,7 @@ from serving.model_holder import ModelHolder, ServedModel
 
 if TYPE_CHECKING:
     from serving.batcher import MicroBatcher
+    from serving.rollout import ShadowScorer
     from serving.schemas import LabelScore
 
     Scored = tuple[str, list[LabelScore]]
@@ -62,6 +63,8 @@ class ServiceState(State):
     log: PredictionLog
     log_probe: LogProbe
     model_batcher: MicroBatcher[tuple[str, str], Scored]
+    canary_batcher: MicroBatcher[tuple[str, str], Scored]
+    shadow: ShadowScorer
     log_batcher: MicroBatcher[PredictionRecord, None]
     monitoring_lane: MonitoringLane
 

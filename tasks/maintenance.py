@@ -14,6 +14,7 @@ from core.predlog import open_prediction_log
 from core.release import registry
 from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
 from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete, grace_cutoff
+from core.release.rollout import protected_bundles
 from core.settings import Settings
 from core.training.study_cache import open_study_cache
 from tasks.locks import promotion_lock
@@ -62,7 +63,10 @@ def prune_bundles(settings: Settings) -> tuple[list[str], int]:
         pointer, _ = read_champion(store)
         bundles = stored_bundles(store)
         champion = pointer.bundle_id if pointer else None
-        doomed = bundles_to_delete(bundles, champion, settings.keep_bundles, younger_than)
+        protected = frozenset(protected_bundles(store, settings.rollout.rollback_depth))
+        doomed = bundles_to_delete(
+            bundles, champion, settings.keep_bundles, younger_than, protected
+        )
         for bundle_id in doomed:
             delete_bundle(store, bundle_id)
     return doomed, len(bundles) - len(doomed)

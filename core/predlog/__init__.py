@@ -10,7 +10,7 @@ from core.predlog.log import (
     window_seconds,
     window_start,
 )
-from core.predlog.predictions import COLUMNS, PredictionRecord, utc_now
+from core.predlog.predictions import COLUMNS, PredictionRecord, ShadowScore, utc_now
 
 __all__ = [
     "COLUMNS",
@@ -18,6 +18,7 @@ __all__ = [
     "PostgresPredictionLog",
     "PredictionLog",
     "PredictionRecord",
+    "ShadowScore",
     "open_prediction_log",
     "utc_now",
     "window_seconds",

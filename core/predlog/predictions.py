@@ -32,6 +32,15 @@ COLUMNS = (
     "top_probabilities",
     "true_label",
     "feedback_at",
+    "route",
+    "latency_ms",
+)
+#: Filled in by the shadow after the row is written (``record_shadow``).
+SHADOW_COLUMNS = ("shadow_version", "shadow_prediction", "shadow_confidence")
+ALL_COLUMNS = COLUMNS + SHADOW_COLUMNS
+SHADOW_SQL = (
+    "UPDATE predictions SET shadow_version = ?, shadow_prediction = ?, shadow_confidence = ? "
+    "WHERE request_id = ?"
 )
 
 
@@ -50,6 +59,10 @@ class PredictionRecord:
     top_probabilities: dict[str, float]
     true_label: str | None = None
     created_at: str = field(default_factory=utc_now)
+    #: "champion" or "canary": which model answered.
+    route: str = "champion"
+    #: Milliseconds from the request's arrival to its scores (the log write not included).
+    latency_ms: float | None = None
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -63,7 +76,19 @@ class PredictionRecord:
             json.dumps(self.top_probabilities, ensure_ascii=False),
             self.true_label,
             self.created_at if self.true_label else None,
+            self.route,
+            self.latency_ms,
         )
+
+
+@dataclass(frozen=True)
+class ShadowScore:
+    """The shadow challenger's answer for a logged ticket."""
+
+    request_id: str
+    model_version: str
+    prediction: str
+    confidence: float
 
 
 def _where(since: str | None, until: str | None) -> tuple[str, list[Any]]:
@@ -120,6 +145,30 @@ class PredictionTables(Tables):
             except Exception as exc:
                 results.append(exc)
         return results
+
+    def record_shadow(self, scores: Sequence[ShadowScore]) -> None:
+        """Fill in the shadow's label and confidence on rows already written (in request-id
+        order, like feedback, so concurrent writers never deadlock)."""
+        ordered = sorted(scores, key=lambda score: score.request_id)
+        for start in range(0, len(ordered), WRITE_CHUNK):
+            rows = [
+                (s.model_version, s.prediction, s.confidence, s.request_id)
+                for s in ordered[start : start + WRITE_CHUNK]
+            ]
+            with self._write() as cursor:
+                cursor.executemany(self._sql(SHADOW_SQL), rows)
+
+    def shadow_rows(self, since: str, until: str | None, limit: int) -> pd.DataFrame:
+        """Rows of the window that the shadow scored, newest ``limit`` of them."""
+        where, params = _where(since, until)
+        sql = (
+            f"SELECT {', '.join(ALL_COLUMNS)} FROM predictions WHERE {where} "
+            "AND shadow_prediction IS NOT NULL ORDER BY created_at DESC LIMIT ?"
+        )
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), [*params, limit])
+            rows = cursor.fetchall()
+        return pd.DataFrame(rows, columns=list(ALL_COLUMNS))
 
     def add_feedback(
         self, feedback: Iterable[tuple[str, str]], webhook_id: str | None = None

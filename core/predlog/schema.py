@@ -85,6 +85,13 @@ CREATE INDEX IF NOT EXISTS promotion_decisions_decided_at ON promotion_decisions
 ADDED_COLUMNS = (
     ("webhook_ids", "state", "TEXT NOT NULL DEFAULT 'done'"),
     ("webhook_ids", "lease_until", "TEXT"),
+    # Rollout (shadow and canary): which side answered, how long scoring took, and the shadow's
+    # label and confidence, filled in after the answer left.
+    ("predictions", "route", "TEXT NOT NULL DEFAULT 'champion'"),
+    ("predictions", "latency_ms", "DOUBLE PRECISION"),
+    ("predictions", "shadow_version", "TEXT"),
+    ("predictions", "shadow_prediction", "TEXT"),
+    ("predictions", "shadow_confidence", "DOUBLE PRECISION"),
 )
 HOUR_BACKFILL = f"""
 INSERT INTO prediction_hours (hour, model_version, prediction, n, confidence_sum, low)

@@ -18,6 +18,8 @@ from core.release.manifest import ChampionPointer, FileEntry, Manifest, PointerD
 MODEL_FILE = "model.skops"
 MANIFEST_FILE = "manifest.json"
 BUNDLES_PREFIX = "bundles"
+#: One file per pointer move, named by time: the champions a rollback can go back to.
+HISTORY_PREFIX = "champion-history"
 
 #: Types outside skops' defaults that a bundle may contain. Anything else is refused.
 ALLOWED_TYPES: frozenset[str] = frozenset(
@@ -213,9 +215,42 @@ def swap_champion(
     decision: PointerDecision | None = None,
 ) -> bool:
     """Point the champion at this (stored, verified) bundle unless someone moved the pointer
-    meanwhile; ``decision`` is kept in the pointer."""
-    pointer = champion_pointer(store, manifest.bundle_id, decision)
-    return store.compare_and_put(CHAMPION_KEY, pointer.to_json(), expected_token)
+    meanwhile; ``decision`` is kept in the pointer, and the pointer in the champion history."""
+    return swap_pointer(
+        store, champion_pointer(store, manifest.bundle_id, decision), expected_token
+    )
+
+
+def swap_pointer(
+    store: ArtifactStore, pointer: ChampionPointer, expected_token: str | None
+) -> bool:
+    """Write ``pointer`` by compare-and-set, then add it to the history. A crash between the
+    two leaves the current pointer out of the history, which ``champion_history`` adds back."""
+    if not store.compare_and_put(CHAMPION_KEY, pointer.to_json(), expected_token):
+        return False
+    store.put(history_key(pointer), pointer.to_json())
+    return True
+
+
+def history_key(pointer: ChampionPointer) -> str:
+    stamp = (pointer.promoted_at or "").replace(":", "").replace("-", "").replace("+0000", "Z")
+    return f"{HISTORY_PREFIX}/{stamp}-{pointer.bundle_id}.json"
+
+
+def champion_history(store: ArtifactStore) -> list[ChampionPointer]:
+    """Every champion the pointer named, oldest first, the current one last. Entries that do
+    not parse are skipped (the history informs a rollback; the pointer is the truth)."""
+    entries = []
+    for key in sorted(store.list(HISTORY_PREFIX)):
+        try:
+            entries.append(ChampionPointer.from_json(store.get(key), store.uri(key)))
+        except (BundleError, StoreError):
+            continue
+    entries.sort(key=lambda entry: entry.promoted_at or "")
+    current, _ = read_champion(store)
+    if current is not None and (not entries or entries[-1] != current):
+        entries.append(current)
+    return entries
 
 
 def stored_bundles(store: ArtifactStore) -> list[tuple[str, str]]:

@@ -181,6 +181,8 @@ class PointerDecision(BaseModel):
     gain: float | None = None
     gain_ci: tuple[float, float] | None = None
     evaluation_rows: int = 0
+    #: "promotion" (offline evidence), "shadow" (live labelled evidence) or "rollback".
+    kind: str = "promotion"
 
 
 class ChampionPointer(BaseModel):
@@ -207,6 +209,47 @@ class ChampionPointer(BaseModel):
     def from_json(cls, data: bytes, where: str) -> ChampionPointer:
         """The pointer, or BundleError for anything else (not JSON, ``null``, ``[]``, ``{}``...)."""
         return _parsed(cls, data, f"{where} is not a champion pointer")
+
+
+ROLLOUT_MODES = ("shadow", "canary")
+
+
+class ChallengerPointer(BaseModel):
+    """``challenger.json``: a model tried on live traffic beside the champion. In ``shadow``
+    mode it scores a share of tickets off the answer's path; in ``canary`` mode it answers a
+    sticky ``percent`` of them. A stopped challenger keeps its last state and why it stopped
+    (``mode`` "stopped"), so the status says what happened to it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    bundle_id: str = Field(min_length=1)
+    family: str | None = None
+    model_version: str | None = None
+    manifest_file_sha256: str | None = None
+    mode: str = "shadow"
+    #: Canary: the share of tickets, in percent, the challenger answers.
+    percent: float = Field(0.0, ge=0, le=100)
+    #: Shadow: the share of tickets (0-1) the challenger also scores.
+    shadow_share: float = Field(1.0, ge=0, le=1)
+    started_at: str = Field(default_factory=utc_timestamp)
+    source: str = "cli"
+    stopped_at: str | None = None
+    stop_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.mode in ROLLOUT_MODES
+
+    @property
+    def version(self) -> str:
+        return self.model_version or self.bundle_id
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), indent=2).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> ChallengerPointer:
+        return _parsed(cls, data, f"{where} is not a challenger pointer")
 
 
 def _parsed(kind: type[Parsed], data: bytes, failure: str) -> Parsed:

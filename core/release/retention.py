@@ -6,7 +6,8 @@
   retrain decisions stay as long as feedback; cached studies a week.
 - Bundles other than the champion's are deleted once they are not among the ``keep_bundles``
   most recent: a model that was never promoted, or was replaced long ago, is not needed to
-  serve or to roll back to a recent champion.
+  serve or to roll back to a recent champion. The last ``rollout_rollback_depth`` champions of
+  the champion history and the challenger are always kept.
 - MLflow model versions that were never promoted are tagged ``tickets.archived``, so the
   registry view can hide them; their runs stay as the record of what was tried.
 - Neither touches anything younger than ``retention_grace_hours`` (a training may be about to
@@ -44,13 +45,15 @@ def bundles_to_delete(
     champion: str | None,
     keep: int,
     younger_than: str | None = None,
+    protected: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Ids of the bundles to delete, from (bundle id, created at) pairs: all but the champion,
-    the ``keep`` most recent, and any created at or after ``younger_than`` (an ISO time) or of
+    the ``protected`` ones (earlier champions a rollback may go back to, the challenger), the
+    ``keep`` most recent, and any created at or after ``younger_than`` (an ISO time) or of
     unknown age (created at ""): a bundle a training is still writing has no manifest yet, and
     deleting its model file made that training promote a bundle without one."""
     newest_first = sorted(bundles, key=lambda pair: (pair[1], pair[0]), reverse=True)
-    kept = {bundle_id for bundle_id, _ in newest_first[:keep]}
+    kept = {bundle_id for bundle_id, _ in newest_first[:keep]} | protected
     if champion is not None:
         kept.add(champion)
     for bundle_id, created in bundles:

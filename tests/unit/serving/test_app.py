@@ -32,6 +32,9 @@ class FakeHolder:
     def __init__(self, served: ServedModel | None) -> None:
         self.current = served
         self.status = WatchStatus()
+        self.challenger: ServedModel | None = None
+        self.rollout = None
+        self.challenger_status = WatchStatus()
 
     def refresh(self) -> bool:
         return False

@@ -1,0 +1,200 @@
+"""Trying a model on live traffic and going back: the challenger pointer (shadow or canary),
+sticky canary routing, and rollback of the champion to an earlier one from its history.
+
+Every move is a compare-and-set on a pointer, like promotion (core/release/promotion.py): two
+operators, or the monitor and an operator, never both win. Callers hold the promotion lock
+around the moves of the champion pointer (flows/rollout.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.errors import BundleError, PromotionError, StoreError
+from core.io.store import ArtifactStore
+from core.release.bundle import (
+    champion_history,
+    champion_pointer,
+    read_champion,
+    read_manifest,
+    stored_bundles,
+    swap_pointer,
+)
+from core.release.manifest import ROLLOUT_MODES, ChallengerPointer, ChampionPointer, PointerDecision
+
+CHALLENGER_KEY = "challenger.json"
+
+
+def read_challenger(store: ArtifactStore) -> tuple[ChallengerPointer | None, str | None]:
+    """The challenger pointer (active or stopped) and its token; (None, None) when none was set."""
+    data, token = store.read_versioned(CHALLENGER_KEY)
+    if data is None:
+        return None, None
+    return ChallengerPointer.from_json(data, store.uri(CHALLENGER_KEY)), token
+
+
+def active_challenger(store: ArtifactStore) -> ChallengerPointer | None:
+    pointer, _ = read_challenger(store)
+    return pointer if pointer is not None and pointer.active else None
+
+
+def resolve_bundle(store: ArtifactStore, wanted: str) -> str:
+    """The bundle id that ``wanted`` names: a bundle id, or a model version (the MLflow version
+    a manifest records). A name that matches nothing is a PromotionError saying what exists."""
+    bundles = [bundle_id for bundle_id, _ in stored_bundles(store)]
+    if wanted in bundles:
+        return wanted
+    for entry in reversed(champion_history(store)):
+        if entry.model_version == wanted:
+            return entry.bundle_id
+    for bundle_id in reversed(bundles):
+        try:
+            if read_manifest(store, bundle_id).model_version == wanted:
+                return bundle_id
+        except BundleError:
+            continue
+    raise PromotionError(f"no bundle or model version {wanted!r} in the store")
+
+
+def start_challenger(
+    store: ArtifactStore,
+    wanted: str,
+    mode: str,
+    percent: float = 0.0,
+    shadow_share: float = 1.0,
+    source: str = "cli",
+) -> ChallengerPointer:
+    """Set the challenger (replacing any other): the bundle must verify (model file against its
+    manifest) and must not be the champion."""
+    if mode not in ROLLOUT_MODES:
+        raise PromotionError(f"mode must be one of {ROLLOUT_MODES}, not {mode!r}")
+    bundle_id = resolve_bundle(store, wanted)
+    champion, _ = read_champion(store)
+    if champion is not None and champion.bundle_id == bundle_id:
+        raise PromotionError(f"{wanted} is the champion already; pick another model")
+    verified = champion_pointer(store, bundle_id)  # checks the model file against the manifest
+    pointer = ChallengerPointer(
+        bundle_id=bundle_id,
+        family=verified.family,
+        model_version=verified.model_version,
+        manifest_file_sha256=verified.manifest_file_sha256,
+        mode=mode,
+        percent=percent if mode == "canary" else 0.0,
+        shadow_share=shadow_share,
+        source=source,
+    )
+    for _ in range(5):
+        _, token = read_challenger(store)
+        if store.compare_and_put(CHALLENGER_KEY, pointer.to_json(), token):
+            return pointer
+    raise StoreError("the challenger pointer kept changing; try again")
+
+
+def stop_challenger(
+    store: ArtifactStore, reason: str, expected_bundle: str | None = None
+) -> ChallengerPointer | None:
+    """Stop the active challenger, keeping why. With ``expected_bundle`` only that challenger
+    stops: a rollback decided for one canary never stops another started meanwhile. Returns the
+    stopped pointer, or None when nothing (matching) was active."""
+    for _ in range(5):
+        pointer, token = read_challenger(store)
+        if pointer is None or not pointer.active:
+            return None
+        if expected_bundle is not None and pointer.bundle_id != expected_bundle:
+            return None
+        stopped = pointer.model_copy(
+            update={
+                "mode": "stopped",
+                "stopped_at": datetime.now(UTC).isoformat(),
+                "stop_reason": reason,
+            }
+        )
+        if store.compare_and_put(CHALLENGER_KEY, stopped.to_json(), token):
+            return stopped
+    raise StoreError("the challenger pointer kept changing; try again")
+
+
+def canary_bucket(key: str) -> float:
+    """Where a client key falls in [0, 100): the same key always lands in the same place, in
+    every worker and after every restart, so a client stays on one side of the split."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+def routes_to_canary(key: str, percent: float) -> bool:
+    return percent > 0 and canary_bucket(key) < percent
+
+
+def shadow_selected(key: str, share: float) -> bool:
+    """Whether the shadow scores this ticket (a stable share, independent of the canary's)."""
+    return share >= 1 or canary_bucket(f"shadow:{key}") < share * 100
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    current: ChampionPointer
+    target: ChampionPointer
+
+
+def rollback_target(history: list[ChampionPointer], to: str | None = None) -> RollbackPlan:
+    """The champion to go back to: ``to`` (a bundle id or model version from the history), else
+    the most recent earlier champion that no rollback has already moved away from (so a second
+    rollback goes further back instead of undoing the first)."""
+    if not history:
+        raise PromotionError("no champion to roll back")
+    current = history[-1]
+    if to is not None:
+        for entry in reversed(history[:-1]):
+            named = to in (entry.bundle_id, entry.model_version)
+            if named and entry.bundle_id != current.bundle_id:
+                return RollbackPlan(current, entry)
+        if to in (current.bundle_id, current.model_version):
+            raise PromotionError(f"{to} is the champion already")
+        raise PromotionError(f"{to} was never the champion here; `tickets status` lists them")
+    abandoned: set[str] = set()
+    for entry in reversed(history):
+        decision = entry.decision
+        if entry is not current and entry.bundle_id not in abandoned | {current.bundle_id}:
+            return RollbackPlan(current, entry)
+        if decision is not None and decision.kind == "rollback" and decision.previous_bundle_id:
+            abandoned.add(decision.previous_bundle_id)
+    raise PromotionError("no earlier champion to roll back to")
+
+
+def roll_back(store: ArtifactStore, to: str | None, reason: str) -> RollbackPlan:
+    """Move the champion pointer back (compare-and-set against the pointer the plan was made
+    from); the target's bundle must still verify."""
+    for _ in range(5):
+        current, token = read_champion(store)
+        history = champion_history(store)
+        plan = rollback_target(history, to)
+        if current is None or plan.current.bundle_id != current.bundle_id:
+            continue
+        decision = PointerDecision(
+            reason=reason,
+            previous_bundle_id=current.bundle_id,
+            previous_model_version=current.model_version,
+            challenger_macro_f1=float(plan.target.test_macro_f1 or 0.0),
+            champion_macro_f1=current.test_macro_f1,
+            kind="rollback",
+        )
+        pointer = champion_pointer(store, plan.target.bundle_id, decision)
+        if swap_pointer(store, pointer, token):
+            return RollbackPlan(current, pointer)
+    raise StoreError("the champion pointer kept changing during the rollback; try again")
+
+
+def protected_bundles(store: ArtifactStore, depth: int) -> set[str]:
+    """Bundles retention must keep: the last ``depth`` distinct champions of the history (what a
+    rollback may go back to) and the active challenger."""
+    kept: list[str] = []
+    for entry in reversed(champion_history(store)):
+        if entry.bundle_id not in kept:
+            kept.append(entry.bundle_id)
+        if len(kept) >= depth:
+            break
+    challenger = active_challenger(store)
+    if challenger is not None:
+        kept.append(challenger.bundle_id)
+    return set(kept)
