@@ -13,6 +13,10 @@ DRIFT_DETECTED = "tickets.drift.detected"
 RETRAIN_REQUESTED = "tickets.retrain.requested"
 MODEL_PROMOTED = "tickets.model.promoted"
 MODEL_REJECTED = "tickets.model.rejected"
+#: The champion pointer went back to an earlier champion (``tickets rollback``).
+MODEL_ROLLED_BACK = "tickets.model.rolled_back"
+#: The monitor stopped a canary that did worse than the champion.
+CANARY_ROLLED_BACK = "tickets.canary.rolled_back"
 
 #: Resource label that says who retrains after an event: the retrain deployment's trigger matches
 #: ``pending``; a monitor run that retrains in its own flow says ``in-flow`` so nothing else does.
@@ -24,11 +28,26 @@ RETRAIN_SUPPRESSED = "suppressed"
 
 #: Events that ask the retrain deployment for a run (when their resource is ``pending``).
 RETRAIN_TRIGGERS = (RETRAIN_REQUESTED, DRIFT_DETECTED)
-ALL_EVENTS = frozenset({DRIFT_DETECTED, RETRAIN_REQUESTED, MODEL_PROMOTED, MODEL_REJECTED})
+ALL_EVENTS = frozenset(
+    {
+        DRIFT_DETECTED,
+        RETRAIN_REQUESTED,
+        MODEL_PROMOTED,
+        MODEL_REJECTED,
+        MODEL_ROLLED_BACK,
+        CANARY_ROLLED_BACK,
+    }
+)
 #: Events operators are told about (deployments/automations.yaml).
-NOTIFIED_EVENTS = (DRIFT_DETECTED, MODEL_PROMOTED, MODEL_REJECTED)
+NOTIFIED_EVENTS = (
+    DRIFT_DETECTED,
+    MODEL_PROMOTED,
+    MODEL_REJECTED,
+    MODEL_ROLLED_BACK,
+    CANARY_ROLLED_BACK,
+)
 #: The project's flows, by name: a run of any of them that fails or crashes is announced.
-FLOW_NAMES = ("train", "monitor", "retrain", "maintenance")
+FLOW_NAMES = ("train", "monitor", "retrain", "maintenance", "rollback", "promote-shadow")
 
 
 def model_resource(model_version: str, retrain: str) -> dict[str, str]:

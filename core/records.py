@@ -145,6 +145,11 @@ class PromotionRecord:
     gain_ci: tuple[float, float] | None
     promoted: bool
     reason: str
+    #: "promotion" (offline evidence), "shadow" (live labelled evidence), "rollback" (the
+    #: champion went back to ``challenger``) or "canary-rollback" (the canary was stopped).
+    kind: str = "promotion"
+    #: What tells apart two decisions of the same kind about the same pair (a rollback's time).
+    occasion: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,7 +159,8 @@ class PromotionRecord:
         champion, with this result (a retry repeats it; a new evaluation of the same pair after
         the champion changed is another)."""
         verdict = "promoted" if self.promoted else "rejected"
-        return f"{self.challenger}|{self.champion or '-'}|{verdict}"
+        key = f"{self.challenger}|{self.champion or '-'}|{verdict}"
+        return key if self.kind == "promotion" else f"{self.kind}|{key}|{self.occasion}"
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,17 @@ class RolloutSettings(BaseModel):
     rollback_depth: int = Field(
         3, ge=1, description="Earlier champions whose bundles retention keeps for a rollback."
     )
+    evidence_window: str = Field(
+        "7d",
+        description="How far back the six-hourly pipeline reads live evidence on a shadow "
+        "(never before the shadow started).",
+    )
+
+    @field_validator("evidence_window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
 
 
 #: Each group's fields by their flat name (``TICKETS_<FLAT NAME>`` in the environment).

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from core.errors import ConfigurationError, TicketsError
 from core.setting_groups import flat_name
 from core.settings import Settings, get_settings
+from flows import cli_rollout
 
 if TYPE_CHECKING:
     from core.training.refit import TrainingSummary
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         "records every prediction, and a line per request costs about a tenth of the "
         "service's throughput)",
     )
+    cli_rollout.add_commands(commands)
     return parser
 
 
@@ -317,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.host, args.port, args.workers, args.access_log)
         if args.command == "run":
             return _run(settings, args)
+        if args.command in cli_rollout.COMMANDS:
+            return cli_rollout.run(settings, args)
         data = args.data or settings.data_path
         if not data:
             raise ConfigurationError("no training data: pass --data or set TICKETS_DATA_PATH")

@@ -15,6 +15,7 @@ from core.training.families import searches_encoder
 from core.training.leaderboard import select_winner
 from core.training.refit import TrainingSummary, build_manifest, summarize
 from core.training.tuning import StudyResult, TuningData
+from tasks.rollout import shadow_rejected_challenger
 from tasks.training import (
     add_feedback,
     announce_promotion,
@@ -96,6 +97,8 @@ def train(
     manifest, bundle_uri = write_bundle(settings, model, manifest)
     outcome = promote(settings, manifest, model, test_rows)
     announce_promotion(settings, manifest, outcome)
+    if include_feedback and not outcome.promoted and settings.rollout.shadow_rejected:
+        shadow_rejected_challenger(settings, manifest)
     summary = summarize(
         manifest,
         bundle_uri,

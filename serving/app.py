@@ -130,6 +130,7 @@ def create_app(
         monitoring.save_metrics,
         monitoring.saved_metrics,
         monitoring.drift,
+        monitoring.shadow,
         webhooks.retrain_webhook,
         webhooks.tickets_webhook,
     ]

@@ -27,6 +27,7 @@ async def _health(state: ServiceState, admin: bool) -> dict[str, Any]:
         "worker_pid": os.getpid(),
         "model": served.describe() if served else None,
         "model_watch": watch.public(),
+        "challenger": _challenger(state),
         "prediction_log": {"writable": log_error is None, "error_kind": log_error},
     }
     if admin:
@@ -34,6 +35,26 @@ async def _health(state: ServiceState, admin: bool) -> dict[str, Any]:
             "last_error": watch.last_error,
             "failed_bundle_id": watch.failed_bundle_id,
             "store": state.settings.artifact_store_url(),
+        }
+    return body
+
+
+def _challenger(state: ServiceState) -> dict[str, Any] | None:
+    """The challenger the worker serves beside the champion (shadow or canary), if any, and
+    whether its last load failed."""
+    holder = state.holder
+    served, rollout, status = holder.challenger, holder.rollout, holder.challenger_status
+    if served is None and status.consecutive_failures == 0:
+        return None
+    body: dict[str, Any] = {
+        "model": served.describe() if served else None,
+        "watch": status.public(),
+    }
+    if rollout is not None:
+        body |= {
+            "mode": rollout.mode,
+            "percent": rollout.percent,
+            "shadow_share": rollout.shadow_share,
         }
     return body
 

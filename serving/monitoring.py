@@ -17,6 +17,7 @@ from litestar.params import Parameter
 from core.metrics import window_metrics
 from core.monitoring.check import model_window, report_for_model
 from core.monitoring.daily import save_day
+from core.monitoring.rollout import shadow_summary
 from core.predlog import PredictionLog, window_seconds, window_start
 from core.release.manifest import Manifest
 from core.settings import Settings
@@ -123,3 +124,28 @@ def drift_report(
     return {"window": window, "since": since, "model_version": manifest.model_version} | (
         report.as_dict()
     )
+
+
+@get("/monitoring/shadow", summary="The shadow challenger against the champion over a window")
+async def shadow(
+    state: ServiceState,
+    window: str = Parameter(default="24h", description="Duration back from now: 30m, 24h, 7d."),
+) -> dict[str, Any]:
+    """On the tickets both models scored (at most ``monitoring_max_rows``, the newest):
+    agreement, the label pairs they disagree on most with example request ids, and on
+    feedback-labelled ones both macro-F1 and the paired-bootstrap interval of the gain, by the
+    rule promotion uses."""
+    settings = state.settings
+    seconds = _window_seconds(window, settings)
+    rollout = state.holder.rollout
+
+    def compute() -> dict[str, Any]:
+        since = _since(window, settings)
+        rows = state.log.shadow_rows(since, None, settings.monitoring_max_rows)
+        summary = shadow_summary(
+            rows, settings.promotion_margin, settings.rollout.min_feedback, settings.seed
+        )
+        challenger = rollout.model_dump(mode="json") if rollout is not None else None
+        return {"window": window, "since": since, "challenger": challenger} | summary.as_dict()
+
+    return await state.monitoring_lane.run(("shadow", seconds), compute, reuse=False)

@@ -201,14 +201,15 @@ class PredictionTables(Tables):
     ) -> pd.DataFrame:
         """Predictions created in [``since``, ``until``) (ISO times), newest ``limit`` of them."""
         where, params = _where(since, until)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM predictions WHERE {where} ORDER BY created_at DESC"
+        columns = ", ".join(ALL_COLUMNS)
+        sql = f"SELECT {columns} FROM predictions WHERE {where} ORDER BY created_at DESC"
         if limit:
             sql += " LIMIT ?"
             params.append(limit)
         with self._read() as cursor:
             cursor.execute(self._sql(sql), params)
             rows = cursor.fetchall()
-        return pd.DataFrame(rows, columns=list(COLUMNS))
+        return pd.DataFrame(rows, columns=list(ALL_COLUMNS))
 
     def sample(
         self,

@@ -162,27 +162,66 @@ def rollback_target(history: list[ChampionPointer], to: str | None = None) -> Ro
     raise PromotionError("no earlier champion to roll back to")
 
 
-def roll_back(store: ArtifactStore, to: str | None, reason: str) -> RollbackPlan:
-    """Move the champion pointer back (compare-and-set against the pointer the plan was made
-    from); the target's bundle must still verify."""
+def roll_back(
+    store: ArtifactStore, from_bundle: str, to_bundle: str, reason: str
+) -> ChampionPointer:
+    """Move the champion pointer from ``from_bundle`` back to ``to_bundle`` (a plan made by
+    ``rollback_target``), by compare-and-set; the target's bundle must still verify. Idempotent:
+    a retry after the move finds it done. A pointer that moved elsewhere meanwhile refuses."""
     for _ in range(5):
         current, token = read_champion(store)
-        history = champion_history(store)
-        plan = rollback_target(history, to)
-        if current is None or plan.current.bundle_id != current.bundle_id:
-            continue
+        if current is None:
+            raise PromotionError("no champion to roll back")
+        done = current.decision
+        if (
+            current.bundle_id == to_bundle
+            and done is not None
+            and done.kind == "rollback"
+            and done.previous_bundle_id == from_bundle
+        ):
+            return current
+        if current.bundle_id != from_bundle:
+            raise PromotionError(
+                f"the champion moved to {current.bundle_id} meanwhile; nothing rolled back"
+            )
+        target = champion_pointer(store, to_bundle)  # verifies the target's model file
         decision = PointerDecision(
             reason=reason,
             previous_bundle_id=current.bundle_id,
             previous_model_version=current.model_version,
-            challenger_macro_f1=float(plan.target.test_macro_f1 or 0.0),
+            challenger_macro_f1=float(target.test_macro_f1 or 0.0),
             champion_macro_f1=current.test_macro_f1,
             kind="rollback",
         )
-        pointer = champion_pointer(store, plan.target.bundle_id, decision)
+        pointer = target.model_copy(update={"decision": decision})
         if swap_pointer(store, pointer, token):
-            return RollbackPlan(current, pointer)
+            return pointer
     raise StoreError("the champion pointer kept changing during the rollback; try again")
+
+
+def promote_shadow(
+    store: ArtifactStore,
+    challenger: ChallengerPointer,
+    judged_champion: str,
+    decision: PointerDecision,
+) -> ChampionPointer:
+    """Make the shadow challenger the champion on live evidence gathered against
+    ``judged_champion``, by compare-and-set, and stop it as a challenger. Idempotent; refuses
+    when the champion changed since the evidence was gathered (it judged another model)."""
+    for _ in range(5):
+        current, token = read_champion(store)
+        if current is not None and current.bundle_id == challenger.bundle_id:
+            stop_challenger(store, "promoted", expected_bundle=challenger.bundle_id)
+            return current
+        if current is None or current.bundle_id != judged_champion:
+            raise PromotionError(
+                "the champion changed since the shadow's evidence was gathered; judge again"
+            )
+        pointer = champion_pointer(store, challenger.bundle_id, decision)
+        if swap_pointer(store, pointer, token):
+            stop_challenger(store, "promoted", expected_bundle=challenger.bundle_id)
+            return pointer
+    raise StoreError("the champion pointer kept changing during the promotion; try again")
 
 
 def protected_bundles(store: ArtifactStore, depth: int) -> set[str]:

@@ -82,8 +82,11 @@ def running(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str = "") -> None:
-    """Fit a small logistic-regression pipeline on ``frame`` and make it the champion."""
+def publish_model(
+    settings: Any, frame: Any, bundle_id: str = "b1", version: str = "", champion: bool = True
+) -> None:
+    """Fit a small logistic-regression pipeline on ``frame`` and make it the champion (or only
+    store its bundle, for a challenger)."""
     from core.io.store import CHAMPION_KEY, open_store
     from core.release.bundle import serialize_model, swap_champion, write_bundle
     from core.release.manifest import Manifest, MlflowRef
@@ -101,6 +104,8 @@ def publish_model(settings: Any, frame: Any, bundle_id: str = "b1", version: str
         mlflow=MlflowRef(model_version=version or None),
     )
     manifest = write_bundle(store, serialize_model(model), manifest)
+    if not champion:
+        return
     _, token = store.read_versioned(CHAMPION_KEY)  # whatever is there, garbage included
     assert swap_champion(store, manifest, token)
 

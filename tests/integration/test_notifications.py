@@ -165,7 +165,7 @@ def test_drift_promotion_and_a_failed_run_reach_slack_email_and_the_webhook(
     )
     first = apply(settings)
     again = apply(settings)  # replaces by name: one automation each
-    assert first == again and len(first.automations) == 4
+    assert first == again and len(first.automations) == 6
     with get_client(sync_client=True) as client:
         for name in first.automations:
             assert len(client.read_automations_by_name(name)) == 1

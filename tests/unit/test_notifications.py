@@ -116,6 +116,8 @@ def test_the_triggers_match_what_the_project_emits() -> None:
         "tickets-drift-detected",
         "tickets-model-promoted",
         "tickets-model-rejected",
+        "tickets-model-rolled-back",
+        "tickets-canary-rolled-back",
         "tickets-flow-run-failed",
     }
     expected = set().union(*(set(n.trigger["expect"]) for n in notices.values()))
@@ -178,6 +180,29 @@ def test_promotion_messages_give_the_gain_and_its_interval() -> None:
     event = _event(events.MODEL_REJECTED, resource, lower)
     assert _render(rejected.subject, event).endswith("not promoted: macro-F1 gain -0.0040")
     assert "version 7 stays the champion" in _render(rejected.text(), event)
+
+
+def test_rollback_messages_name_both_versions_and_why() -> None:
+    notices = _notices()
+    resource = {"prefect.resource.id": "tickets.model.6", "model_version": "6"}
+    payload = {"champion_version": "7", "reason": "operator: answers about VPN went wrong"}
+    event = _event(events.MODEL_ROLLED_BACK, resource, payload)
+    notice = notices["tickets-model-rolled-back"]
+    assert _render(notice.subject, event) == "Rolled back to model 6 from 7"
+    assert "answers about VPN went wrong" in _render(notice.text(), event)
+    canary = {
+        "champion_version": "7",
+        "canary_rows": 812,
+        "reasons": ["canary low-confidence share 0.610 vs champion 0.120 (margin 0.1)"],
+    }
+    event = _event(events.CANARY_ROLLED_BACK, {**resource, "model_version": "8"}, canary)
+    notice = notices["tickets-canary-rolled-back"]
+    assert _render(notice.subject, event) == (
+        "Canary 8 rolled back: canary low-confidence share 0.610 vs champion 0.120 (margin 0.1)"
+    )
+    text = _render(notice.text(), event)
+    assert "answered 812 tickets" in text and "- canary low-confidence share 0.610" in text
+    assert json.loads(_render(notice.json_payload(), event))["reasons"] == canary["reasons"]
 
 
 def test_the_failure_message_names_the_flow_the_state_and_why() -> None:

@@ -18,10 +18,11 @@ from core.release.bundle import (
     swap_champion,
     write_bundle,
 )
-from core.release.manifest import Manifest, MlflowRef
+from core.release.manifest import Manifest, MlflowRef, PointerDecision
 from core.release.retention import bundles_to_delete
 from core.release.rollout import (
     canary_bucket,
+    promote_shadow,
     protected_bundles,
     read_challenger,
     roll_back,
@@ -81,20 +82,28 @@ def test_a_challenger_starts_verified_and_stops_only_when_it_is_the_expected_one
         start_challenger(store, "b2", "shadow")
 
 
+def _roll_back(store: LocalStore, to: str | None, reason: str) -> str:
+    plan = rollback_target(champion_history(store), to)
+    return roll_back(store, plan.current.bundle_id, plan.target.bundle_id, reason).bundle_id
+
+
 def test_rollback_goes_back_through_the_history_and_never_undoes_itself(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     for number in (1, 2, 3):
         _champion(store, f"b{number}", str(number))
     assert [entry.bundle_id for entry in champion_history(store)] == ["b1", "b2", "b3"]
-    plan = roll_back(store, None, "bad answers")
-    assert (plan.current.bundle_id, plan.target.bundle_id) == ("b3", "b2")
+    assert _roll_back(store, None, "bad answers") == "b2"
     pointer, _ = read_champion(store)
     assert pointer is not None and pointer.bundle_id == "b2"
     assert pointer.decision is not None and pointer.decision.kind == "rollback"
     assert pointer.decision.previous_bundle_id == "b3"
+    # A retry of the same move finds it done; a move planned from a stale champion refuses.
+    assert roll_back(store, "b3", "b2", "bad answers").bundle_id == "b2"
+    with pytest.raises(PromotionError, match="moved to b2"):
+        roll_back(store, "b1", "b3", "stale plan")
     # A second rollback goes further back, not forward to the model just rolled away from.
-    assert roll_back(store, None, "still bad").target.bundle_id == "b1"
-    assert roll_back(store, "3", "it was fine after all").target.bundle_id == "b3"
+    assert _roll_back(store, None, "still bad") == "b1"
+    assert _roll_back(store, "3", "it was fine after all") == "b3"
     with pytest.raises(PromotionError, match="champion already"):
         rollback_target(champion_history(store), "b3")
     with pytest.raises(PromotionError, match="never the champion"):
@@ -112,7 +121,26 @@ def test_the_current_pointer_counts_in_the_history_even_if_its_entry_was_lost(
         if key.endswith("-b2.json"):
             store.delete(key)
     assert [entry.bundle_id for entry in champion_history(store)] == ["b1", "b2"]
-    assert roll_back(store, None, "lost entry").target.bundle_id == "b1"
+    assert _roll_back(store, None, "lost entry") == "b1"
+
+
+def test_a_shadow_is_promoted_only_over_the_champion_it_was_judged_against(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    _champion(store, "b1", "1")
+    _bundle(store, "s", "2")
+    shadow = start_challenger(store, "s", "shadow")
+    decision = PointerDecision(reason="live", challenger_macro_f1=0.9, kind="shadow")
+    with pytest.raises(PromotionError, match="champion changed"):
+        promote_shadow(store, shadow, "b0", decision)
+    assert promote_shadow(store, shadow, "b1", decision).bundle_id == "s"
+    assert promote_shadow(store, shadow, "b1", decision).bundle_id == "s"  # a retry: done
+    stopped, _ = read_challenger(store)
+    assert stopped is not None and stopped.mode == "stopped" and stopped.stop_reason == "promoted"
+    pointer, _ = read_champion(store)
+    assert pointer is not None and pointer.decision is not None
+    assert pointer.decision.kind == "shadow"
 
 
 def test_retention_keeps_what_a_rollback_and_the_challenger_need(tmp_path: Path) -> None:
@@ -130,4 +158,4 @@ def test_retention_keeps_what_a_rollback_and_the_challenger_need(tmp_path: Path)
         delete_bundle(store, bundle_id)
     # The history still names them; a rollback to one fails on its bundle, not silently.
     with pytest.raises((BundleError, StoreError)):
-        roll_back(store, "b1", "too far back")
+        roll_back(store, "b5", "b1", "too far back")
