@@ -19,6 +19,7 @@ from tasks.rollout import shadow_rejected_challenger
 from tasks.training import (
     add_feedback,
     announce_promotion,
+    describe_model,
     load_data,
     log_to_mlflow,
     prepare_encoder,
@@ -91,9 +92,12 @@ def train(
     ids = log_to_mlflow(
         settings, results, winner, model, evaluation, refit_seconds, report, example
     )
+    terms = describe_model(settings, model, test_rows, ids.run_id)
     labels = [str(label) for label in model.classes_]
     data_report = {**report.as_dict(), "production": production}
-    manifest = build_manifest(winner, evaluation, profile, ids, data_report, settings, labels)
+    manifest = build_manifest(
+        winner, evaluation, profile, ids, data_report, settings, labels, terms
+    )
     manifest, bundle_uri = write_bundle(settings, model, manifest)
     outcome = promote(settings, manifest, model, test_rows)
     announce_promotion(settings, manifest, outcome)

@@ -24,6 +24,7 @@ from serving.batcher import MicroBatcher
 from serving.dashboard import dashboard
 from serving.docs import docs_assets, offline_swagger_ui
 from serving.errors import EXCEPTION_HANDLERS
+from serving.explain import explain_ticket
 from serving.health import health, livez, prometheus_metrics, ready
 from serving.lane import MonitoringLane
 from serving.model_holder import ModelHolder
@@ -123,6 +124,7 @@ def create_app(
         ready,
         predict,
         predict_batch,
+        explain_ticket,
         feedback,
         prometheus_metrics,
         dashboard,

@@ -21,9 +21,10 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from core import events, progress
-from core.data.tables import DataReport, add_production_rows, load_training_data
+from core.data.tables import TEXT, DataReport, add_production_rows, load_training_data
 from core.encoder import attach_cache
 from core.errors import PromotionError
+from core.explain import global_terms
 from core.io.store import open_store
 from core.metrics import Evaluation, confusion_matrix_png
 from core.predlog import open_prediction_log
@@ -40,7 +41,7 @@ from core.settings import Settings
 from core.training import refit as training
 from core.training.leaderboard import leaderboard_rows, markdown_table
 from core.training.study_cache import open_study_cache
-from core.training.tracking import log_training
+from core.training.tracking import log_top_terms, log_training
 from core.training.tuning import (
     StudyResult,
     TuningData,
@@ -206,6 +207,22 @@ def log_to_mlflow(
         example,
         key=str(flow_run.id or uuid.uuid4()),
     )
+
+
+#: Held-out tickets whose explanations make a non-linear model's global view.
+GLOBAL_VIEW_ROWS = 40
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def describe_model(
+    settings: Settings, model: Any, test: pd.DataFrame, run_id: str | None
+) -> dict[str, list[tuple[str, float]]]:
+    """The model's global view (core/explain.global_terms), on its MLflow run."""
+    rows = test[TEXT].head(GLOBAL_VIEW_ROWS).fillna("").to_numpy(dtype=object)
+    terms = global_terms(model, [(str(s), str(n)) for s, n in rows])
+    if run_id:
+        log_top_terms(settings, run_id, terms)
+    return terms
 
 
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)

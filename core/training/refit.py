@@ -73,6 +73,7 @@ def build_manifest(
     data_report: dict[str, Any],
     settings: Settings,
     labels: list[str],
+    top_terms: dict[str, list[tuple[str, float]]] | None = None,
 ) -> Manifest:
     """The manifest of the winner's bundle, under a new bundle id."""
     return Manifest(
@@ -93,6 +94,7 @@ def build_manifest(
         encoder=manifest_entry(ENCODER_PREFIX, ENCODER_MAX_WORDS)
         if uses_encoder(winner.best_params)
         else None,
+        top_terms=top_terms,
     )
 
 

@@ -89,6 +89,17 @@ def log_training(
     )
 
 
+def log_top_terms(
+    settings: Settings, run_id: str, terms: dict[str, list[tuple[str, float]]]
+) -> None:
+    """The model's global view (per class, the terms that weigh most) on its training run."""
+    mlflow_client(settings).log_dict(
+        run_id,
+        {label: [list(term) for term in rows] for label, rows in terms.items()},
+        "top_terms.json",
+    )
+
+
 def _logged_model_uri(client: Any, exp_id: str, run_id: str) -> str | None:
     """The model an earlier attempt logged in this run, if any."""
     models = client.search_logged_models(

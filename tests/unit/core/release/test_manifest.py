@@ -34,8 +34,9 @@ def test_a_manifest_written_before_the_types_existed_loads_unchanged() -> None:
     assert {key: again[key] for key in old if key != "mlflow"} == {
         key: value for key, value in old.items() if key != "mlflow"
     }
-    assert set(again) - set(old) == {"reference_profile", "encoder"}
+    assert set(again) - set(old) == {"reference_profile", "encoder", "top_terms"}
     assert again["reference_profile"] is None and again["encoder"] is None
+    assert again["top_terms"] is None
 
 
 def test_a_minimal_old_manifest_gets_defaults_and_keeps_unknown_keys() -> None:
