@@ -146,6 +146,6 @@ def test_the_global_view_names_each_class(data: pd.DataFrame) -> None:
     assert set(linear) == set(data["label"]) and all(len(t) == 5 for t in linear.values())
     weights = [w for terms in linear.values() for _, w in terms]
     assert all(w > 0 for w in weights), "a class's strongest terms push towards it"
-    rows = data[TEXT].head(10).to_numpy(dtype=object)
+    rows = [(str(s), str(n)) for s, n in data[TEXT].head(10).fillna("").to_numpy(dtype=object)]
     forest = global_terms(_fit("random_forest", data, n_estimators=30, k=800), rows, k=5)
     assert forest and all(len(terms) <= 5 for terms in forest.values())
