@@ -14,7 +14,7 @@ from litestar.params import Parameter
 
 from core.monitoring.dashboard import WINDOWS, DashboardData, dashboard_data
 from core.predlog import PredictionLog
-from core.records import LOW_CONFIDENCE
+from core.records import LOW_CONFIDENCE, PromotionRecord
 from core.release.manifest import Manifest
 from core.settings import Settings
 from serving.errors import bad_request
@@ -67,7 +67,7 @@ def page(
     longest: str,
 ) -> str:
     """The drawn page (in the lane's process when ``log`` is None)."""
-    return render(dashboard_data(log or lane_log(settings), window, manifest, longest))
+    return render(dashboard_data(log or lane_log(settings), window, manifest, longest, settings))
 
 
 def render(data: DashboardData) -> str:
@@ -79,6 +79,8 @@ def render(data: DashboardData) -> str:
         _feedback(data),
         *_drift_charts(data),
         _latest_report(data),
+        _shadow(data),
+        _top_terms(data),
         _promotions(data),
     ]
     links = " ".join(
@@ -303,7 +305,7 @@ def _promotions(data: DashboardData) -> str:
         f"<td>{escape(str(p.challenger_version or p.challenger))}</td>"
         f"<td>{escape(str(p.champion_version or p.champion or '-'))}</td>"
         f"<td>{_fmt(p.gain)}</td><td>{_interval(p.gain_ci)}</td>"
-        f"<td>{'promoted' if p.promoted else 'kept the champion'}</td>"
+        f"<td>{_verdict(p)}</td>"
         f"<td>{escape(p.reason[:160])}</td></tr>"
         for p in reversed(data.promotions[-20:])
     )
@@ -312,6 +314,63 @@ def _promotions(data: DashboardData) -> str:
         "<table><tr><th>when</th><th>challenger</th><th>champion</th><th>gain</th>"
         f"<th>95% interval</th><th>decision</th><th>reason</th></tr>{rows}</table>",
     )
+
+
+def _verdict(record: PromotionRecord) -> str:
+    if record.kind == "rollback":
+        return "rolled back to the challenger"
+    if record.kind == "canary-rollback":
+        return "canary rolled back"
+    verdict = "promoted" if record.promoted else "kept the champion"
+    return f"{verdict} (live evidence)" if record.kind == "shadow" else verdict
+
+
+def _shadow(data: DashboardData) -> str:
+    title = "Shadow challenger against the champion"
+    shadow = data.shadow
+    if shadow is None:
+        return _section(title, _empty("No ticket scored by a shadow in this window."))
+    figures = [
+        ("shadow version", ", ".join(shadow.shadow_versions)),
+        ("champion version", ", ".join(shadow.champion_versions)),
+        ("tickets scored by both", shadow.scored),
+        ("agreement", _fmt(shadow.agreement)),
+        ("labelled", shadow.labelled),
+        (
+            "macro-F1 champion / shadow",
+            f"{_fmt(shadow.champion_macro_f1)} / {_fmt(shadow.shadow_macro_f1)}",
+        ),
+        ("gain (95% interval)", f"{_fmt(shadow.gain)} ({_interval(shadow.gain_ci)})"),
+        ("verdict", ("would be promoted: " if shadow.promote else "") + shadow.reason),
+    ]
+    table = "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(str(value))}</td></tr>" for name, value in figures
+    )
+    pairs = "".join(
+        f"<tr><td>{escape(d.champion_label)}</td><td>{escape(d.shadow_label)}</td>"
+        f'<td>{d.count}</td><td class="muted">{escape(", ".join(d.examples))}</td></tr>'
+        for d in shadow.disagreements[:8]
+    )
+    disagreements = (
+        "<p>Where they disagree most:</p><table><tr><th>champion says</th><th>shadow says</th>"
+        f"<th>tickets</th><th>examples (request ids)</th></tr>{pairs}</table>"
+        if pairs
+        else _empty("They agree on every ticket.")
+    )
+    return _section(title, f"<table>{table}</table>{disagreements}", "shadow")
+
+
+def _top_terms(data: DashboardData) -> str:
+    title = "What the served model looks at, per class"
+    if not data.top_terms:
+        return _section(title, _empty("This model's bundle has no global view."))
+    rows = "".join(
+        f"<tr><th>{escape(label)}</th><td>"
+        + ", ".join(escape(str(term)) for term, _ in terms[:10])
+        + "</td></tr>"
+        for label, terms in sorted(data.top_terms.items())
+    )
+    return _section(title, f"<table>{rows}</table>", "top-terms")
 
 
 def _fmt(value: Any) -> str:

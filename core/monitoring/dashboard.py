@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.metrics import macro_f1_from_counts
+from core.monitoring.rollout import ShadowSummary, shadow_summary
 from core.predlog import PredictionLog, window_start
 from core.records import PromotionRecord, StoredDriftReport
 from core.release.manifest import Manifest
+from core.settings import Settings
 
 WINDOWS = ("24h", "7d", "31d")
 
@@ -54,13 +56,28 @@ class DashboardData:
     feedback: list[DayScore] = field(default_factory=list)
     latest_report: StoredDriftReport | None = None
     promotions: list[PromotionRecord] = field(default_factory=list)
+    #: The shadow against the champion on the tickets both scored in the window, if any.
+    shadow: ShadowSummary | None = None
+    #: The served model's global view: per class, the terms that weigh most.
+    top_terms: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
 
 def dashboard_data(
-    log: PredictionLog, window: str, manifest: Manifest | None, longest: str = "31d"
+    log: PredictionLog,
+    window: str,
+    manifest: Manifest | None,
+    longest: str = "31d",
+    settings: Settings | None = None,
 ) -> DashboardData:
     """Everything the page draws, for ``window`` (one of WINDOWS)."""
     since = window_start(window, longest=longest)
+    settings = settings or Settings()
+    shadowed = log.shadow_rows(since, None, settings.monitoring_max_rows)
+    shadow = None
+    if not shadowed.empty:
+        shadow = shadow_summary(
+            shadowed, settings.promotion_margin, settings.rollout.min_feedback, settings.seed
+        )
     served = None
     if manifest is not None:
         served = {
@@ -82,6 +99,8 @@ def dashboard_data(
         feedback=feedback_scores(log.feedback_by_day(since)),
         latest_report=reports[-1] if reports else None,
         promotions=log.promotions(window_start("366d")),
+        shadow=shadow,
+        top_terms=dict(manifest.top_terms or {}) if manifest is not None else {},
     )
 
 

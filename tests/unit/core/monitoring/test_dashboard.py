@@ -15,7 +15,7 @@ from core.monitoring.dashboard import (
     feedback_scores,
     hourly,
 )
-from core.predlog import PredictionLog, PredictionRecord
+from core.predlog import PredictionLog, PredictionRecord, ShadowScore
 from core.records import HourStats, StoredDriftReport, StoredReport
 from core.release.manifest import (
     ConfidenceProfile,
@@ -110,9 +110,19 @@ def test_dashboard_data_from_a_real_log(tmp_path: Path) -> None:
             PredictionRecord("c", "2", "t", "", "red", 0.9, {}, None, old),
         ]
     )
-    day = dashboard_data(log, "24h", _manifest())
+    log.record_shadow([ShadowScore("a", "3", "red", 0.7), ShadowScore("b", "3", "red", 0.6)])
+    manifest = _manifest().model_copy(update={"top_terms": {"acceso": [("clave", 1.5)]}})
+    day = dashboard_data(log, "24h", manifest)
     week = dashboard_data(log, "7d", _manifest())
     log.close()
+    assert day.shadow is not None and (day.shadow.scored, day.shadow.agreement) == (2, 0.5)
+    assert [(d.champion_label, d.shadow_label, d.examples) for d in day.shadow.disagreements] == [
+        ("acceso", "red", ["a"])
+    ]
+    page = render(day)
+    assert 'data-chart="shadow"' in page and "<td>acceso</td><td>red</td><td>1</td>" in page
+    assert 'data-chart="top-terms"' in page and "<th>acceso</th><td>clave</td>" in page
+    assert week.shadow is not None and week.shadow.scored == 2
     assert sum(p.predictions for p in day.hours) == 2
     assert sum(p.predictions for p in week.hours) == 3
     assert [(s.labelled, s.accuracy) for s in day.feedback] == [(1, 1.0)]
@@ -139,6 +149,7 @@ def test_the_page_escapes_what_users_and_models_wrote() -> None:
         ),
     )
     page = render(data)
+    assert "No ticket scored by a shadow" in page and "has no global view" in page
     assert hostile not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script" not in page, "the page runs no script at all"
