@@ -320,3 +320,56 @@ def test_tickets_rollback_is_served_by_the_next_poll_and_the_alias_follows(
     assert f"rolled back to {first}: rollback: answers about e-mail went wrong" in status.stdout
     again = tickets("rollback", "--to", "b9")
     assert again.returncode == 2 and "never the champion" in again.stderr
+
+
+def test_a_shadow_that_live_labels_show_better_is_promoted_with_the_usual_guarantees(
+    prefect_api: str, tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    from flows.rollout import promote_shadow
+
+    settings = _settings(tmp_path / "home", rollout=RolloutSettings(min_feedback=50))
+    weak, strong = register_model_version(settings), register_model_version(settings)
+    publish_model(settings, demo_frame.sample(frac=0.15, random_state=4), "weak", weak)
+    publish_model(settings, demo_frame, "strong", strong, champion=False)
+    store = open_store(settings)
+    start_challenger(store, strong, "shadow")
+    assert promote_shadow(settings=settings)["reason"] == "no ticket scored by both yet"
+    with running(create_app(settings)) as url:
+        _wait("the shadow loaded", _challenger_loaded(url, strong, "shadow"))
+        tickets = _tickets(demo_frame.sample(frac=1.0, random_state=8))
+        with httpx.Client(base_url=url, timeout=30, headers=LABELLED) as http:
+            for _ in range(400):
+                assert http.post("/predict", json=next(tickets)).status_code == 200
+
+        def scored() -> bool:
+            return bool(_log_rows(settings)["shadow_prediction"].notna().all())
+
+        _wait("the shadow caught up", scored)
+        outcome = promote_shadow(settings=settings)
+        assert outcome["promoted"] is True, outcome["reason"]
+        assert outcome["gain_ci"][0] > 0 and outcome["labelled"] == 400
+        _wait("the shadow became the champion", lambda: _served_version(url) == strong)
+        assert httpx.get(f"{url}/health").json()["challenger"] is None
+    pointer, _ = read_champion(store)
+    assert pointer is not None and pointer.bundle_id == "strong"
+    assert pointer.decision is not None and pointer.decision.kind == "shadow"
+    assert champion_alias(settings) == strong
+    stopped, _ = read_challenger(store)
+    assert stopped is not None and stopped.stop_reason == "promoted"
+    with open_prediction_log(settings) as log:
+        (record,) = log.promotions("2000-01-01")
+    assert (record.kind, record.challenger_version, record.champion_version) == (
+        "shadow",
+        strong,
+        weak,
+    )
+    # Run again (the six-hourly pipeline will): nothing left to promote, nothing moves.
+    assert promote_shadow(settings=settings) == {
+        "promoted": False,
+        "reason": "no shadow challenger",
+    }
+
+
+def _served_version(url: str) -> str:
+    body = httpx.post(f"{url}/predict", json={"short_description": "correo"}, timeout=30).json()
+    return str(body["model_version"])
