@@ -1,6 +1,7 @@
 """Serving benchmark on one trained model: in-process throughput (batches of 100), the service's
-/predict latency and throughput at 16 concurrent clients (1 worker), its /predict/batch throughput
-with 2 workers, and ``mlflow models serve`` on the same model as the peer. Prints and saves
+/predict latency and throughput at 16 concurrent clients (1 worker), the same with a shadow
+challenger scoring every ticket, /explain at 16 clients, its /predict/batch throughput with 2
+workers, and ``mlflow models serve`` on the same model as the peer. Prints and saves
 benchmarks/results/serving.json. Run: ``.venv/bin/python -m benchmarks.serving``."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from core.data.simulate import generate_tickets
 from core.io.store import open_store
 from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest
+from core.release.rollout import start_challenger, stop_challenger
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from deployments.stack import wait_until
@@ -37,23 +39,38 @@ BIN = Path(sys.executable).parent
 TARGET_P99_MS = 20.0
 TARGET_BATCH_SHARE = 0.5
 TARGET_PEER_RATIO = 3.0
+TARGET_SHADOW_P99_RATIO = 1.3
+TARGET_EXPLAIN_P99_MS = 50.0
 
 
-def train_model(family: str, rows: int, embedding_weight: float = 0.0) -> tuple[Any, pd.DataFrame]:
-    data = generate_tickets(rows, "baseline", seed=1)
+def train_model(
+    family: str, rows: int, embedding_weight: float = 0.0, seed: int = 1
+) -> tuple[Any, pd.DataFrame]:
+    data = generate_tickets(rows, "baseline", seed=seed)
     params = {**default_params(family), "embedding_weight": embedding_weight}
     model = build_pipeline(family, params, "spanish", seed=0)
     model.fit(data[TEXT], data["label"].to_numpy(dtype=object))
     return model, data
 
 
-def publish(settings: Settings, model: Any) -> None:
+def publish(
+    settings: Settings, model: Any, bundle_id: str = "bench", champion: bool = True
+) -> None:
     store = open_store(settings)
     manifest = write_bundle(
-        store, serialize_model(model), Manifest(bundle_id="bench", family="bench")
+        store, serialize_model(model), Manifest(bundle_id=bundle_id, family="bench")
     )
-    _, token = read_champion(store)
-    swap_champion(store, manifest, token)
+    if champion:
+        _, token = read_champion(store)
+        swap_champion(store, manifest, token)
+
+
+def shadow_loaded(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:  # loopback
+        challenger = json.loads(response.read())["challenger"]
+    return bool(challenger and challenger["model"] and challenger.get("mode") == "shadow")
 
 
 def in_process(model: Any, tickets: pd.DataFrame) -> dict[str, float]:
@@ -118,6 +135,20 @@ def log_mlflow_model(model: Any, home: Path, example: pd.DataFrame) -> tuple[str
     return tracking, str(info.model_uri)
 
 
+def shadow_counts(url: str) -> dict[str, float]:
+    """The shadow's outcomes from the service's own counters (scored, dropped, failed)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # loopback
+        text = response.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("tickets_shadow_tickets_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            counts[outcome] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def bodies_for(tickets: pd.DataFrame) -> dict[str, list[bytes]]:
     records = tickets[TEXT].to_dict("records")
     return {
@@ -147,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(home=home)
     model, data = train_model(args.family, args.rows, args.embedding_weight)
     publish(settings, model)
+    challenger, _ = train_model(args.family, args.rows // 2, args.embedding_weight, seed=3)
+    publish(settings, challenger, "bench-challenger", champion=False)
     tickets = generate_tickets(2000, "baseline", seed=2)
     local = in_process(model, tickets)
     print(f"in-process: {local}", flush=True)
@@ -167,7 +200,21 @@ def main(argv: list[str] | None = None) -> int:
         results["service_predict_1_worker"] = run_load(
             url, "/predict", bodies["predict"], args.clients, args.seconds
         ).summary()
-    print(f"service /predict: {results['service_predict_1_worker']}", flush=True)
+        print(f"service /predict: {results['service_predict_1_worker']}", flush=True)
+        run_load(url, "/explain", bodies["predict"], args.clients, 2)
+        results["service_explain_1_worker"] = run_load(
+            url, "/explain", bodies["predict"], args.clients, args.seconds
+        ).summary()
+        print(f"service /explain: {results['service_explain_1_worker']}", flush=True)
+        start_challenger(open_store(settings), "bench-challenger", "shadow")
+        wait_until("the shadow loaded", lambda: shadow_loaded(url), 60)
+        run_load(url, "/predict", bodies["predict"], args.clients, 2)
+        results["service_predict_1_worker_with_shadow"] = run_load(
+            url, "/predict", bodies["predict"], args.clients, args.seconds
+        ).summary()
+        results["shadow_scored"] = shadow_counts(url)
+        stop_challenger(open_store(settings), "benchmark done")
+        print(f"service /predict with a shadow: {results['service_predict_1_worker_with_shadow']}")
     with process([*serve, "--workers", "2"], env, f"{url}/ready", home / "serve2.log"):
         time.sleep(3)
         run_load(url, "/predict", bodies["predict"], args.clients, 2)
@@ -197,7 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     ours = results["service_predict_1_worker"]
     batch = results["service_batch_2_workers"]
     peer_rate = results["mlflow_serve_predict"]["requests_per_s"]
+    shadowed = results["service_predict_1_worker_with_shadow"]
+    explained = results["service_explain_1_worker"]
     results["targets"] = {
+        "shadow_p99_ratio": {
+            "value": round(shadowed["p99_ms"] / ours["p99_ms"], 2),
+            "target": TARGET_SHADOW_P99_RATIO,
+            "met": shadowed["p99_ms"] <= TARGET_SHADOW_P99_RATIO * ours["p99_ms"],
+        },
+        "explain_p99_ms": {
+            "value": explained["p99_ms"],
+            "target": TARGET_EXPLAIN_P99_MS,
+            "met": explained["p99_ms"] < TARGET_EXPLAIN_P99_MS,
+        },
         "predict_p99_ms": {
             "value": ours["p99_ms"],
             "target": TARGET_P99_MS,

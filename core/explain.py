@@ -23,17 +23,24 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from core.models import EncodedLabels, StackedOneVsRest, TemperatureScaledSVC
+from core.models import (
+    CompactTfidfVectorizer,
+    EncodedLabels,
+    StackedOneVsRest,
+    TemperatureScaledSVC,
+)
+from core.ngrams import WORD_TOKEN_PATTERN, located_columns
 from core.text import TextNormalizer, analyze
 
 _CHUNK = re.compile(r"\S+")
+_WORD_TOKEN = re.compile(WORD_TOKEN_PATTERN)
 _EDGE_PUNCTUATION = re.compile(r"^[^\w]+|[^\w]+$")
 FIELDS = ("short_description", "close_notes")
 
@@ -84,7 +91,27 @@ class Explanation:
     classes: list[ClassExplanation] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON-ready dicts, built directly (``dataclasses.asdict`` deep-copies every word
+        and cost a third of an explanation's time)."""
+        return {
+            "method": self.method,
+            "score_kind": self.score_kind,
+            "prediction": self.prediction,
+            "probability": self.probability,
+            "classes": [
+                {
+                    "label": c.label,
+                    "probability": c.probability,
+                    "score": c.score,
+                    "intercept": c.intercept,
+                    "top_terms": [vars(w) for w in c.top_terms],
+                    "words": [vars(w) for w in c.words],
+                    "other": c.other,
+                    "explained_share": c.explained_share,
+                }
+                for c in self.classes
+            ],
+        }
 
 
 def ticket_words(short_description: str, close_notes: str) -> list[Word]:
@@ -181,12 +208,11 @@ Block = tuple[str, Any, Any]
 @dataclass(frozen=True)
 class Placements:
     """Where a block's features sit among the words: entry k gives ``share[k]`` of feature
-    ``feature[k]``'s contribution to word ``word[k]``; ``placed`` lists each placed feature once."""
+    ``feature[k]``'s contribution to word ``word[k]``."""
 
     feature: np.ndarray
     word: np.ndarray
     share: np.ndarray
-    placed: np.ndarray
 
 
 class _Ticket:
@@ -228,29 +254,13 @@ class _Ticket:
                     analyze(w.chunk, n.language, n.stem, n.remove_stop_words, n.level)
                     for w in self.words
                 ]
-            found = _occurrences(transformer, self._normalised, self.words, self.normalizer.level)
-            vocabulary = transformer.vocabulary_
-            features: list[int] = []
-            owners_of: list[int] = []
-            shares: list[float] = []
-            placed = []
-            for term, places in found.items():
-                index = vocabulary.get(term)
-                if index is None:
-                    continue
-                placed.append(int(index))
-                for owners in places:
-                    total = sum(owners.values()) * len(places)
-                    for word_index, count in owners.items():
-                        features.append(int(index))
-                        owners_of.append(word_index)
-                        shares.append(count / total)
-            self._placements[name] = Placements(
-                np.asarray(features, dtype=np.int64),
-                np.asarray(owners_of, dtype=np.int64),
-                np.asarray(shares),
-                np.asarray(placed, dtype=np.int64),
-            )
+            level = self.normalizer.level
+            located = _located(transformer, self._normalised, self.words, level)
+            if located is not None:
+                self._placements[name] = located
+            else:
+                found = _occurrences(transformer, self._normalised, self.words, level)
+                self._placements[name] = _as_placements(found, transformer.vocabulary_)
         return self._placements[name]
 
 
@@ -367,13 +377,75 @@ def _place(
             other[name] = other.get(name, 0.0) + float(values.sum())
             continue
         where = ticket.placements(name, transformer)
-        weights += np.bincount(
+        placed = np.bincount(
             where.word, weights=values[where.feature] * where.share, minlength=len(weights)
         )
-        rest = float(values.sum()) - float(values[where.placed].sum())
+        weights += placed
+        rest = float(values.sum()) - float(placed.sum())
         if abs(rest) > 1e-12:
             other["unplaced"] = other.get("unplaced", 0.0) + rest
     return weights, other
+
+
+def _as_placements(found: Places, vocabulary: dict[str, int]) -> Placements:
+    features: list[int] = []
+    owners_of: list[int] = []
+    shares: list[float] = []
+    for term, places in found.items():
+        index = vocabulary.get(term)
+        if index is None:
+            continue
+        for owners in places:
+            total = sum(owners.values()) * len(places)
+            for word_index, count in owners.items():  # none when it sits on no word
+                features.append(int(index))
+                owners_of.append(word_index)
+                shares.append(count / total)
+    return Placements(
+        np.asarray(features, dtype=np.int64),
+        np.asarray(owners_of, dtype=np.int64),
+        np.asarray(shares, dtype=np.float64),
+    )
+
+
+def _located(
+    transformer: Any, normalised: list[str], words: list[Word], level: str
+) -> Placements | None:
+    """Placements from the vectorised counter's own windows (core/ngrams.py): the same n-grams
+    the model counted, found with their positions; None where that counter does not apply."""
+    if not isinstance(transformer, CompactTfidfVectorizer) or not hasattr(transformer, "_tfidf"):
+        return None
+    if not transformer._fast_counting(["x"]):
+        return None
+    index = transformer._ngram_index()
+    if not index.usable:
+        return None
+    segments: list[Any]
+    if transformer.analyzer == "word":
+        per_word = [_WORD_TOKEN.findall(norm) for norm in normalised]
+        segments = [[token for tokens in per_word for token in tokens]]
+        owner = [i for i, tokens in enumerate(per_word) for _ in tokens]
+    elif transformer.analyzer == "char_wb":
+        segments, owner = [], []
+        for i, norm in enumerate(normalised):
+            for token in norm.split():
+                segments.append(f" {token} ")
+                owner += [i] * (len(token) + 2)
+    else:
+        document, owner = _document(normalised, words, level)
+        segments = [document]
+    if not owner:
+        return Placements(*(np.zeros(0, dtype=dtype) for dtype in (np.int64, np.int64, float)))
+    starts, sizes, columns = located_columns(index, segments)
+    owners = np.asarray(owner, dtype=np.int64)
+    occurrences = np.bincount(columns)[columns]
+    offsets = np.arange(int(sizes.max()) if len(sizes) else 1)
+    positions = np.minimum(starts[:, None] + offsets[None, :], len(owners) - 1)
+    who = np.where(offsets[None, :] < sizes[:, None], owners[positions], -1)
+    owned = who >= 0
+    window, offset = np.nonzero(owned)
+    shares = 1.0 / (occurrences[window] * owned.sum(axis=1)[window])
+    return Placements(columns[window], who[window, offset], shares)
 
 
 Places = dict[str, list[dict[int, int]]]
@@ -408,8 +480,7 @@ def _occurrences(transformer: Any, normalised: list[str], words: list[Word], lev
             for who in by_char[k : k + n]:
                 if who >= 0:
                     counts[who] += 1
-            if counts:
-                found[document[k : k + n]].append(dict(counts))
+            found[document[k : k + n]].append(dict(counts))  # empty: on no word
     return found
 
 

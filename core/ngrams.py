@@ -340,3 +340,56 @@ def _term_codes(ranks: np.ndarray, lengths: list[int], base: int, usable: bool) 
     exponent = np.repeat(term_lengths, term_lengths) - 1 - offset
     weights = np.power(base, exponent, dtype=np.int64)
     return np.add.reduceat(ranks * weights, starts)
+
+
+def located_columns(
+    index: NgramIndex, segments: Sequence[str] | Sequence[Sequence[str]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each counted n-gram of one document sits: (start, length, column) per window, with
+    starts counted in symbols (characters, or word tokens) of ``segments`` laid end to end. For
+    the character analyzers ``segments`` are strings (``char``: the whole document as one;
+    ``char_wb``: each word padded with spaces); for ``word`` each segment is a list of tokens.
+    The explainer (core/explain.py) places feature contributions on words with it."""
+    if index.analyzer == "word":
+        tokens = [token for segment in segments for token in segment]
+        ranks = np.asarray([index.tokens.get(token, 0) for token in tokens], dtype=np.int64)
+    else:
+        ranks = _ranks(index.alphabet, _code_points([str(s) for s in segments]))
+    lengths = np.fromiter(map(len, segments), dtype=np.int64, count=len(segments))
+    starts, sizes, codes = [], [], []
+    segment_start = np.cumsum(lengths) - lengths
+    segment_end = np.repeat(segment_start + lengths, lengths)
+    unknown_before = np.concatenate([[0], np.cumsum(ranks == 0)])
+    total = len(ranks)
+    code = np.zeros(total, dtype=np.int64)
+    min_n, max_n = index.ngram_range
+    for n in range(1, max_n + 1):
+        count = total - n + 1
+        if count <= 0:
+            break
+        code = code[:count] * index.base + ranks[n - 1 : n - 1 + count]
+        if n < min_n:
+            continue
+        start = np.arange(count)
+        valid = (start + n <= segment_end[:count]) & (
+            unknown_before[start + n] == unknown_before[start]
+        )
+        starts.append(start[valid])
+        sizes.append(np.full(int(valid.sum()), n, dtype=np.int64))
+        codes.append(code[valid])
+    if index.analyzer == "char_wb":  # a padded word shorter than the smallest n counts whole
+        for segment in np.flatnonzero((lengths > 0) & (lengths < min_n)).tolist():
+            digits = ranks[segment_start[segment] : segment_start[segment] + lengths[segment]]
+            if (digits == 0).any():
+                continue
+            whole = 0
+            for digit in digits.tolist():
+                whole = whole * index.base + digit
+            starts.append(np.array([segment_start[segment]]))
+            sizes.append(np.array([lengths[segment]]))
+            codes.append(np.array([whole], dtype=np.int64))
+    if not codes:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    found, columns = index.table.lookup(np.concatenate(codes))
+    return np.concatenate(starts)[found], np.concatenate(sizes)[found], columns

@@ -225,6 +225,12 @@ class RolloutSettings(BaseModel):
         description="Tickets waiting for the shadow; beyond it they go unscored (counted), so "
         "a slow shadow never holds memory or answers back.",
     )
+    shadow_isolation: Literal["process", "thread"] = Field(
+        "process",
+        description="Where the shadow scores: a process of its own per worker at a lower CPU "
+        "priority (answers keep their latency; under overload it drops tickets, counted), or "
+        "a thread of the worker.",
+    )
     shadow_rejected: bool = Field(
         False,
         description="A retrained challenger that was not promoted starts in shadow, so live "

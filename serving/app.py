@@ -75,7 +75,12 @@ def create_app(
         settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("canary").set,
     )
-    shadow = ShadowScorer(model_holder, log, settings.rollout.shadow_queue)
+    shadow = ShadowScorer(
+        model_holder,
+        log,
+        settings.rollout.shadow_queue,
+        settings if settings.rollout.shadow_isolation == "process" else None,
+    )
     log_batcher = MicroBatcher(
         _writer(log),
         max_items=10 * settings.serving.max_batch,

@@ -2,30 +2,44 @@
 scores tickets with the challenger after their answers left.
 
 The shadow never sits on the answer's path: tickets are offered to a bounded queue (a full queue
-drops them, counted) after their rows are durable, and one thread per worker scores them in
-small batches at a lower CPU priority and fills in the same log rows. Nothing it does can fail a
-request; its failures are counted and logged, and its loop goes on."""
+drops them, counted) after their rows are durable; one thread per worker gathers them into
+groups and has them scored and written into the same log rows, by default in a process of its
+own at a lower CPU priority (serving/shadow_process.py: on busy cores the kernel favours the
+answers, and a shadow that falls behind drops tickets instead of slowing anyone), else on that
+thread. Nothing it does can fail a request; its failures are counted and logged, and its loop
+goes on."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import queue
 import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.predlog import PredictionLog, ShadowScore
 from core.release.rollout import routes_to_canary, shadow_selected
-from serving import metrics
+from core.settings import Settings
+from serving import metrics, shadow_process
 from serving.model_holder import ModelHolder
 
 logger = logging.getLogger("tickets.serving")
 
 #: Tickets the shadow scores in one model call: small, so it never holds the GIL for long.
 SHADOW_BATCH = 16
+#: The shadow writes its answers in groups of up to this many tickets, gathered for up to
+#: SHADOW_GATHER_S: each write takes the log's write lock and an fsync that answers wait for.
+SHADOW_GROUP = 500
+SHADOW_GATHER_S = 0.25
+#: Longest a group may take in the shadow's process (its first includes loading the model).
+SHADOW_TIMEOUT_S = 300
 #: How much nicer than the request path the shadow's thread runs (Linux: per thread).
 SHADOW_NICENESS = 10
 
@@ -48,9 +62,19 @@ def canary_flags(holder: ModelHolder, keys: list[str]) -> list[bool]:
 class ShadowScorer:
     """Scores offered tickets with the shadow challenger and records its answers in the log."""
 
-    def __init__(self, holder: ModelHolder, log: PredictionLog, max_queue: int) -> None:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        log: PredictionLog,
+        max_queue: int,
+        settings: Settings | None = None,
+    ) -> None:
+        """With ``settings`` the scoring runs in the shadow's process (which opens the store
+        and the log itself), else on the scorer's thread."""
         self.holder = holder
         self.log = log
+        self.settings = settings
+        self._executor: ProcessPoolExecutor | None = None
         self._queue: queue.Queue[ShadowItem] = queue.Queue(max_queue)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,6 +115,17 @@ class ShadowScorer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        """Started on first use; "spawn", because a fork of a worker whose threads hold locks
+        could hang."""
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._executor
 
     def _ensure_started(self) -> None:
         if self._thread is not None:
@@ -108,9 +143,10 @@ class ShadowScorer:
                 batch = [self._queue.get(timeout=0.5)]
             except queue.Empty:
                 continue
-            while len(batch) < SHADOW_BATCH:
+            deadline = time.monotonic() + SHADOW_GATHER_S
+            while len(batch) < SHADOW_GROUP:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             try:
@@ -127,18 +163,38 @@ class ShadowScorer:
         if served is None or rollout is None or rollout.mode != "shadow":
             metrics.SHADOW.labels("skipped").inc(len(batch))
             return
-        probabilities = served.predict_proba(
-            [(item.short_description, item.close_notes) for item in batch]
-        )
-        best = probabilities.argmax(axis=1)
-        scores = [
-            ShadowScore(
-                item.request_id,
-                served.version,
-                str(served.classes[j]),
-                round(float(probabilities[i, j]), 6),
+        if self.settings is not None:
+            items = [(i.request_id, i.short_description, i.close_notes) for i in batch]
+            job = self._pool().submit(
+                shadow_process.score,
+                self.settings,
+                served.bundle_id,
+                rollout.manifest_file_sha256,
+                items,
             )
-            for i, (item, j) in enumerate(zip(batch, np.asarray(best), strict=True))
-        ]
+            try:
+                written = job.result(timeout=SHADOW_TIMEOUT_S)
+            except BrokenProcessPool:
+                self._executor = None  # the next group starts a new process
+                raise
+            metrics.SHADOW.labels("scored").inc(written)
+            return
+        scores: list[ShadowScore] = []
+        for start in range(0, len(batch), SHADOW_BATCH):
+            chunk = batch[start : start + SHADOW_BATCH]
+            probabilities = served.predict_proba(
+                [(item.short_description, item.close_notes) for item in chunk]
+            )
+            best = np.asarray(probabilities.argmax(axis=1))
+            scores += [
+                ShadowScore(
+                    item.request_id,
+                    served.version,
+                    str(served.classes[j]),
+                    round(float(probabilities[i, j]), 6),
+                )
+                for i, (item, j) in enumerate(zip(chunk, best, strict=True))
+            ]
+            time.sleep(0)  # let the request path have the interpreter between chunks
         self.log.record_shadow(scores)
         metrics.SHADOW.labels("scored").inc(len(batch))

@@ -149,3 +149,25 @@ def test_the_global_view_names_each_class(data: pd.DataFrame) -> None:
     rows = [(str(s), str(n)) for s, n in data[TEXT].head(10).fillna("").to_numpy(dtype=object)]
     forest = global_terms(_fit("random_forest", data, n_estimators=30, k=800), rows, k=5)
     assert forest and all(len(terms) <= 5 for terms in forest.values())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"char_ngrams": "char_wb_2_5"}, {"char_ngrams": "char_1_4"}, {"text_level": "full"}],
+)
+def test_the_vectorised_placement_agrees_with_the_plain_one(
+    data: pd.DataFrame, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Words get the same weights whether the n-grams are found by the vectorised counter's
+    windows or by enumerating them in Python (the path for vectorisers it cannot count)."""
+    import core.explain
+
+    model = _fit("logistic_regression", data, **overrides)
+    tickets = [TICKET, ("Contraseña  caducada!! ¿¿VPN?? 12345", "a\tb  . c"), ("x", "")]
+    fast = [explain(model, *ticket) for ticket in tickets]
+    monkeypatch.setattr(core.explain, "_located", lambda *args: None)
+    plain = [explain(model, *ticket) for ticket in tickets]
+    for one, other in zip(fast, plain, strict=True):
+        for a, b in zip(one.classes, other.classes, strict=True):
+            assert [w.weight for w in a.words] == pytest.approx([w.weight for w in b.words])
+            assert a.other.get("unplaced", 0) == pytest.approx(b.other.get("unplaced", 0))
