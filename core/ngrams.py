@@ -349,7 +349,7 @@ def located_columns(
     starts counted in symbols (characters, or word tokens) of ``segments`` laid end to end. For
     the character analyzers ``segments`` are strings (``char``: the whole document as one;
     ``char_wb``: each word padded with spaces); for ``word`` each segment is a list of tokens.
-    The explainer (core/explain.py) places feature contributions on words with it."""
+    The explainer (core/explain/words.py) places feature contributions on words with it."""
     if index.analyzer == "word":
         tokens = [token for segment in segments for token in segment]
         ranks = np.asarray([index.tokens.get(token, 0) for token in tokens], dtype=np.int64)

@@ -1,5 +1,5 @@
 """``POST /explain``: the champion's prediction for a ticket and which of its words pushed it to
-its label and to the runner-up (core/explain.py says how, per family). Explanations are not
+its label and to the runner-up (core/explain says how, per family). Explanations are not
 logged as predictions (an agent asking why would count the ticket twice) and run one at a time
 per worker on a lane of their own, so they never hold up /predict's threads."""
 

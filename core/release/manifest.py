@@ -147,7 +147,7 @@ class Manifest(BaseModel):
     reference_profile: ReferenceProfile | None = None
     #: The sentence encoder the model runs (core/encoder.manifest_entry), None when it runs none.
     encoder: dict[str, Any] | None = None
-    #: The model's global view: per class, the terms that weigh most (core/explain.py).
+    #: The model's global view: per class, the terms that weigh most (core/explain).
     top_terms: dict[str, list[tuple[str, float]]] | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)
 

@@ -69,6 +69,12 @@ def start_challenger(
     manifest) and must not be the champion."""
     if mode not in ROLLOUT_MODES:
         raise PromotionError(f"mode must be one of {ROLLOUT_MODES}, not {mode!r}")
+    if mode == "canary" and not 0 < percent <= 100:
+        raise PromotionError(f"percent must be above 0 and at most 100, not {percent:g}")
+    if not 0 < shadow_share <= 1:
+        raise PromotionError(
+            f"the shadow's share must be above 0 and at most 1, not {shadow_share:g}"
+        )
     bundle_id = resolve_bundle(store, wanted)
     champion, _ = read_champion(store)
     if champion is not None and champion.bundle_id == bundle_id:

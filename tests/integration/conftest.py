@@ -176,6 +176,23 @@ def wait_for_http(
     raise AssertionError(f"{what} did not become ready: {stderr[-2000:]}")
 
 
+def wait_for_workers(url: str, workers: int, timeout_s: float = 120) -> set[int]:
+    """Wait until ``workers`` distinct worker pids have answered /health, each call on a new
+    connection: /ready answers from the first worker up, and the others may still be booting
+    (each also starts its monitoring lane's process), so a test that counts on all of them
+    (spreading load, killing one) would otherwise depend on which one the kernel picked."""
+    import httpx
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < workers and time.monotonic() < deadline:
+        seen.add(int(httpx.get(f"{url}/health", timeout=10).json()["worker_pid"]))
+        if len(seen) < workers:
+            time.sleep(0.05)
+    assert len(seen) == workers, f"only {len(seen)} of {workers} workers answered"
+    return seen
+
+
 @contextlib.contextmanager
 def serve_process(
     home: Path, workers: int = 1, extra_env: dict[str, str] | None = None
@@ -196,6 +213,7 @@ def serve_process(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/ready", server, "tickets serve")
+        wait_for_workers(url, workers)
         yield url, server
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -31,7 +31,7 @@ from core.settings import Settings
 from deployments.local_servers import PostgresServer, RestartableS3
 from deployments.local_servers import restartable_s3 as start_s3
 from serving.app import create_app
-from tests.integration.conftest import publish_model, running, serve_process
+from tests.integration.conftest import publish_model, running, serve_process, wait_for_workers
 
 pytestmark = pytest.mark.integration
 LABEL_KEY = "fault-tests-label-key"
@@ -202,8 +202,7 @@ def test_a_killed_worker_loses_no_acknowledged_prediction_and_is_replaced(
     publish_model(settings, demo_frame)
     with serve_process(settings.home, workers=2) as (url, _), SteadyLoad(url, clients=6) as load:
         load.answered(50)
-        pids = {health(url)["worker_pid"] for _ in range(40)}
-        assert len(pids) == 2
+        pids = wait_for_workers(url, 2)  # both answer (serve_process waited for them already)
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: {health(url)["worker_pid"] for _ in range(20)} - pids, "a new worker", 60)

@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,13 +33,7 @@ def test_two_workers_share_the_log_and_accept_a_webhook_id_once(
         url,
         _,
     ):
-        # /ready answered from one worker; the other may still be starting (each also starts
-        # its monitoring lane's process): wait until both answer, each on a new connection.
-        seen: set[int] = set()
-        deadline = time.monotonic() + 120
-        while len(seen) < 2 and time.monotonic() < deadline:
-            seen.add(httpx.get(f"{url}/health").json()["worker_pid"])
-
+        # serve_process waited until both workers answered (conftest.wait_for_workers).
         def predict(i: int) -> tuple[int, str]:
             with httpx.Client() as client:
                 response = client.post(f"{url}/predict", json={"short_description": f"clave {i}"})

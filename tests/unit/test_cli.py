@@ -164,3 +164,51 @@ def test_a_background_training_that_ignores_sigterm_is_killed() -> None:
     )
     cli._stop(polite, grace_s=5)
     assert polite.poll() == -signal.SIGTERM
+
+
+def test_shadow_canary_and_status_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shutil
+
+    from core.io.store import LocalStore
+    from core.release.bundle import read_champion, read_manifest, swap_champion
+    from core.release.rollout import read_challenger
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TICKETS_HOME", str(home))
+    golden = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "bundles"
+    store = LocalStore(home / "store")
+    for name in ("golden-logistic-regression", "golden-linear-svm"):
+        shutil.copytree(golden / name, home / "store" / "bundles" / name)
+    manifest = read_manifest(store, "golden-logistic-regression")
+    assert swap_champion(store, manifest, read_champion(store)[1])
+
+    assert cli.main(["shadow", "start", "golden-linear-svm", "--share", "0.5"]) == 0
+    assert "scores 50% of tickets" in capsys.readouterr().out
+    assert cli.main(["canary", "start", "golden-linear-svm", "--percent", "12.5"]) == 0
+    pointer, _ = read_challenger(store)
+    assert pointer is not None and (pointer.mode, pointer.percent) == ("canary", 12.5)
+    capsys.readouterr()
+    assert cli.main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["champion"]["bundle_id"] == "golden-logistic-regression"
+    assert status["canary_percent"] == 12.5 and status["decisions"] == []
+    assert cli.main(["canary", "stop"]) == 0
+    assert "stopped" in capsys.readouterr().out
+    assert cli.main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert "challenger: none (model golden-linear-svm stopped" in text
+    assert "canary share: 0%" in text
+
+    # Mistakes get one line and exit 2: the champion as challenger, an unknown model, a bad share.
+    for argv, message in (
+        (["shadow", "start", "golden-logistic-regression"], "is the champion already"),
+        (["canary", "start", "9", "--percent", "5"], "no bundle or model version '9'"),
+        (["canary", "start", "golden-linear-svm", "--percent", "150"], "percent"),
+        (["rollback"], "no earlier champion"),
+    ):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error") and message in err[0], err

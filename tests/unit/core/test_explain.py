@@ -11,7 +11,8 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from core.data.simulate import generate_tickets
-from core.explain import _char_wb_grams, explain, global_terms, word_sum
+from core.explain import explain, global_terms, word_sum
+from core.explain.words import char_wb_grams
 from core.training.families import build_pipeline, default_params
 
 TEXT = ["short_description", "close_notes"]
@@ -138,7 +139,7 @@ def test_other_trees_weigh_a_word_by_the_probability_it_adds(data: pd.DataFrame)
 def test_char_wb_grams_match_scikit_learn() -> None:
     for word in ["a", "ab", "sesion", "contrasena"]:
         analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)).build_analyzer()
-        assert _char_wb_grams(f" {word} ", 2, 5) == analyzer(word)
+        assert char_wb_grams(f" {word} ", 2, 5) == analyzer(word)
 
 
 def test_the_global_view_names_each_class(data: pd.DataFrame) -> None:
@@ -160,12 +161,12 @@ def test_the_vectorised_placement_agrees_with_the_plain_one(
 ) -> None:
     """Words get the same weights whether the n-grams are found by the vectorised counter's
     windows or by enumerating them in Python (the path for vectorisers it cannot count)."""
-    import core.explain
+    import core.explain.words
 
     model = _fit("logistic_regression", data, **overrides)
     tickets = [TICKET, ("Contraseña  caducada!! ¿¿VPN?? 12345", "a\tb  . c"), ("x", "")]
     fast = [explain(model, *ticket) for ticket in tickets]
-    monkeypatch.setattr(core.explain, "_located", lambda *args: None)
+    monkeypatch.setattr(core.explain.words, "located", lambda *args: None)
     plain = [explain(model, *ticket) for ticket in tickets]
     for one, other in zip(fast, plain, strict=True):
         for a, b in zip(one.classes, other.classes, strict=True):

@@ -1,26 +1,9 @@
-"""Why a ticket got its label: contributions of the ticket's own words to a class's score.
-
-- Linear families (logistic regression, linear SVM): exact. A class's score (its one-vs-rest
-  log-odds, or the SVM's decision value) is the intercept plus, over the features, feature value
-  times coefficient; a dense block (token table, sentence encoder) is one named contribution.
-- XGBoost and LightGBM: their native SHAP values (``pred_contribs`` / ``pred_contrib``), which
-  add up to the class's raw margin, bias included.
-- Random forest, extra trees, histogram gradient boosting: occlusion. Each word's weight is how
-  much the class's probability drops when that word is removed from the ticket (one batch of
-  re-scored variants). Not additive: no intercept, and the share says how much of the total
-  absolute effect the shown words carry.
-
-Features are mapped back to words as ELI5's weighted spans do: every n-gram the model counted is
-found in the ticket (word n-grams over the words' normalised tokens, character n-grams over the
-normalised text with each character owned by the word it came from); a feature's contribution is
-split evenly between its occurrences, a word n-gram's evenly between its words, and a character
-n-gram's by the characters each word owns in it. What cannot be placed on a word (n-grams made by
-normalising the whole text differently, characters of the separator) is reported as
-``unplaced``, so the parts still add up to the score."""
+"""The contributions of core/explain (its docstring says how, per family): the prediction, and
+for the predicted class and the runner-up, each word's weight, what is not a word, the intercept
+and the score they add up to."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,31 +13,14 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from core.explain import words as placing
+from core.explain.words import Placements, Word
 from core.models import (
-    CompactTfidfVectorizer,
     EncodedLabels,
     StackedOneVsRest,
     TemperatureScaledSVC,
 )
-from core.ngrams import WORD_TOKEN_PATTERN, located_columns
-from core.text import TextNormalizer, analyze
-
-_CHUNK = re.compile(r"\S+")
-_WORD_TOKEN = re.compile(WORD_TOKEN_PATTERN)
-_EDGE_PUNCTUATION = re.compile(r"^[^\w]+|[^\w]+$")
-FIELDS = ("short_description", "close_notes")
-
-
-@dataclass(frozen=True)
-class Word:
-    """A word of the ticket: which field, where (character offsets in that field), as written."""
-
-    field: str
-    start: int
-    end: int
-    text: str
-    #: The whitespace-separated chunk it came from, punctuation included (what is normalised).
-    chunk: str
+from core.text import TextNormalizer
 
 
 @dataclass(frozen=True)
@@ -114,25 +80,12 @@ class Explanation:
         }
 
 
-def ticket_words(short_description: str, close_notes: str) -> list[Word]:
-    words = []
-    for name, text in zip(FIELDS, (short_description, close_notes or ""), strict=True):
-        for match in _CHUNK.finditer(text):
-            stripped = _EDGE_PUNCTUATION.sub("", match.group())
-            if not stripped:
-                continue
-            offset = match.group().find(stripped)
-            start = match.start() + offset
-            words.append(Word(name, start, start + len(stripped), stripped, match.group()))
-    return words
-
-
 def explain(
     model: Pipeline, short_description: str, close_notes: str = "", top_k: int = 10
 ) -> Explanation:
     """The prediction and, for the predicted class and the runner-up, each word's contribution."""
     row = np.asarray([[short_description, close_notes or ""]], dtype=object)
-    ticket = _Ticket(model, row, ticket_words(short_description, close_notes))
+    ticket = _Ticket(model, row, placing.ticket_words(short_description, close_notes))
     probabilities = ticket.probabilities()
     order = np.argsort(-probabilities)[:2]
     classes = np.asarray(model.classes_)
@@ -205,16 +158,6 @@ def _coefficients(head: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 Block = tuple[str, Any, Any]
 
 
-@dataclass(frozen=True)
-class Placements:
-    """Where a block's features sit among the words: entry k gives ``share[k]`` of feature
-    ``feature[k]``'s contribution to word ``word[k]``."""
-
-    feature: np.ndarray
-    word: np.ndarray
-    share: np.ndarray
-
-
 class _Ticket:
     """One ticket on its way through the pipeline: its words, its feature blocks (computed
     once), and where each counted n-gram sits among its words (found once per block)."""
@@ -251,16 +194,16 @@ class _Ticket:
             if self._normalised is None:
                 n = self.normalizer
                 self._normalised = [
-                    analyze(w.chunk, n.language, n.stem, n.remove_stop_words, n.level)
+                    placing.analyzed(w.chunk, n.language, n.stem, n.remove_stop_words, n.level)
                     for w in self.words
                 ]
             level = self.normalizer.level
-            located = _located(transformer, self._normalised, self.words, level)
+            located = placing.located(transformer, self._normalised, self.words, level)
             if located is not None:
                 self._placements[name] = located
             else:
-                found = _occurrences(transformer, self._normalised, self.words, level)
-                self._placements[name] = _as_placements(found, transformer.vocabulary_)
+                found = placing.occurrences(transformer, self._normalised, self.words, level)
+                self._placements[name] = placing.as_placements(found, transformer.vocabulary_)
         return self._placements[name]
 
 
@@ -385,137 +328,6 @@ def _place(
         if abs(rest) > 1e-12:
             other["unplaced"] = other.get("unplaced", 0.0) + rest
     return weights, other
-
-
-def _as_placements(found: Places, vocabulary: dict[str, int]) -> Placements:
-    features: list[int] = []
-    owners_of: list[int] = []
-    shares: list[float] = []
-    for term, places in found.items():
-        index = vocabulary.get(term)
-        if index is None:
-            continue
-        for owners in places:
-            total = sum(owners.values()) * len(places)
-            for word_index, count in owners.items():  # none when it sits on no word
-                features.append(int(index))
-                owners_of.append(word_index)
-                shares.append(count / total)
-    return Placements(
-        np.asarray(features, dtype=np.int64),
-        np.asarray(owners_of, dtype=np.int64),
-        np.asarray(shares, dtype=np.float64),
-    )
-
-
-def _located(
-    transformer: Any, normalised: list[str], words: list[Word], level: str
-) -> Placements | None:
-    """Placements from the vectorised counter's own windows (core/ngrams.py): the same n-grams
-    the model counted, found with their positions; None where that counter does not apply."""
-    if not isinstance(transformer, CompactTfidfVectorizer) or not hasattr(transformer, "_tfidf"):
-        return None
-    if not transformer._fast_counting(["x"]):
-        return None
-    index = transformer._ngram_index()
-    if not index.usable:
-        return None
-    segments: list[Any]
-    if transformer.analyzer == "word":
-        per_word = [_WORD_TOKEN.findall(norm) for norm in normalised]
-        segments = [[token for tokens in per_word for token in tokens]]
-        owner = [i for i, tokens in enumerate(per_word) for _ in tokens]
-    elif transformer.analyzer == "char_wb":
-        segments, owner = [], []
-        for i, norm in enumerate(normalised):
-            for token in norm.split():
-                segments.append(f" {token} ")
-                owner += [i] * (len(token) + 2)
-    else:
-        document, owner = _document(normalised, words, level)
-        segments = [document]
-    if not owner:
-        return Placements(*(np.zeros(0, dtype=dtype) for dtype in (np.int64, np.int64, float)))
-    starts, sizes, columns = located_columns(index, segments)
-    owners = np.asarray(owner, dtype=np.int64)
-    occurrences = np.bincount(columns)[columns]
-    offsets = np.arange(int(sizes.max()) if len(sizes) else 1)
-    positions = np.minimum(starts[:, None] + offsets[None, :], len(owners) - 1)
-    who = np.where(offsets[None, :] < sizes[:, None], owners[positions], -1)
-    owned = who >= 0
-    window, offset = np.nonzero(owned)
-    shares = 1.0 / (occurrences[window] * owned.sum(axis=1)[window])
-    return Placements(columns[window], who[window, offset], shares)
-
-
-Places = dict[str, list[dict[int, int]]]
-
-
-def _occurrences(transformer: Any, normalised: list[str], words: list[Word], level: str) -> Places:
-    """Every n-gram the transformer would count in the reconstructed document, with, for each
-    occurrence, how many of its characters (or tokens) each word owns."""
-    low, high = transformer.ngram_range
-    found: Places = defaultdict(list)
-    if transformer.analyzer == "word":
-        pattern = re.compile(transformer.token_pattern)
-        tokens = [(t, i) for i, text in enumerate(normalised) for t in pattern.findall(text)]
-        for n in range(low, high + 1):
-            for k in range(len(tokens) - n + 1):
-                gram = tokens[k : k + n]
-                owners: dict[int, int] = defaultdict(int)
-                for _, owner in gram:
-                    owners[owner] += 1
-                found[" ".join(t for t, _ in gram)].append(dict(owners))
-        return found
-    if transformer.analyzer == "char_wb":
-        for i, norm in enumerate(normalised):
-            for token in norm.split():
-                for piece in _char_wb_grams(f" {token} ", low, high):
-                    found[piece].append({i: 1})
-        return found
-    document, by_char = _document(normalised, words, level)
-    for n in range(low, min(high, len(document)) + 1):
-        for k in range(len(document) - n + 1):
-            counts: dict[int, int] = defaultdict(int)
-            for who in by_char[k : k + n]:
-                if who >= 0:
-                    counts[who] += 1
-            found[document[k : k + n]].append(dict(counts))  # empty: on no word
-    return found
-
-
-def _char_wb_grams(padded: str, low: int, high: int) -> list[str]:
-    """scikit-learn's ``char_wb`` n-grams of one padded word, in its order and with its stop:
-    a word shorter than n yields itself once, and no longer n-grams."""
-    grams = []
-    for n in range(low, high + 1):
-        offset = 0
-        grams.append(padded[offset : offset + n])
-        while offset + n < len(padded):
-            offset += 1
-            grams.append(padded[offset : offset + n])
-        if offset == 0:
-            break
-    return grams
-
-
-def _document(normalised: list[str], words: list[Word], level: str) -> tuple[str, list[int]]:
-    """The normalised document rebuilt word by word (fields joined as the normaliser joins them,
-    " . " at the light level), with the word that owns each character (-1: none)."""
-    text: list[str] = []
-    owner: list[int] = []
-    previous_field = None
-    for i, (word, norm) in enumerate(zip(words, normalised, strict=True)):
-        if not norm:
-            continue
-        if text:
-            gap = " . " if level == "light" and word.field != previous_field else " "
-            text.append(gap)
-            owner.extend([-1] * len(gap))
-        text.append(norm)
-        owner.extend([i] * len(norm))
-        previous_field = word.field
-    return "".join(text), owner
 
 
 def top_terms_per_class(model: Pipeline, k: int = 15) -> dict[str, list[tuple[str, float]]]:
