@@ -16,17 +16,16 @@ n-grams over the normalised text with each character owned by the word it came f
 feature's contribution is split evenly between its occurrences, a word n-gram's evenly between
 its words, and a character n-gram's by the characters each word owns in it. What cannot be
 placed on a word is reported as ``unplaced``, so the parts still add up to the score.
-``attribution.py`` computes the contributions."""
+``attribution.py`` computes the contributions, ``global_view.py`` a model's view per class."""
 
 from core.explain.attribution import (
     ClassExplanation,
     Explanation,
     WordWeight,
     explain,
-    global_terms,
-    top_terms_per_class,
     word_sum,
 )
+from core.explain.global_view import global_terms, top_terms_per_class
 from core.explain.words import Word, ticket_words
 
 __all__ = [

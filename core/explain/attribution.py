@@ -4,7 +4,6 @@ and the score they add up to."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +90,7 @@ def explain(
     classes = np.asarray(model.classes_)
     words = ticket.words
     head = model.steps[-1][1]
-    if isinstance(head, StackedOneVsRest | TemperatureScaledSVC):
+    if is_linear(head):
         method, kind = "linear", _linear_kind(head)
         parts = _linear(ticket, order)
     elif _booster(head) is not None:
@@ -139,11 +138,15 @@ def _class_explanation(
     )
 
 
+def is_linear(head: Any) -> bool:
+    return isinstance(head, StackedOneVsRest | TemperatureScaledSVC)
+
+
 def _linear_kind(head: Any) -> str:
     return "one-vs-rest log-odds" if isinstance(head, StackedOneVsRest) else "SVM decision value"
 
 
-def _coefficients(head: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def coefficients(head: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(features x classes) coefficients and per-class intercepts; a binary model's single
     column becomes two (the negative class scores the negated value)."""
     if isinstance(head, StackedOneVsRest):
@@ -156,6 +159,24 @@ def _coefficients(head: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 Block = tuple[str, Any, Any]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One block's per-feature contributions to a class's score, sparse: ``values[k]`` for
+    column ``columns[k]`` of the block (sorted), every other column contributing nothing."""
+
+    name: str
+    transformer: Any
+    columns: np.ndarray
+    values: np.ndarray
+
+    def at(self, columns: np.ndarray) -> np.ndarray:
+        """The contributions of ``columns`` (0 where a column is not among ours)."""
+        if not len(self.columns):
+            return np.zeros(len(columns))
+        position = np.minimum(np.searchsorted(self.columns, columns), len(self.columns) - 1)
+        return np.where(self.columns[position] == columns, self.values[position], 0.0)
 
 
 class _Ticket:
@@ -209,30 +230,31 @@ class _Ticket:
 
 def _linear(ticket: _Ticket, order: np.ndarray) -> list[_Parts]:
     head = ticket.model.steps[-1][1]
-    weights, intercept = _coefficients(head, len(head.classes_))
+    weights, intercept = coefficients(head, len(head.classes_))
     parts = []
     for c in order:
         contributions = [
-            (name, transformer, _times(x, weights[start:stop, c]))
+            _times(name, transformer, x, weights[start:stop, c])
             for (name, transformer, x), (start, stop) in zip(
                 ticket.blocks, ticket.columns, strict=True
             )
         ]
         word_weights, other = _place(ticket, contributions)
-        score = float(sum(part.sum() for _, _, part in contributions) + intercept[c])
+        score = float(sum(part.values.sum() for part in contributions) + intercept[c])
         parts.append(_Parts(word_weights, other, score, float(intercept[c])))
     return parts
 
 
-def _times(x: Any, coefficients: np.ndarray) -> np.ndarray:
-    """A one-row block times its coefficients, as a dense vector (sparse rows: only their
-    nonzero entries are multiplied)."""
+def _times(name: str, transformer: Any, x: Any, coefficients: np.ndarray) -> Contribution:
+    """A one-row block times its coefficients (a sparse row: only its nonzero entries)."""
     if not sp.issparse(x):
-        return np.asarray(x, dtype=np.float64).ravel() * coefficients
+        values = np.asarray(x, dtype=np.float64).ravel() * coefficients
+        return Contribution(name, transformer, np.arange(len(values)), values)
     row = sp.csr_matrix(x)
-    product = np.zeros(row.shape[1])
-    product[row.indices] = row.data * coefficients[row.indices]
-    return product
+    row.sort_indices()
+    columns = np.asarray(row.indices, dtype=np.int64)
+    values = np.asarray(row.data, dtype=np.float64) * coefficients[columns]
+    return Contribution(name, transformer, columns, values)
 
 
 def _columns(blocks: list[Block]) -> list[tuple[int, int]]:
@@ -274,14 +296,16 @@ def _shap(ticket: _Ticket, order: np.ndarray, n_classes: int) -> list[_Parts]:
             per_class = _row_dense(raw).reshape(-1, len(kept) + 1)
     if per_class.shape[0] == 1 and n_classes == 2:
         per_class = np.vstack([-per_class, per_class])
-    columns = ticket.columns
     parts = []
     for c in order:
-        full = np.zeros(x.shape[1])
-        full[kept] = per_class[c, :-1]
         contributions = [
-            (name, transformer, full[start:stop])
-            for (name, transformer, _), (start, stop) in zip(blocks, columns, strict=True)
+            Contribution(
+                name,
+                transformer,
+                kept[(kept >= start) & (kept < stop)] - start,
+                per_class[c, :-1][(kept >= start) & (kept < stop)],
+            )
+            for (name, transformer, _), (start, stop) in zip(blocks, ticket.columns, strict=True)
         ]
         word_weights, other = _place(ticket, contributions)
         bias = float(per_class[c, -1])
@@ -310,78 +334,27 @@ def _occlusion(
 
 
 def _place(
-    ticket: _Ticket, contributions: list[tuple[str, Any, np.ndarray]]
+    ticket: _Ticket, contributions: list[Contribution]
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Word weights and the rest, from each block's per-feature contributions."""
     weights = np.zeros(len(ticket.words))
     other: dict[str, float] = {}
-    for name, transformer, values in contributions:
-        if getattr(transformer, "vocabulary_", None) is None:  # dense: one named contribution
-            other[name] = other.get(name, 0.0) + float(values.sum())
+    for part in contributions:
+        if getattr(part.transformer, "vocabulary_", None) is None:  # dense: one named part
+            other[part.name] = other.get(part.name, 0.0) + float(part.values.sum())
             continue
-        where = ticket.placements(name, transformer)
+        where = ticket.placements(part.name, part.transformer)
         placed = np.bincount(
-            where.word, weights=values[where.feature] * where.share, minlength=len(weights)
+            where.word, weights=part.at(where.feature) * where.share, minlength=len(weights)
         )
         weights += placed
-        rest = float(values.sum()) - float(placed.sum())
+        rest = float(part.values.sum()) - float(placed.sum())
         if abs(rest) > 1e-12:
             other["unplaced"] = other.get("unplaced", 0.0) + rest
     return weights, other
-
-
-def top_terms_per_class(model: Pipeline, k: int = 15) -> dict[str, list[tuple[str, float]]]:
-    """A linear model's global view: per class, the features with the largest coefficients (as
-    the model sees them: normalised words, n-grams, character n-grams). Empty for other heads."""
-    head = model.steps[-1][1]
-    if not isinstance(head, StackedOneVsRest | TemperatureScaledSVC):
-        return {}
-    union = model.steps[1][1]
-    names: list[str] = []
-    for name, transformer in union.transformer_list:
-        vocabulary = getattr(transformer, "vocabulary_", None)
-        if vocabulary is None:
-            names += [f"[{name}]"] * int(
-                transformer.transform(np.asarray([""], dtype=object)).shape[1]
-            )
-            continue
-        block = [""] * len(vocabulary)
-        for term, index in vocabulary.items():
-            block[index] = f"{term!r}" if name == "char" else term
-        names += block
-    weights, _ = _coefficients(head, len(head.classes_))
-    result = {}
-    for c, label in enumerate(head.classes_):
-        best = np.argsort(-weights[:, c])[:k]
-        result[str(label)] = [(names[j], round(float(weights[j, c]), 6)) for j in best]
-    return result
 
 
 def word_sum(explanation: ClassExplanation) -> float:
     """The parts added up: words, the rest and the intercept (equals ``score`` when additive)."""
     parts: Sequence[float] = [w.weight for w in explanation.words]
     return float(sum(parts) + sum(explanation.other.values()) + (explanation.intercept or 0.0))
-
-
-def global_terms(
-    model: Pipeline, rows: Sequence[tuple[str, str]], k: int = 15
-) -> dict[str, list[tuple[str, float]]]:
-    """The model's global view, per class: a linear model's largest coefficients; for the other
-    families, the words with the largest summed contributions over ``rows`` (held-out tickets)
-    to the class each was predicted as."""
-    view = top_terms_per_class(model, k)
-    if view:
-        return view
-    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for short, notes in rows:
-        result = explain(model, short, notes, top_k=k)
-        predicted = result.classes[0]
-        for word in predicted.words:
-            totals[predicted.label][word.word.lower()] += word.weight
-    return {
-        label: [
-            (word, round(weight, 6))
-            for word, weight in sorted(words.items(), key=lambda item: -item[1])[:k]
-        ]
-        for label, words in sorted(totals.items())
-    }
