@@ -22,7 +22,7 @@ from tasks.monitoring import (
     record_report,
     record_retrain_outcome,
 )
-from tasks.rollout import promote_from_shadow, review_canary
+from tasks.rollout import announce_canary, promote_from_shadow, review_canary
 
 
 def train_and_record(
@@ -102,7 +102,10 @@ def monitor(
     if retrain and decision is not None and decision.requested:
         summary = train_and_record(settings, decision.decision_id)
         result.update(retrained=True, promoted=summary.promoted, training=summary)
-    result["canary"] = review_canary(settings)
+    canary = review_canary(settings)
+    if canary is not None and canary["rolled_back"]:
+        announce_canary(settings, canary)
+    result["canary"] = canary
     if retrain and not result.get("promoted"):
         # The six-hourly pipeline: a shadow that live labels show better is promoted.
         result["shadow"] = promote_from_shadow(settings, settings.rollout.evidence_window)

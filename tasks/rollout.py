@@ -19,7 +19,7 @@ from core.predlog import open_prediction_log, window_start
 from core.records import PromotionRecord
 from core.release import registry
 from core.release.bundle import champion_history, read_champion, read_manifest
-from core.release.manifest import ChampionPointer, Manifest, PointerDecision
+from core.release.manifest import ChallengerPointer, ChampionPointer, Manifest, PointerDecision
 from core.release.rollout import (
     RollbackPlan,
     active_challenger,
@@ -176,8 +176,10 @@ def _shadow_record(
 
 @task(cache_policy=NONE, timeout_seconds=600, **RETRY_TRANSIENT)
 def review_canary(settings: Settings) -> dict[str, Any] | None:
-    """Judge the canary on the log's rows since it started; roll it back (stop it, keep and
-    announce why) when it does worse than the champion beyond a margin. None without one."""
+    """Judge the canary on the log's rows since it started and stop it (compare-and-set, only
+    that canary) when it does worse than the champion beyond a margin; ``announce_canary``
+    keeps and announces the decision, as a task of its own, so a retry of the announcement
+    never depends on the canary still being active. None without a canary."""
     store = open_store(settings)
     challenger = active_challenger(store)
     champion, _ = read_champion(store)
@@ -193,10 +195,26 @@ def review_canary(settings: Settings) -> dict[str, Any] | None:
     stopped = stop_challenger(store, f"rolled back: {reason}", expected_bundle=challenger.bundle_id)
     if stopped is None:
         return result  # stopped or replaced meanwhile: that decision stands
+    get_run_logger().warning("canary %s rolled back: %s", challenger.version, reason)
+    return {
+        **result,
+        "rolled_back": True,
+        "canary": stopped.model_dump(mode="json"),
+        "champion": champion.model_dump(mode="json"),
+    }
+
+
+@task(cache_policy=NONE, timeout_seconds=300, **RETRY_TRANSIENT)
+def announce_canary(settings: Settings, review: dict[str, Any]) -> None:
+    """The rollback ``review_canary`` decided, in the log's history and as the event
+    ``tickets.canary.rolled_back``, both keyed by the canary and when it started (a retry
+    writes the same row and the same event)."""
+    canary = ChallengerPointer.model_validate(review["canary"])
+    champion = ChampionPointer.model_validate(review["champion"])
     record = PromotionRecord(
-        decided_at=stopped.stopped_at or _now(),
-        challenger=challenger.bundle_id,
-        challenger_version=challenger.model_version,
+        decided_at=canary.stopped_at or _now(),
+        challenger=canary.bundle_id,
+        challenger_version=canary.model_version,
         champion=champion.bundle_id,
         champion_version=champion.model_version,
         challenger_macro_f1=None,
@@ -204,23 +222,21 @@ def review_canary(settings: Settings) -> dict[str, Any] | None:
         gain=None,
         gain_ci=None,
         promoted=False,
-        reason=f"canary rolled back: {reason}",
+        reason=f"canary rolled back: {'; '.join(review['reasons'])}",
         kind="canary-rollback",
-        occasion=challenger.started_at,
+        occasion=canary.started_at,
     )
     with open_prediction_log(settings) as log:
         log.record_promotion(record)
-    version = challenger.version
+    version = canary.version
     emit_event(
         event=events.CANARY_ROLLED_BACK,
         resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
         payload={
             "champion_version": champion.model_version,
-            "canary_rows": verdict.canary_rows,
-            "reasons": verdict.reasons,
-            "checks": verdict.as_dict()["checks"],
+            "canary_rows": review["canary_rows"],
+            "reasons": review["reasons"],
+            "checks": review["checks"],
         },
         id=events.flow_event_id(f"{record.decision_key()}/{events.CANARY_ROLLED_BACK}"),
     )
-    get_run_logger().warning("canary %s rolled back: %s", version, reason)
-    return {**result, "rolled_back": True}
