@@ -65,6 +65,19 @@ class WatchStatus:
     last_error: str | None = None
     failed_bundle_id: str | None = None
 
+    def succeeded(self) -> None:
+        self.last_success = self.last_check
+        self.consecutive_failures = 0
+        self.failed_bundle_id = None
+
+    def failed(self, exc: BaseException, bundle_id: str | None) -> None:
+        self.consecutive_failures += 1
+        self.failures_total += 1
+        self.last_error_kind = type(exc).__name__
+        self.last_error = str(exc)[:500]
+        if bundle_id is not None:
+            self.failed_bundle_id = bundle_id
+
     def public(self) -> dict[str, Any]:
         return {
             "last_check": self.last_check,
@@ -140,16 +153,10 @@ class ModelHolder:
                 self.rollout = pointer
         except Exception as exc:  # a challenger that cannot load is not served, nothing more
             self.challenger, self.rollout = None, None
-            status.consecutive_failures += 1
-            status.failures_total += 1
-            status.last_error_kind = type(exc).__name__
-            status.last_error = str(exc)[:500]
-            status.failed_bundle_id = pointer.bundle_id if pointer else None
+            status.failed(exc, pointer.bundle_id if pointer else None)
             self._retry_challenger_at = time.monotonic() + self.poll_s * 3
             return
-        status.last_success = status.last_check
-        status.consecutive_failures = 0
-        status.failed_bundle_id = None
+        status.succeeded()
 
     def _refresh_champion(self) -> bool:
         self.status.last_check = _now()
@@ -189,18 +196,12 @@ class ModelHolder:
         return served
 
     def _succeeded(self) -> None:
-        self.status.last_success = self.status.last_check
-        self.status.consecutive_failures = 0
-        self.status.failed_bundle_id = None
+        self.status.succeeded()
 
     def _failed(self, exc: BaseException, bundle_id: str | None) -> None:
         metrics.WATCH_FAILURES.inc()
-        self.status.consecutive_failures += 1
-        self.status.failures_total += 1
-        self.status.last_error_kind = type(exc).__name__
-        self.status.last_error = str(exc)[:500]
+        self.status.failed(exc, bundle_id)
         if bundle_id is not None:
-            self.status.failed_bundle_id = bundle_id
             self._retry_bundle_at = time.monotonic() + self.next_delay()
 
 

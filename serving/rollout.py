@@ -22,9 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-import numpy as np
-
-from core.predlog import PredictionLog, ShadowScore
+from core.predlog import PredictionLog
 from core.release.rollout import routes_to_canary, shadow_selected
 from core.settings import Settings
 from serving import metrics, shadow_process
@@ -163,8 +161,8 @@ class ShadowScorer:
         if served is None or rollout is None or rollout.mode != "shadow":
             metrics.SHADOW.labels("skipped").inc(len(batch))
             return
+        items = [(i.request_id, i.short_description, i.close_notes) for i in batch]
         if self.settings is not None:
-            items = [(i.request_id, i.short_description, i.close_notes) for i in batch]
             job = self._pool().submit(
                 shadow_process.score,
                 self.settings,
@@ -179,22 +177,14 @@ class ShadowScorer:
                 raise
             metrics.SHADOW.labels("scored").inc(written)
             return
-        scores: list[ShadowScore] = []
-        for start in range(0, len(batch), SHADOW_BATCH):
-            chunk = batch[start : start + SHADOW_BATCH]
-            probabilities = served.predict_proba(
-                [(item.short_description, item.close_notes) for item in chunk]
-            )
-            best = np.asarray(probabilities.argmax(axis=1))
-            scores += [
-                ShadowScore(
-                    item.request_id,
-                    served.version,
-                    str(served.classes[j]),
-                    round(float(probabilities[i, j]), 6),
-                )
-                for i, (item, j) in enumerate(zip(chunk, best, strict=True))
-            ]
-            time.sleep(0)  # let the request path have the interpreter between chunks
+        # On this thread: small chunks, yielding the interpreter to the request path after each.
+        scores = shadow_process.shadow_scores(
+            served.model,
+            served.classes,
+            served.version,
+            items,
+            SHADOW_BATCH,
+            between=lambda: time.sleep(0),
+        )
         self.log.record_shadow(scores)
         metrics.SHADOW.labels("scored").inc(len(batch))

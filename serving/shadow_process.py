@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 SHADOW_NICE = 10
@@ -28,27 +29,42 @@ def score(
         with contextlib.suppress(OSError):
             os.nice(SHADOW_NICE)
         _state["lowered"] = True
-    import numpy as np
-
-    from core.predlog import ShadowScore
     from serving.lane import lane_log
 
-    served = _model(settings, bundle_id, manifest_sha256)
-    model, classes, version = served
+    model, classes, version = _model(settings, bundle_id, manifest_sha256)
+    scores = shadow_scores(model, classes, version, items, CHUNK)
+    lane_log(settings).record_shadow(scores)
+    return len(scores)
+
+
+def shadow_scores(
+    model: Any,
+    classes: Any,
+    version: str,
+    items: list[tuple[str, str, str]],
+    chunk: int,
+    between: Callable[[], None] | None = None,
+) -> list[Any]:
+    """The challenger's label and confidence for (request id, short, notes) items, ``chunk``
+    tickets a model call (``between`` runs after each: the thread mode yields there)."""
+    import numpy as np
+
     from core.models import lean_predict_proba
+    from core.predlog import ShadowScore
 
     scores: list[Any] = []
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start : start + CHUNK]
-        rows = np.asarray([(short, notes) for _, short, notes in chunk], dtype=object)
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        rows = np.asarray([(short, notes) for _, short, notes in part], dtype=object)
         probabilities = lean_predict_proba(model, rows)
         best = probabilities.argmax(axis=1)
         scores += [
             ShadowScore(rid, version, str(classes[j]), round(float(probabilities[i, j]), 6))
-            for i, ((rid, _, _), j) in enumerate(zip(chunk, best.tolist(), strict=True))
+            for i, ((rid, _, _), j) in enumerate(zip(part, best.tolist(), strict=True))
         ]
-    lane_log(settings).record_shadow(scores)
-    return len(scores)
+        if between is not None:
+            between()
+    return scores
 
 
 def _model(settings: Any, bundle_id: str, manifest_sha256: str | None) -> tuple[Any, Any, str]:

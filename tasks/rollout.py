@@ -10,7 +10,6 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.events import emit_event
 
 from core import events
 from core.io.store import open_store
@@ -32,24 +31,11 @@ from core.release.rollout import (
 from core.settings import Settings
 from tasks.locks import promotion_lock
 from tasks.retries import RETRY_TRANSIENT
+from tasks.training import announce_decision
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def announce(settings: Settings, record: PromotionRecord, name: str, family: str | None) -> None:
-    """The decision in the log's history and as the event ``name``, both keyed by the decision
-    (a retry writes the same row and the same event)."""
-    with open_prediction_log(settings) as log:
-        log.record_promotion(record)
-    version = record.challenger_version or record.challenger
-    emit_event(
-        event=name,
-        resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
-        payload={**record.as_dict(), "family": family},
-        id=events.flow_event_id(f"{record.decision_key()}/{name}"),
-    )
 
 
 @task(cache_policy=NONE, timeout_seconds=120, **RETRY_TRANSIENT)
@@ -99,7 +85,7 @@ def apply_rollback(settings: Settings, plan: RollbackPlan, reason: str) -> Promo
         kind="rollback",
         occasion=pointer.promoted_at or "",
     )
-    announce(settings, record, events.MODEL_ROLLED_BACK, pointer.family)
+    announce_decision(settings, record, events.MODEL_ROLLED_BACK, pointer.family)
     get_run_logger().info(
         "rolled back from %s to %s", plan.current.model_version, pointer.model_version
     )
@@ -148,7 +134,7 @@ def promote_from_shadow(settings: Settings, window: str) -> dict[str, Any]:
     run_id = read_manifest(store, pointer.bundle_id).mlflow.run_id
     if run_id:
         registry.log_promotion(settings, run_id, {"promoted": True, **decision.model_dump()})
-    announce(
+    announce_decision(
         settings, _shadow_record(pointer, champion, decision), events.MODEL_PROMOTED, pointer.family
     )
     logger.info("shadow %s promoted: %s", challenger.version, reason)
@@ -226,17 +212,5 @@ def announce_canary(settings: Settings, review: dict[str, Any]) -> None:
         kind="canary-rollback",
         occasion=canary.started_at,
     )
-    with open_prediction_log(settings) as log:
-        log.record_promotion(record)
-    version = canary.version
-    emit_event(
-        event=events.CANARY_ROLLED_BACK,
-        resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
-        payload={
-            "champion_version": champion.model_version,
-            "canary_rows": review["canary_rows"],
-            "reasons": review["reasons"],
-            "checks": review["checks"],
-        },
-        id=events.flow_event_id(f"{record.decision_key()}/{events.CANARY_ROLLED_BACK}"),
-    )
+    extra = {k: review[k] for k in ("canary_rows", "reasons", "checks")}
+    announce_decision(settings, record, events.CANARY_ROLLED_BACK, canary.family, extra)

@@ -29,6 +29,7 @@ from core.io.store import open_store
 from core.metrics import Evaluation, confusion_matrix_png
 from core.predlog import open_prediction_log
 from core.progress import StudyProgress
+from core.records import PromotionRecord
 from core.release import bundle, registry
 from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
 from core.release.promotion import (
@@ -265,14 +266,27 @@ def announce_promotion(settings: Settings, manifest: Manifest, outcome: Promotio
     if outcome.reason == ALREADY_CHAMPION:
         return
     record = promotion_record(manifest, outcome, datetime.now(UTC).isoformat())
+    name = events.MODEL_PROMOTED if outcome.promoted else events.MODEL_REJECTED
+    announce_decision(settings, record, name, manifest.family)
+
+
+def announce_decision(
+    settings: Settings,
+    record: PromotionRecord,
+    name: str,
+    family: str | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A decision about a model (promotion, rollback, canary rollback) in the log's history and
+    as the event ``name`` about the model it names, both keyed by the decision, so a retry
+    writes the same row and the same event (Prefect keeps one event per id)."""
     with open_prediction_log(settings) as log:
         log.record_promotion(record)
-    name = events.MODEL_PROMOTED if outcome.promoted else events.MODEL_REJECTED
-    version = manifest.model_version
+    version = record.challenger_version or record.challenger
     emit_event(
         event=name,
         resource={"prefect.resource.id": f"tickets.model.{version}", "model_version": version},
-        payload={**record.as_dict(), "family": manifest.family},
+        payload={**record.as_dict(), "family": family, **(extra or {})},
         id=events.flow_event_id(f"{record.decision_key()}/{name}"),
     )
 
