@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from core.training.refit import TrainingSummary
 
 EXIT_USAGE = 2
+WORKER_HEALTHCHECK_S = 30
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -281,6 +282,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int, access_log: b
         port=port,
         workers=workers,
         access_log=access_log,
+        # uvicorn kills a worker that misses its health ping, and a replacement cannot answer
+        # until it has re-imported this module (spawn); on a loaded machine 5 s (the default)
+        # can pass first, and the replacement of a killed worker would be killed in a loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
     return 0
 

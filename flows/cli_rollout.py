@@ -8,18 +8,10 @@ import argparse
 import json
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.io.store import open_store
-from core.predlog import open_prediction_log
-from core.release.bundle import champion_history, read_champion
-from core.release.rollout import (
-    read_challenger,
-    rollback_target,
-    start_challenger,
-    stop_challenger,
-)
-from core.settings import Settings
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 COMMANDS = ("shadow", "canary", "rollback", "promote", "status")
 
@@ -59,6 +51,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return _status(settings, args.json)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if args.command == "rollback":
+        from core.io.store import open_store
+        from core.release.bundle import champion_history
+        from core.release.rollout import rollback_target
+
         rollback_target(champion_history(open_store(settings)), args.to)  # fail fast, in one line
         from flows.rollout import rollback
 
@@ -79,6 +75,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _challenger(settings: Settings, args: argparse.Namespace) -> int:
+    from core.io.store import open_store
+    from core.release.rollout import start_challenger, stop_challenger
+
     store = open_store(settings)
     if args.action == "stop":
         stopped = stop_challenger(store, "stopped by an operator")
@@ -99,6 +98,11 @@ def _challenger(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def status(settings: Settings, decisions: int = 10) -> dict[str, Any]:
+    from core.io.store import open_store
+    from core.predlog import open_prediction_log
+    from core.release.bundle import champion_history, read_champion
+    from core.release.rollout import read_challenger
+
     store = open_store(settings)
     champion, _ = read_champion(store)
     challenger, _ = read_challenger(store)

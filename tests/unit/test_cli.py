@@ -143,6 +143,27 @@ def test_a_bug_exits_1_with_a_traceback_in_a_real_process(tmp_path: Path) -> Non
     assert "Traceback" in done.stderr and "KeyError: 'model_version'" in done.stderr
 
 
+def test_importing_the_command_line_loads_no_heavy_library() -> None:
+    """Every worker of ``tickets serve --workers N`` re-imports the command line's module before
+    it can answer the supervisor's health ping (multiprocessing's spawn); a heavy import there
+    made a replacement for a killed worker miss the ping on a busy machine and be killed in turn,
+    again and again."""
+    script = (
+        "import sys, flows.cli\n"
+        "print(sorted(n for n in ('sklearn', 'skops', 'pandas', 'prefect', 'mlflow', 'numpy') "
+        "if n in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
 def test_a_background_training_that_ignores_sigterm_is_killed() -> None:
     import signal
 
