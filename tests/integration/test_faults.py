@@ -25,7 +25,7 @@ import pytest
 from benchmarks.load import SteadyLoad
 from core.io.store import CHAMPION_KEY, open_store
 from core.predlog import open_prediction_log
-from core.release.bundle import MODEL_FILE, bundle_key
+from core.release.bundle import MODEL_FILE, bundle_key, champion_pointer, swap_pointer
 from core.setting_groups import ServingSettings
 from core.settings import Settings
 from deployments.local_servers import PostgresServer, RestartableS3
@@ -169,10 +169,16 @@ def test_a_champion_whose_bundle_is_gone_is_refused_then_loaded_once_it_is_back(
     store = open_store(settings)
     with running(create_app(settings)) as url, SteadyLoad(url, clients=2) as load:
         load.answered(10)
-        publish_model(settings, demo_frame, "v2", "2")  # promoted, then its model file vanishes
+        # v2 is promoted, then its model file vanishes. The pointer is made while the file is
+        # there (a pointer is never made otherwise) and written after it is gone, so no poll
+        # of the service can load v2 in between.
+        publish_model(settings, demo_frame, "v2", "2", champion=False)
+        pointer = champion_pointer(store, "v2")
         model_key = bundle_key("v2", MODEL_FILE)
         saved = store.get(model_key)
         store.delete(model_key)
+        _, token = store.read_versioned(CHAMPION_KEY)
+        assert swap_pointer(store, pointer, token)
         wait_for(lambda: health(url)["model_watch"]["consecutive_failures"] >= 1, "a refusal")
         load.answered(load.statuses[200] + 10)
         store.put(model_key, saved)
