@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         help="accurate: the linear SVM may add the multilingual sentence encoder",
     )
     train.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    train.add_argument(
+        "--reproduce",
+        metavar="VERSION",
+        help="retrain model VERSION from its stored table and settings; compare, never promote",
+    )
     # `tickets run`'s background training: the marker saying it is still owed, removed on success.
     train.add_argument("--done-marker", help=argparse.SUPPRESS)
 
@@ -123,6 +128,21 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
 
     with study_progress(settings.families, settings.trials):
         summary = train(settings=settings, data_path=data, test_data_path=test_data)
+    _print_summary(summary)
+    if as_json:
+        print(json.dumps(summary.as_json()))
+    return 0
+
+
+def _reproduce(settings: Settings, version: str, as_json: bool) -> int:
+    from core.io.store import open_store
+    from core.release.snapshots import find_manifest
+
+    find_manifest(open_store(settings), version)  # fail fast, in one line
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.train import train
+
+    summary = train(settings=settings, reproduce=version)
     _print_summary(summary)
     if as_json:
         print(json.dumps(summary.as_json()))
@@ -326,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings, args)
         if args.command in cli_rollout.COMMANDS:
             return cli_rollout.run(settings, args)
+        if args.reproduce:
+            return _reproduce(settings, args.reproduce, args.json)
         data = args.data or settings.data_path
         if not data:
             raise ConfigurationError("no training data: pass --data or set TICKETS_DATA_PATH")

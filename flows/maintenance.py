@@ -14,6 +14,7 @@ from tasks.maintenance import (
     archive_versions,
     prune_bundles,
     prune_log,
+    prune_snapshots,
     publish_maintenance,
     save_yesterday,
 )
@@ -25,11 +26,13 @@ def maintenance(settings: Settings | None = None) -> dict[str, Any]:
     day = save_yesterday(settings)
     counts = prune_log(settings)
     deleted, kept = prune_bundles(settings)
+    snapshots_deleted = prune_snapshots(settings)
     archived = archive_versions(settings)
     report = MaintenanceReport(
         day_saved=day,
         bundles_deleted=deleted,
         bundles_kept=kept,
+        snapshots_deleted=snapshots_deleted,
         mlflow_versions_archived=archived,
         **counts,
     )

@@ -10,6 +10,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from core.data.tables import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
+from core.release.snapshots import reproduction_settings
 from core.settings import Settings, get_settings
 from core.training.families import searches_encoder
 from core.training.leaderboard import select_winner
@@ -19,13 +20,16 @@ from tasks.rollout import shadow_rejected_challenger
 from tasks.training import (
     add_feedback,
     announce_promotion,
+    compare_with_original,
     describe_model,
     load_data,
+    load_snapshot,
     log_to_mlflow,
     prepare_encoder,
     promote,
     publish_leaderboard,
     refit_and_score,
+    snapshot_data,
     tune_family,
     write_bundle,
 )
@@ -36,7 +40,9 @@ def study_runner(max_workers: int) -> TaskRunner[Any]:
     return cast("TaskRunner[Any]", ThreadPoolTaskRunner(max_workers=max_workers))
 
 
-def run_studies(settings: Settings, tuning_data: TuningData) -> list[StudyResult]:
+def run_studies(
+    settings: Settings, tuning_data: TuningData, use_cache: bool = True
+) -> list[StudyResult]:
     """One study per family, ``max_concurrent_studies`` at a time, whoever started the flow (a
     deployment, the CLI, a test): the runner comes from the settings, and so does the number of
     cores each study's models use (training.threads_per_study). A study a failed run already
@@ -44,7 +50,13 @@ def run_studies(settings: Settings, tuning_data: TuningData) -> list[StudyResult
     with study_runner(settings.max_concurrent_studies) as runner:
         futures = [
             runner.submit(
-                tune_family, {"family": family, "data": tuning_data, "settings": settings}
+                tune_family,
+                {
+                    "family": family,
+                    "data": tuning_data,
+                    "settings": settings,
+                    "use_cache": use_cache,
+                },
             )
             for family in settings.families
         ]
@@ -57,17 +69,26 @@ def train(
     data_path: str | None = None,
     test_data_path: str | None = None,
     include_feedback: bool = False,
+    reproduce: str | None = None,
 ) -> TrainingSummary:
     """Train every configured family and return the run's summary. With ``include_feedback``
-    the feedback-labelled production tickets join both the training and the evaluation rows."""
+    the feedback-labelled production tickets join both the training and the evaluation rows.
+    With ``reproduce`` (a model version) the table and settings that made that model are used
+    again, the studies search afresh, and the result is compared with it, never promoted."""
     settings = settings or get_settings()
-    location = data_path or settings.data_path
-    if not location:
-        raise ConfigurationError("no training data: pass data_path or set TICKETS_DATA_PATH")
-    train_rows, test_rows, report = load_data(settings, location, test_data_path)
+    original = None
     production: dict[str, Any] | None = None
-    if include_feedback:
-        train_rows, test_rows, production = add_feedback(settings, train_rows, test_rows)
+    if reproduce:
+        original, train_rows, test_rows, report = load_snapshot(settings, reproduce)
+        settings = reproduction_settings(settings, original.training_settings or {})
+    else:
+        location = data_path or settings.data_path
+        if not location:
+            raise ConfigurationError("no training data: pass data_path or set TICKETS_DATA_PATH")
+        train_rows, test_rows, report = load_data(settings, location, test_data_path)
+        if include_feedback:
+            train_rows, test_rows, production = add_feedback(settings, train_rows, test_rows)
+    snapshot = snapshot_data(settings, train_rows, test_rows)
     tuning_data = TuningData(
         train_rows,
         settings.language,
@@ -77,7 +98,7 @@ def train(
         encoder=searches_encoder(settings.families, settings.profile),
     )
     prepare_encoder(settings, tuning_data)
-    results = run_studies(settings, tuning_data)
+    results = run_studies(settings, tuning_data, use_cache=original is None)
     winner = select_winner(
         results, tuning_data.plan.small, truth=tuning_data.codes, seed=settings.seed
     )
@@ -90,19 +111,32 @@ def train(
     )
     example = test_rows[[SHORT, NOTES]].head(3)
     ids = log_to_mlflow(
-        settings, results, winner, model, evaluation, refit_seconds, report, example
+        settings,
+        results,
+        winner,
+        model,
+        evaluation,
+        refit_seconds,
+        report,
+        example,
+        (snapshot, train_rows, test_rows),
     )
     terms = describe_model(settings, model, test_rows, ids.run_id)
     labels = [str(label) for label in model.classes_]
     data_report = {**report.as_dict(), "production": production}
+    if original is not None:
+        data_report["reproduced_from"] = original.model_version
     manifest = build_manifest(
-        winner, evaluation, profile, ids, data_report, settings, labels, terms
+        winner, evaluation, profile, ids, data_report, settings, labels, terms, snapshot
     )
     manifest, bundle_uri = write_bundle(settings, model, manifest)
-    outcome = promote(settings, manifest, model, test_rows)
-    announce_promotion(settings, manifest, outcome)
-    if include_feedback and not outcome.promoted and settings.rollout.shadow_rejected:
-        shadow_rejected_challenger(settings, manifest)
+    if original is not None:
+        outcome = compare_with_original(settings, original, model, test_rows, evaluation.macro_f1)
+    else:
+        outcome = promote(settings, manifest, model, test_rows)
+        announce_promotion(settings, manifest, outcome)
+        if include_feedback and not outcome.promoted and settings.rollout.shadow_rejected:
+            shadow_rejected_challenger(settings, manifest)
     summary = summarize(
         manifest,
         bundle_uri,

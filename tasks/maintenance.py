@@ -8,12 +8,19 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from core.errors import BundleError
 from core.io.store import open_store
 from core.monitoring.daily import save_day
 from core.predlog import open_prediction_log
-from core.release import registry
+from core.release import registry, snapshots
 from core.release.bundle import delete_bundle, read_champion, read_manifest, stored_bundles
-from core.release.retention import Cutoffs, MaintenanceReport, bundles_to_delete, grace_cutoff
+from core.release.retention import (
+    Cutoffs,
+    MaintenanceReport,
+    bundles_to_delete,
+    grace_cutoff,
+    snapshots_to_delete,
+)
 from core.release.rollout import protected_bundles
 from core.settings import Settings
 from core.training.study_cache import open_study_cache
@@ -70,6 +77,29 @@ def prune_bundles(settings: Settings) -> tuple[list[str], int]:
         for bundle_id in doomed:
             delete_bundle(store, bundle_id)
     return doomed, len(bundles) - len(doomed)
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def prune_snapshots(settings: Settings) -> int:
+    """Training data snapshots no stored bundle names any more, past the grace period, under
+    the promotion lock (a training names its snapshot in the bundle it is writing)."""
+    store = open_store(settings)
+    younger_than = grace_cutoff(datetime.now(UTC), settings).isoformat()
+    with promotion_lock():
+        referenced = set()
+        for bundle_id, _ in stored_bundles(store):
+            try:
+                snapshot = read_manifest(store, bundle_id).data_snapshot
+            except BundleError:
+                continue
+            if snapshot is not None:
+                referenced.add(snapshot.sha256)
+        stored = {ref.sha256: ref for ref in snapshots.stored_snapshots(store)}
+        pairs = [(digest, ref.created_at) for digest, ref in stored.items()]
+        doomed = snapshots_to_delete(pairs, referenced, younger_than)
+        for digest in doomed:
+            snapshots.delete_snapshot(store, stored[digest])
+    return len(doomed)
 
 
 @task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)

@@ -21,20 +21,21 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from core import events, progress
-from core.data.tables import TEXT, DataReport, add_production_rows, load_training_data
+from core.data.tables import LABEL, TEXT, DataReport, add_production_rows, load_training_data
 from core.encoder import attach_cache
-from core.errors import PromotionError
+from core.errors import PromotionError, TrainingError
 from core.explain import global_terms
 from core.io.store import open_store
 from core.metrics import Evaluation, confusion_matrix_png
 from core.predlog import open_prediction_log
 from core.progress import StudyProgress
 from core.records import PromotionRecord
-from core.release import bundle, registry
-from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
+from core.release import bundle, registry, snapshots
+from core.release.manifest import Manifest, MlflowRef, ReferenceProfile, SnapshotRef
 from core.release.promotion import (
     ALREADY_CHAMPION,
     PromotionOutcome,
+    predict_labels,
     promote_challenger,
     promotion_record,
 )
@@ -91,6 +92,75 @@ def add_feedback(
     return train, test, report.as_dict()
 
 
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def snapshot_data(settings: Settings, train: pd.DataFrame, test: pd.DataFrame) -> SnapshotRef:
+    """The exact table this training uses, stored content-addressed (core/release/snapshots)."""
+    ref = snapshots.write_snapshot(open_store(settings), train, test)
+    get_run_logger().info(
+        "training data: %d train + %d test rows, snapshot %s",
+        ref.train_rows,
+        ref.test_rows,
+        ref.uri,
+    )
+    return ref
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def load_snapshot(
+    settings: Settings, version: str
+) -> tuple[Manifest, pd.DataFrame, pd.DataFrame, DataReport]:
+    """The manifest of model ``version`` and the table it was trained and tested on."""
+    store = open_store(settings)
+    manifest = snapshots.find_manifest(store, version)
+    if manifest.data_snapshot is None:
+        raise TrainingError(
+            f"model {version} was trained before training data was kept: it cannot be reproduced"
+        )
+    train, test = snapshots.read_snapshot(store, manifest.data_snapshot)
+    report = DataReport(
+        source=manifest.data_snapshot.uri,
+        rows_read=len(train) + len(test),
+        duplicates_dropped=0,
+        rows_kept=len(train) + len(test),
+        classes=train[LABEL].nunique(),
+        format="parquet",
+    )
+    get_run_logger().info(
+        "reproducing model %s from %s (%d train / %d test rows)",
+        version,
+        manifest.data_snapshot.uri,
+        len(train),
+        len(test),
+    )
+    return manifest, train, test, report
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def compare_with_original(
+    settings: Settings, original: Manifest, model: Any, test: pd.DataFrame, macro_f1: float
+) -> PromotionOutcome:
+    """A reproduction is never promoted: its outcome says how many of the original model's
+    test predictions it repeats."""
+    before, _ = bundle.load_bundle(open_store(settings), original.bundle_id)
+    same = snapshots.identical_predictions(
+        predict_labels(before, test), predict_labels(model, test)
+    )
+    reason = (
+        f"reproduction of model {original.model_version}: {same} of {len(test)} test "
+        "predictions identical"
+    )
+    get_run_logger().info(reason)
+    return PromotionOutcome(
+        promoted=False,
+        reason=reason,
+        champion_bundle_id=original.bundle_id,
+        challenger_macro_f1=macro_f1,
+        champion_macro_f1=original.test_macro_f1,
+        evaluation_rows=len(test),
+        champion_version=original.model_version,
+    )
+
+
 @task(cache_policy=NONE)
 def prepare_encoder(settings: Settings, data: TuningData) -> int:
     """With the accurate profile, embed the training texts once (a file under ``home`` keeps
@@ -117,13 +187,15 @@ def study_key(family: str, data: TuningData, settings: Settings) -> str:
 
 
 @task(task_run_name="study-{family}", cache_policy=NONE)
-def tune_family(family: str, data: TuningData, settings: Settings) -> StudyResult:
+def tune_family(
+    family: str, data: TuningData, settings: Settings, use_cache: bool = True
+) -> StudyResult:
     """One family's study, or its result from the cache when a run on the same data, budget and
-    code finished it within ``STUDY_CACHE_AGE``."""
+    code finished it within ``STUDY_CACHE_AGE`` (not for a reproduction, which searches again)."""
     logger = get_run_logger()
     cache = open_study_cache(settings)
     key = study_key(family, data, settings)
-    cached = cache.load(key)
+    cached = cache.load(key) if use_cache else None
     if cached is not None:
         logger.info("%s: study finished earlier on the same data, taken from the cache", family)
         return cached
@@ -194,6 +266,7 @@ def log_to_mlflow(
     refit_seconds: float,
     data_report: DataReport,
     example: pd.DataFrame,
+    datasets: tuple[SnapshotRef, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> MlflowRef:
     png = confusion_matrix_png(evaluation, f"{winner.family} on the test set")
     return log_training(
@@ -207,6 +280,7 @@ def log_to_mlflow(
         data_report.as_dict(),
         example,
         key=str(flow_run.id or uuid.uuid4()),
+        datasets=datasets,
     )
 
 

@@ -91,6 +91,9 @@ class VocabularyProfile(BaseModel):
     token_shares: dict[str, float]
     covered_share: float
     oov_rate: float
+    #: The commonest adjacent-word pairs and their shares of all pairs (profiles written before
+    #: it existed have none: a drift explanation then names known words only).
+    bigram_shares: dict[str, float] = Field(default_factory=dict)
 
 
 class ConfidenceProfile(BaseModel):
@@ -126,6 +129,25 @@ class ReferenceProfile(BaseModel):
     test_outcomes: HeldOutOutcomes | None = None
 
 
+class SnapshotRef(BaseModel):
+    """Where a training's table is and what it holds (in the manifest as ``data_snapshot``)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    sha256: str
+    key: str
+    uri: str
+    train_rows: int
+    test_rows: int
+    columns: dict[str, str]
+    created_at: str
+
+    @property
+    def short_digest(self) -> str:
+        """The first 32 hex digits: MLflow keeps dataset digests of up to 36 characters."""
+        return self.sha256[:32]
+
+
 class Manifest(BaseModel):
     """What a bundle vouches for: its files, the model's family and labels, its scores, where it
     was tracked, the data it saw and the reference profile drift is measured against."""
@@ -149,6 +171,10 @@ class Manifest(BaseModel):
     encoder: dict[str, Any] | None = None
     #: The model's global view: per class, the terms that weigh most (core/explain).
     top_terms: dict[str, list[tuple[str, float]]] | None = None
+    #: The exact table it trained and was tested on (core/release/snapshots.py).
+    data_snapshot: SnapshotRef | None = None
+    #: The settings that decided the training (a reproduction reuses them).
+    training_settings: dict[str, Any] | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)
 
     @property

@@ -8,6 +8,8 @@
   most recent: a model that was never promoted, or was replaced long ago, is not needed to
   serve or to roll back to a recent champion. The last ``rollout_rollback_depth`` champions of
   the champion history and the challenger are always kept.
+- A training data snapshot (core/release/snapshots.py) stays while a kept bundle names it;
+  once none does and it is older than the grace period, it goes with them.
 - MLflow model versions that were never promoted are tagged ``tickets.archived``, so the
   registry view can hide them; their runs stay as the record of what was tried.
 - Neither touches anything younger than ``retention_grace_hours`` (a training may be about to
@@ -62,6 +64,19 @@ def bundles_to_delete(
     return sorted(bundle_id for bundle_id, _ in bundles if bundle_id not in kept)
 
 
+def snapshots_to_delete(
+    snapshots: Sequence[tuple[str, str]], referenced: set[str], younger_than: str
+) -> list[str]:
+    """Digests of the snapshots to delete, from (sha256, created at) pairs: those no kept
+    bundle references, created before ``younger_than`` (a training writes its snapshot before
+    its bundle, so a young unreferenced snapshot may be about to be named)."""
+    return sorted(
+        digest
+        for digest, created in snapshots
+        if digest not in referenced and created and created < younger_than
+    )
+
+
 def grace_cutoff(now: datetime, settings: Settings) -> datetime:
     """Before this, a bundle or model version may go; from it on, a training may still need it."""
     return now - timedelta(hours=settings.retention_grace_hours)
@@ -82,6 +97,7 @@ class MaintenanceReport:
     study_results_deleted: int = 0
     bundles_deleted: list[str] = field(default_factory=list)
     bundles_kept: int = 0
+    snapshots_deleted: int = 0
     mlflow_versions_archived: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -100,6 +116,7 @@ class MaintenanceReport:
             ("cached studies deleted", self.study_results_deleted),
             ("bundles deleted", len(self.bundles_deleted)),
             ("bundles kept", self.bundles_kept),
+            ("training data snapshots deleted", self.snapshots_deleted),
             ("MLflow versions tagged archived", len(self.mlflow_versions_archived)),
         ]
         lines = ["# Maintenance", "", "| action | count |", "|---|---|"]

@@ -15,8 +15,9 @@ from core.encoder import manifest_entry
 from core.metrics import Evaluation, evaluate
 from core.monitoring.reference import build_reference_profile
 from core.release.bundle import new_bundle_id
-from core.release.manifest import Manifest, MlflowRef, ReferenceProfile
+from core.release.manifest import Manifest, MlflowRef, ReferenceProfile, SnapshotRef
 from core.release.promotion import PromotionOutcome
+from core.release.snapshots import training_settings
 from core.settings import Settings
 from core.training.families import build_pipeline
 from core.training.features import ENCODER_MAX_WORDS, ENCODER_PREFIX, uses_encoder
@@ -74,8 +75,10 @@ def build_manifest(
     settings: Settings,
     labels: list[str],
     top_terms: dict[str, list[tuple[str, float]]] | None = None,
+    snapshot: SnapshotRef | None = None,
 ) -> Manifest:
-    """The manifest of the winner's bundle, under a new bundle id."""
+    """The manifest of the winner's bundle, under a new bundle id, naming the table it was
+    trained on and the settings that decided the training."""
     return Manifest(
         bundle_id=new_bundle_id(winner.family),
         family=winner.family,
@@ -95,6 +98,8 @@ def build_manifest(
         if uses_encoder(winner.best_params)
         else None,
         top_terms=top_terms,
+        data_snapshot=snapshot,
+        training_settings=training_settings(settings),
     )
 
 

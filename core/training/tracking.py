@@ -5,14 +5,16 @@ leaderboard and reports, and the winning model registered (skops format) under
 from __future__ import annotations
 
 import io
+import warnings
 from importlib import metadata
 from typing import Any
 
 import pandas as pd
 
+from core.data.tables import LABEL, NOTES, SHORT
 from core.metrics import Evaluation
 from core.release.bundle import ALLOWED_TYPES
-from core.release.manifest import MlflowRef, library_versions
+from core.release.manifest import MlflowRef, SnapshotRef, library_versions
 from core.release.registry import KEY_TAG, experiment_id, find_run, mlflow_client, run_for
 from core.settings import Settings
 from core.training.leaderboard import leaderboard_rows, markdown_table
@@ -49,6 +51,7 @@ def log_training(
     data_summary: dict[str, Any],
     input_example: pd.DataFrame,
     key: str,
+    datasets: tuple[SnapshotRef, pd.DataFrame, pd.DataFrame] | None = None,
 ) -> MlflowRef:
     """Log everything about one training and register the winning model, once per ``key``
     (the flow run): a retry after a failure part-way reuses the run and the registered version
@@ -68,6 +71,8 @@ def log_training(
         mlflow.log_metrics({**evaluation.metrics(), **extra_metrics})
         mlflow.log_dict(evaluation.report, "classification_report.json")
         mlflow.log_dict(data_summary, "data_report.json")
+        if datasets is not None:
+            log_datasets(*datasets)
         rows = leaderboard_rows(results)
         mlflow.log_text(markdown_table(rows), "leaderboard.md")
         mlflow.log_table(pd.DataFrame(rows), "leaderboard.json")
@@ -87,6 +92,27 @@ def log_training(
     return MlflowRef(
         run_id=run_id, experiment_id=exp_id, model_version=version, model_uri=model_uri
     )
+
+
+def log_datasets(snapshot: SnapshotRef, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    """The training and test rows as the active run's dataset inputs: MLflow shows their digest,
+    source (the stored Parquet snapshot) and schema; the snapshot's URI is also a tag."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    for context, rows in (("training", train), ("testing", test)):
+        with warnings.catch_warnings():
+            # A file:// source matches MLflow's local artifact source twice; it picks it anyway.
+            warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
+            dataset = from_pandas(
+                rows[[SHORT, NOTES, LABEL]].astype(str).reset_index(drop=True),
+                source=snapshot.uri,
+                name=f"tickets-{context}",
+                digest=snapshot.short_digest,
+                targets=LABEL,
+            )
+        mlflow.log_input(dataset, context=context)
+    mlflow.set_tags({"data_snapshot": snapshot.uri, "data_snapshot_sha256": snapshot.sha256})
 
 
 def log_top_terms(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -18,7 +20,9 @@ import pytest
 from core.io.store import open_store
 from core.progress import StudyProgress, listening
 from core.release.bundle import champion_bundle_id, load_bundle
+from core.release.snapshots import read_snapshot
 from core.settings import Settings
+from core.training.refit import TrainingSummary
 from tests.integration.conftest import BUCKET
 
 pytestmark = pytest.mark.integration
@@ -105,9 +109,56 @@ def test_train_flow_end_to_end_on_s3(
     leaderboard = _leaderboard_artifacts(str(state.state_details.flow_run_id))
     assert leaderboard and "logistic_regression" in leaderboard[0].data
 
-    again = train(settings=settings, data_path=f"s3://{BUCKET}/data/train.csv")
-    assert not again.promoted and "below the margin" in again.promotion_reason
-    assert champion_bundle_id(store) == summary.bundle_id
+    # The exact table it used: on S3, content-addressed, named by the manifest and the run.
+    snapshot = manifest.data_snapshot
+    assert snapshot is not None and snapshot.uri.startswith(f"s3://{BUCKET}/models/datasets/")
+    stored = s3.get_object(Bucket=BUCKET, Key=f"models/{snapshot.key}")["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == snapshot.sha256
+    table = pd.read_parquet(io.BytesIO(stored))
+    assert (snapshot.train_rows, snapshot.test_rows) == (
+        int((table["split"] == "train").sum()),
+        int((table["split"] == "test").sum()),
+    )
+    assert snapshot.test_rows == summary.test_rows
+    assert snapshot.train_rows + snapshot.test_rows == summary.data["rows_kept"]
+    assert manifest.training_settings and manifest.training_settings["trials"] == 2
+    assert run.inputs is not None
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "testing"}
+    assert {d.digest for d in inputs.values()} == {snapshot.short_digest}
+    assert all(snapshot.uri in d.source for d in inputs.values())
+    assert "short_description" in str(inputs["training"].schema)
+    assert run.data.tags["data_snapshot_sha256"] == snapshot.sha256
+
+    # Reproduced from the snapshot alone (the table on S3 is gone), with today's settings
+    # differing: the recorded ones are used, the studies search again, and every test
+    # prediction comes out the same. A reproduction is never promoted.
+    s3.delete_object(Bucket=BUCKET, Key="data/train.csv")
+    today = settings.model_copy(update={"families": ("linear_svm",), "trials": 1, "seed": 3})
+    again = train(settings=today, reproduce=str(summary.model_version))
+    rows = snapshot.test_rows
+    assert again.promotion_reason == (
+        f"reproduction of model {summary.model_version}: {rows} of {rows} test "
+        "predictions identical"
+    )
+    assert not again.promoted and champion_bundle_id(store) == summary.bundle_id
+    assert {row.family for row in again.leaderboard} == {"logistic_regression", "lightgbm"}
+
+    def cv_scores(result: TrainingSummary) -> dict[str, float | None]:
+        return {row.family: row.cv_macro_f1 for row in result.leaderboard}
+
+    assert cv_scores(again) == cv_scores(summary)
+    assert (again.champion_family, again.champion_params) == (
+        summary.champion_family,
+        summary.champion_params,
+    )
+    assert again.test_macro_f1 == summary.test_macro_f1
+    rebuilt, rebuilt_manifest = load_bundle(store, again.bundle_id)
+    assert rebuilt_manifest.data_snapshot == snapshot, "the same table is the same snapshot"
+    assert rebuilt_manifest.data["reproduced_from"] == summary.model_version
+    _, test = read_snapshot(store, snapshot)
+    texts = test[["short_description", "close_notes"]]
+    assert (rebuilt.predict_proba(texts) == model.predict_proba(texts)).all()
     assert (
         str(client.get_model_version_by_alias(settings.registered_model_name, "champion").version)
         == summary.model_version

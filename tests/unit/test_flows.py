@@ -163,7 +163,7 @@ def test_train_fails_clearly_when_no_family_completes(
     monkeypatch: pytest.MonkeyPatch, settings: Settings, demo_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     failed = StudyResult("logistic_regression", {}, float("nan"), 0, 0, 1.0, error="boom")
-    monkeypatch.setattr(train_flow, "run_studies", lambda *args: [failed])
+    monkeypatch.setattr(train_flow, "run_studies", lambda *args, **kwargs: [failed])
     monkeypatch.setattr(
         train_flow, "load_data", lambda *a: (demo_frame, demo_frame, type("R", (), {})())
     )

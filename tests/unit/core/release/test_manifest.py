@@ -34,9 +34,10 @@ def test_a_manifest_written_before_the_types_existed_loads_unchanged() -> None:
     assert {key: again[key] for key in old if key != "mlflow"} == {
         key: value for key, value in old.items() if key != "mlflow"
     }
-    assert set(again) - set(old) == {"reference_profile", "encoder", "top_terms"}
-    assert again["reference_profile"] is None and again["encoder"] is None
-    assert again["top_terms"] is None
+    added = {"encoder", "top_terms", "data_snapshot", "training_settings"}
+    assert set(again) - set(old) == {"reference_profile", *added}
+    assert again["reference_profile"] is None
+    assert all(again[key] is None for key in added)
 
 
 def test_a_minimal_old_manifest_gets_defaults_and_keeps_unknown_keys() -> None:
