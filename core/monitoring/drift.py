@@ -23,6 +23,7 @@ from scipy.spatial.distance import jensenshannon
 
 from core.data.tables import NOTES, SHORT
 from core.metrics import macro_f1_replicates
+from core.monitoring.explain_drift import DriftExplanation, explain, explanation_markdown
 from core.monitoring.reference import outside_share, text_lengths, token_counts
 from core.records import LOW_CONFIDENCE, Verdict
 from core.release.manifest import HeldOutOutcomes, ReferenceProfile
@@ -50,6 +51,8 @@ class DriftTest:
     p_value: float | None = None
     alpha: float | None = None
     effect_exceeded: bool = False
+    #: What changed, for a fired test (core/monitoring/explain_drift.py).
+    explanation: DriftExplanation | None = None
 
     @property
     def fired(self) -> bool:
@@ -102,7 +105,23 @@ class DriftReport:
             )
         if self.reasons:
             lines += ["", "Reasons:", *[f"- {reason}" for reason in self.reasons]]
+        explained = [t for t in self.tests if t.explanation is not None]
+        if explained:
+            lines += ["", "## What changed", ""]
+            for test in explained:
+                assert test.explanation is not None
+                lines += explanation_markdown(test.name, test.explanation)
         return "\n".join(lines)
+
+
+def _reason(test: DriftTest) -> str:
+    """One line per fired test: the statistic's detail, then what changed and example tickets."""
+    line = f"{test.name}: {test.detail}"
+    if test.explanation is not None:
+        line += f". What changed: {test.explanation.summary}"
+        if test.explanation.examples:
+            line += f" (e.g. tickets {', '.join(test.explanation.examples[:3])})"
+    return line
 
 
 def _fmt(value: float | None) -> str:
@@ -357,6 +376,13 @@ def drift_report(
         ]
     concept = _concept_test(window, reference_f1, settings, profile.test_outcomes)
     tests = _holm([*tests, concept], settings.drift_p_value)
+    language = profile.language or settings.language
+    tests = [
+        replace(test, explanation=explain(test.name, window, profile, language, settings.seed))
+        if test.fired
+        else test
+        for test in tests
+    ]
     decided = [test for test in tests if test.verdict != Verdict.INSUFFICIENT]
     fired = [test for test in decided if test.fired]
     score = len(fired) / len(decided) if decided else 0.0
@@ -367,5 +393,5 @@ def drift_report(
         drift_score=score,
         drift_score_threshold=settings.drift_score_threshold,
         drift_detected=bool(fired),
-        reasons=[f"{test.name}: {test.detail}" for test in fired],
+        reasons=[_reason(test) for test in fired],
     )

@@ -5,6 +5,7 @@ training data again."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ LENGTH_SAMPLE = 2000
 
 
 VOCABULARY_SIZE = 2000
+BIGRAMS = 1000
 
 
 LENGTH_BINS = 10
@@ -39,6 +41,16 @@ def token_counts(frame: pd.DataFrame, language: str) -> Counter[str]:
     for doc in as_documents(frame):
         counts.update(normalize(doc, language).split())
     return counts
+
+
+def bigram_shares(frame: pd.DataFrame, language: str, top: int = BIGRAMS) -> dict[str, float]:
+    """The ``top`` commonest adjacent-word pairs and their shares of all pairs."""
+    counts: Counter[str] = Counter()
+    for doc in as_documents(frame):
+        tokens = normalize(doc, language).split()
+        counts.update(f"{a} {b}" for a, b in itertools.pairwise(tokens))
+    total = sum(counts.values()) or 1
+    return {pair: count / total for pair, count in counts.most_common(top)}
 
 
 def _shares(values: Any) -> dict[str, float]:
@@ -87,6 +99,7 @@ def build_reference_profile(
                 "token_shares": top,
                 "covered_share": sum(top.values()),
                 "oov_rate": outside_share(test_tokens, top),
+                "bigram_shares": bigram_shares(texts, language),
             },
             "confidence": {
                 "mean": float(confidence.mean()) if len(confidence) else 0.0,

@@ -3,56 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
-from sklearn.model_selection import train_test_split
 
 from core.data.simulate import SCENARIOS, generate_tickets
 from core.monitoring.check import family_wise_false_alarms
 from core.monitoring.drift import drift_report, macro_f1_bootstrap, psi
 from core.records import Verdict
-from core.release.manifest import ReferenceProfile
-from core.settings import Settings
-from core.training.families import build_pipeline, default_params
-from core.training.refit import reference_profile, score
-
-TEXT = ["short_description", "close_notes"]
-SETTINGS = Settings()
-
-
-@dataclass
-class Reference:
-    model: Any
-    profile: ReferenceProfile
-    test_f1: float
-    pool: pd.DataFrame
-
-
-def _window(model: Any, tickets: pd.DataFrame, labelled_share: float = 0.0) -> pd.DataFrame:
-    probabilities = np.asarray(model.predict_proba(tickets[TEXT]))
-    window = tickets[TEXT].copy()
-    window["prediction"] = np.asarray(model.classes_)[probabilities.argmax(axis=1)]
-    window["confidence"] = probabilities.max(axis=1)
-    labelled = np.arange(len(window)) < labelled_share * len(window)
-    window["true_label"] = pd.Series(tickets["label"].where(labelled, None), dtype=object).values
-    return window
-
-
-@pytest.fixture(scope="module")
-def reference() -> Reference:
-    data = generate_tickets(2500, "baseline", seed=1)
-    train, test = train_test_split(data, test_size=0.3, random_state=0, stratify=data["label"])
-    model = build_pipeline("linear_svm", default_params("linear_svm"), "spanish", 0)
-    model.fit(train[TEXT], train["label"].to_numpy(dtype=object))
-    evaluation, probabilities = score(model, test)
-    profile = reference_profile(model, train, test, probabilities, SETTINGS)
-    pool = _window(model, generate_tickets(4000, "baseline", seed=99), labelled_share=1.0)
-    return Reference(model, profile, evaluation.macro_f1, pool)
+from tests.unit.core.monitoring.conftest import SETTINGS, Reference, window_of
 
 
 def test_same_distribution_rarely_fires(reference: Reference) -> None:
@@ -86,7 +47,7 @@ def test_same_distribution_windows_rarely_start_a_retrain(
 def test_every_drift_scenario_is_detected_at_500_predictions(
     reference: Reference, scenario: str
 ) -> None:
-    window = _window(reference.model, generate_tickets(500, scenario, seed=5))
+    window = window_of(reference.model, generate_tickets(500, scenario, seed=5))
     report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
     assert report.drift_detected, report.markdown()
     assert report.reasons and 0 < report.drift_score <= 1
@@ -94,7 +55,7 @@ def test_every_drift_scenario_is_detected_at_500_predictions(
 
 def test_expected_tests_fire_for_their_scenarios(reference: Reference) -> None:
     def fired(scenario: str) -> set[str]:
-        window = _window(reference.model, generate_tickets(500, scenario, seed=5))
+        window = window_of(reference.model, generate_tickets(500, scenario, seed=5))
         report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
         return {test.name for test in report.tests if test.fired}
 
@@ -107,11 +68,11 @@ def test_expected_tests_fire_for_their_scenarios(reference: Reference) -> None:
 def test_concept_drift_needs_enough_feedback_and_fires_on_a_new_category(
     reference: Reference,
 ) -> None:
-    window = _window(reference.model, generate_tickets(500, "new_category", seed=3), 1.0)
+    window = window_of(reference.model, generate_tickets(500, "new_category", seed=3), 1.0)
     report = drift_report(window, reference.profile, reference.test_f1, SETTINGS)
     concept = next(t for t in report.tests if t.name == "concept_macro_f1_drop")
     assert concept.fired and concept.statistic is not None and concept.statistic > 0.05
-    few = _window(reference.model, generate_tickets(500, "new_category", seed=3), 0.02)
+    few = window_of(reference.model, generate_tickets(500, "new_category", seed=3), 0.02)
     concept = next(
         t
         for t in drift_report(few, reference.profile, reference.test_f1, SETTINGS).tests
