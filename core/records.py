@@ -94,6 +94,8 @@ class StoredTest(BaseModel):
     detail: str = ""
     p_value: float | None = None
     alpha: float | None = None
+    #: What changed, for a fired test: summary, gained, lost, examples (request ids).
+    explanation: dict[str, Any] | None = None
 
     @property
     def fired(self) -> bool:

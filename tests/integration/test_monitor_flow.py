@@ -159,6 +159,45 @@ def test_a_run_failing_between_the_retrain_decision_and_the_retrain_leaves_no_de
     assert again["event_id"], "the event that asks the retrain deployment went out"
 
 
+def test_a_fired_drift_test_names_the_new_product_words_and_tickets_carrying_them(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    """New-product tickets reach the service: the monitor's report, as stored for the
+    dashboard, in MLflow, and in the event a notification is made from, says which words came
+    in, with the request ids of tickets that carry them."""
+    from flows.monitor import monitor
+
+    settings = Settings(home=tmp_path / "home")
+    publish_profiled_model(settings)
+    _serve_traffic(settings, generate_tickets(400, "new_product", seed=4))
+    result = monitor(window="1h", settings=settings)
+    assert result["drift_detected"] and "oov_rate" in result["fired"]
+
+    product = {"billetera", "cripto", "criptoactivos", "stablecoin", "tokenizacion", "esg"}
+    log = PredictionLog(settings.predictions_path())
+    (stored,) = log.drift_reports("2020-01-01")
+    fired = {test.name: test for test in stored.report.tests if test.fired}
+    explanation = fired["oov_rate"].explanation
+    assert explanation is not None
+    top = [shift["name"] for shift in explanation["gained"][:5]]
+    assert product & set(top), top
+    rows = log.window()
+    carriers = rows[rows["request_id"].isin(explanation["examples"])]
+    assert len(carriers) == len(explanation["examples"]) >= 1
+    texts = (carriers["short_description"] + " " + carriers["close_notes"]).str.lower()
+    assert texts.str.contains("|".join(product)).all()
+    log.close()
+
+    client = mlflow.MlflowClient(settings.tracking_uri())
+    body = json.loads(
+        Path(client.download_artifacts(result["mlflow_run_id"], "drift_report.json")).read_text()
+    )
+    assert any("What changed" in reason and "billetera" in reason for reason in body["reasons"])
+    events = _events(prefect_api, "tickets.drift.detected")
+    event = next(e for e in events if e["id"] == result["event_id"])
+    assert any(word in " ".join(event["payload"]["reasons"]) for word in product)
+
+
 def test_flow_run_parameters_hold_no_secret(tmp_path: Path, prefect_api: str) -> None:
     """Prefect stores a flow run's parameters and shows them in its UI: the settings passed to a
     flow appear there with every secret masked, database and tracking URLs included."""
