@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from core.errors import ConfigurationError, TicketsError
 from core.setting_groups import flat_name
 from core.settings import Settings, get_settings
-from flows import cli_rollout
+from flows import cli_desk, cli_rollout
 
 if TYPE_CHECKING:
     from core.training.refit import TrainingSummary
@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "service's throughput)",
     )
     cli_rollout.add_commands(commands)
+    cli_desk.add_commands(commands)
     return parser
 
 
@@ -346,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings, args)
         if args.command in cli_rollout.COMMANDS:
             return cli_rollout.run(settings, args)
+        if args.command in cli_desk.COMMANDS:
+            return cli_desk.run(settings, args)
         if args.reproduce:
             return _reproduce(settings, args.reproduce, args.json)
         data = args.data or settings.data_path

@@ -19,7 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
-from serving import metrics, monitoring, webhooks
+from serving import labeling, metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher
 from serving.dashboard import dashboard
 from serving.docs import docs_assets, offline_swagger_ui
@@ -138,6 +138,7 @@ def create_app(
         monitoring.saved_metrics,
         monitoring.drift,
         monitoring.shadow,
+        labeling.labeling_queue,
         webhooks.retrain_webhook,
         webhooks.tickets_webhook,
     ]

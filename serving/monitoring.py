@@ -27,13 +27,13 @@ from serving.security import admin_guard
 from serving.state import ServiceState
 
 
-def _since(window: str, settings: Settings) -> str:
+def since_of(window: str, settings: Settings) -> str:
     return window_start(window, longest=settings.monitoring_max_window)
 
 
-def _window_seconds(window: str, settings: Settings) -> int:
+def window_seconds_of(window: str, settings: Settings) -> int:
     """The window as seconds (the lane's key); a bad window is refused here, as a 400."""
-    _since(window, settings)
+    since_of(window, settings)
     return window_seconds(window)
 
 
@@ -50,11 +50,11 @@ async def metrics(
         description="Duration back from now: 30m, 24h, 7d (at most monitoring_max_window, 31d).",
     ),
 ) -> dict[str, Any]:
-    seconds = _window_seconds(window, state.settings)
+    seconds = window_seconds_of(window, state.settings)
     labels = _served_labels(state)
 
     def compute() -> dict[str, Any]:
-        since = _since(window, state.settings)
+        since = since_of(window, state.settings)
         aggregates = state.log.aggregates(since)
         return {"window": window, "since": since, **window_metrics(aggregates, labels)}
 
@@ -104,7 +104,7 @@ async def drift(
 ) -> dict[str, Any]:
     settings = state.settings
     chosen = window or settings.monitor_window
-    seconds = _window_seconds(chosen, settings)
+    seconds = window_seconds_of(chosen, settings)
     served = state.served_model()
     lane = state.monitoring_lane
     # Reports of one window and model are shared: "24h" and "1d" are the same report.
@@ -118,7 +118,7 @@ def drift_report(
 ) -> dict[str, Any]:
     """The served model's drift report over ``window``: in the monitoring lane's process (which
     opens the log once, ``log`` None) or on one of its threads (the service's log)."""
-    since = _since(window, settings)
+    since = since_of(window, settings)
     frame = model_window(log or lane_log(settings), since, manifest, settings)
     report = report_for_model(frame, manifest, settings)
     return {"window": window, "since": since, "model_version": manifest.model_version} | (
@@ -136,11 +136,11 @@ async def shadow(
     feedback-labelled ones both macro-F1 and the paired-bootstrap interval of the gain, by the
     rule promotion uses."""
     settings = state.settings
-    seconds = _window_seconds(window, settings)
+    seconds = window_seconds_of(window, settings)
     rollout = state.holder.rollout
 
     def compute() -> dict[str, Any]:
-        since = _since(window, settings)
+        since = since_of(window, settings)
         rows = state.log.shadow_rows(since, None, settings.monitoring_max_rows)
         summary = shadow_summary(
             rows, settings.promotion_margin, settings.rollout.min_feedback, settings.seed

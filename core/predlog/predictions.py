@@ -239,6 +239,18 @@ class PredictionTables(Tables):
             rows = cursor.fetchall()
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
+    def unlabelled(self, since: str, limit: int) -> pd.DataFrame:
+        """The newest ``limit`` predictions since ``since`` that have no true label yet."""
+        where, params = _where(since, None)
+        sql = (
+            f"SELECT {', '.join(COLUMNS)} FROM predictions WHERE {where} "
+            "AND true_label IS NULL ORDER BY created_at DESC LIMIT ?"
+        )
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), [*params, limit])
+            rows = cursor.fetchall()
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
     def aggregates(self, since: str, until: str | None = None) -> WindowAggregates:
         """Counts and sums of a window, computed by the database (no row leaves it)."""
         where, params = _where(since, until)
