@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     max_concurrent_studies: int = Field(2, ge=1)
+    label_audit: bool = Field(
+        True,
+        description="Flag training rows whose label looks wrong (confident learning on the "
+        "winner's out-of-fold probabilities: cv_folds extra fits per training).",
+    )
+    exclude_suspected_labels: bool = Field(
+        False, description="Refit the winner without the rows the label audit flags."
+    )
     promotion_margin: float = Field(0.01, ge=0, description="Macro-F1 gain needed to promote.")
     demo_rows: int = Field(5000, ge=100)
     prediction_log_path: Path | None = Field(None, description="Default: <home>/predictions.db.")

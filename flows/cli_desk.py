@@ -1,16 +1,17 @@
-"""``tickets label-queue``: learning from the help desk. Which tickets to label next (the same
-choice as ``GET /labeling/queue``)."""
+"""``tickets label-queue|audit-labels``: learning from the help desk. Which tickets to label
+next (the same choice as ``GET /labeling/queue``), and which training labels look wrong."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
-COMMANDS = ("label-queue",)
+COMMANDS = ("label-queue", "audit-labels")
 
 
 def add_commands(commands: Any) -> None:
@@ -19,9 +20,17 @@ def add_commands(commands: Any) -> None:
     queue.add_argument("--out", required=True, help="CSV to write (fill in true_label)")
     queue.add_argument("--window", default="7d", help="how far back to look (default 7d)")
 
+    audit = commands.add_parser("audit-labels", help="training labels that look wrong")
+    audit.add_argument("--version", help="model version or bundle id (default: the champion)")
+    audit.add_argument("--out", help="also write every suspect to this CSV")
+    audit.add_argument("--top", type=int, default=20, help="how many to print (default 20)")
+    audit.add_argument("--json", action="store_true")
+
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    return _label_queue(settings, args.n, Path(args.out), args.window)
+    if args.command == "label-queue":
+        return _label_queue(settings, args.n, Path(args.out), args.window)
+    return _audit_labels(settings, args.version, args.out, args.top, args.json)
 
 
 def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
@@ -53,4 +62,47 @@ def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
         f"wrote {len(entries)} tickets to label (of {pool} unlabelled since {since[:16]}) to "
         f"{out}; fill in true_label and send each to POST /feedback with its request_id"
     )
+    return 0
+
+
+def _audit_labels(
+    settings: Settings, version: str | None, out: str | None, top: int, as_json: bool
+) -> int:
+    import pandas as pd
+
+    from core.errors import InputError
+    from core.io.store import open_store
+    from core.release.bundle import read_champion, read_manifest
+    from core.release.snapshots import find_manifest
+    from core.training.label_audit import read_audit
+
+    store = open_store(settings)
+    if version is None:
+        pointer, _ = read_champion(store)
+        if pointer is None:
+            raise InputError("no champion model yet: train one first (tickets train)")
+        manifest = read_manifest(store, pointer.bundle_id, pointer.manifest_file_sha256)
+    else:
+        manifest = find_manifest(store, version)
+    suspects = read_audit(store, manifest.bundle_id)
+    rows = [suspect.as_dict() for suspect in suspects]
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(out, index=False)
+    if as_json:
+        print(json.dumps({"model_version": manifest.model_version, "suspects": rows}))
+        return 0
+    excluded = "left out of its refit" if manifest.suspected_labels_excluded else "kept in training"
+    print(
+        f"model {manifest.model_version}: {len(suspects)} training rows look mislabelled "
+        f"({excluded}; TICKETS_EXCLUDE_SUSPECTED_LABELS decides)"
+    )
+    for suspect in suspects[:top]:
+        text = suspect.short_description[:60]
+        print(
+            f"  row {suspect.row:>6} [{suspect.source}] {suspect.given} -> {suspect.suggested} "
+            f"({suspect.given_probability:.2f} vs {suspect.suggested_probability:.2f})  {text}"
+        )
+    if out:
+        print(f"all {len(suspects)} written to {out}")
     return 0

@@ -13,6 +13,7 @@ from core.errors import ConfigurationError, TrainingError
 from core.release.snapshots import reproduction_settings
 from core.settings import Settings, get_settings
 from core.training.families import searches_encoder
+from core.training.label_audit import without_suspects
 from core.training.leaderboard import select_winner
 from core.training.refit import TrainingSummary, build_manifest, summarize
 from core.training.tuning import StudyResult, TuningData
@@ -20,8 +21,10 @@ from tasks.rollout import shadow_rejected_challenger
 from tasks.training import (
     add_feedback,
     announce_promotion,
+    audit_training_labels,
     compare_with_original,
     describe_model,
+    keep_label_audit,
     load_data,
     load_snapshot,
     log_to_mlflow,
@@ -106,8 +109,15 @@ def train(
         errors = "; ".join(f"{r.family}: {r.error}" for r in results)
         raise TrainingError(f"no family completed a trial ({errors})")
     print(f"selected: {winner.selection}")
+    suspects = None
+    refit_rows = train_rows
+    if settings.label_audit:
+        feedback_rows = int((production or {}).get("train_rows", 0))
+        suspects = audit_training_labels(settings, winner, train_rows, feedback_rows)
+        if settings.exclude_suspected_labels:
+            refit_rows = without_suspects(train_rows, suspects)
     model, evaluation, profile, refit_seconds = refit_and_score(
-        winner, train_rows, test_rows, settings
+        winner, refit_rows, test_rows, settings
     )
     example = test_rows[[SHORT, NOTES]].head(3)
     ids = log_to_mlflow(
@@ -129,7 +139,16 @@ def train(
     manifest = build_manifest(
         winner, evaluation, profile, ids, data_report, settings, labels, terms, snapshot
     )
+    if suspects is not None:
+        manifest = manifest.model_copy(
+            update={
+                "suspected_labels": len(suspects),
+                "suspected_labels_excluded": settings.exclude_suspected_labels,
+            }
+        )
     manifest, bundle_uri = write_bundle(settings, model, manifest)
+    if suspects is not None:
+        keep_label_audit(settings, manifest, suspects)
     if original is not None:
         outcome = compare_with_original(settings, original, model, test_rows, evaluation.macro_f1)
     else:

@@ -7,6 +7,7 @@ failed after some studies finished reruns only the others."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -40,10 +41,11 @@ from core.release.promotion import (
     promotion_record,
 )
 from core.settings import Settings
+from core.training import label_audit
 from core.training import refit as training
 from core.training.leaderboard import leaderboard_rows, markdown_table
 from core.training.study_cache import open_study_cache
-from core.training.tracking import log_top_terms, log_training
+from core.training.tracking import log_label_audit, log_top_terms, log_training
 from core.training.tuning import (
     StudyResult,
     TuningData,
@@ -241,6 +243,44 @@ def tune_family(
     if result.ok:
         cache.save(key, result)
     return result
+
+
+@task(cache_policy=NONE, timeout_seconds=3600)
+def audit_training_labels(
+    settings: Settings, winner: StudyResult, train: pd.DataFrame, feedback_rows: int
+) -> list[label_audit.Suspect]:
+    """Training rows whose label looks wrong, judged out of fold by the winner's configuration
+    (core/training/label_audit)."""
+    probabilities, classes = label_audit.out_of_fold_probabilities(
+        winner.family,
+        winner.best_params,
+        train,
+        settings.language,
+        settings.seed,
+        settings.cv_folds,
+        n_jobs=os.cpu_count() or 1,
+    )
+    suspects = label_audit.audit_labels(train, probabilities, classes, feedback_rows)
+    from_feedback = sum(suspect.source == "feedback" for suspect in suspects)
+    get_run_logger().info(
+        "label audit: %d of %d training rows look mislabelled (%d from feedback)%s",
+        len(suspects),
+        len(train),
+        from_feedback,
+        "; the refit leaves them out" if settings.exclude_suspected_labels else "",
+    )
+    return suspects
+
+
+@task(cache_policy=NONE, timeout_seconds=900, **RETRY_TRANSIENT)
+def keep_label_audit(
+    settings: Settings, manifest: Manifest, suspects: list[label_audit.Suspect]
+) -> str:
+    """The suspects beside the bundle (``tickets audit-labels`` reads them) and on the run."""
+    uri = label_audit.store_audit(open_store(settings), manifest.bundle_id, suspects)
+    if manifest.mlflow.run_id:
+        log_label_audit(settings, manifest.mlflow.run_id, [s.as_dict() for s in suspects])
+    return uri
 
 
 @task(cache_policy=NONE)

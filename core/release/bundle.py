@@ -276,8 +276,15 @@ def bundle_id_time(bundle_id: str) -> str | None:
     return stamp.replace(tzinfo=UTC).isoformat()
 
 
+def label_audit_key(bundle_id: str) -> str:
+    """Where a bundle's list of suspected label errors is kept (core/training/label_audit)."""
+    return f"label-audits/{bundle_id}.json"
+
+
 def delete_bundle(store: ArtifactStore, bundle_id: str) -> None:
     """The model file first, then the manifest: a reader never finds a manifest vouching for a
-    model that is being deleted without noticing (the model check fails)."""
+    model that is being deleted without noticing (the model check fails). Its label audit
+    goes with it."""
     store.delete(bundle_key(bundle_id, MODEL_FILE))
     store.delete(bundle_key(bundle_id, MANIFEST_FILE))
+    store.delete(label_audit_key(bundle_id))

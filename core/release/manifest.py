@@ -175,6 +175,10 @@ class Manifest(BaseModel):
     data_snapshot: SnapshotRef | None = None
     #: The settings that decided the training (a reproduction reuses them).
     training_settings: dict[str, Any] | None = None
+    #: Training rows the label audit flagged (their list: ``label-audits/<bundle id>.json``),
+    #: and whether the model was refitted without them; None when no audit ran.
+    suspected_labels: int | None = None
+    suspected_labels_excluded: bool = False
     files: dict[str, FileEntry] = Field(default_factory=dict)
 
     @property

@@ -42,6 +42,8 @@ TRAINING_SETTINGS = (
     "test_size",
     "seed",
     "max_concurrent_studies",
+    "label_audit",
+    "exclude_suspected_labels",
 )
 
 

@@ -126,6 +126,15 @@ def log_top_terms(
     )
 
 
+def log_label_audit(settings: Settings, run_id: str, suspects: list[dict[str, Any]]) -> None:
+    """The suspected label errors on the training's run: a table and a count."""
+    client = mlflow_client(settings)
+    columns = ["row", "source", "given", "suggested", "given_probability"]
+    columns += ["suggested_probability", "short_description", "close_notes"]
+    client.log_table(run_id, pd.DataFrame(suspects, columns=columns), "suspected_labels.json")
+    client.log_metric(run_id, "suspected_labels", len(suspects))
+
+
 def _logged_model_uri(client: Any, exp_id: str, run_id: str) -> str | None:
     """The model an earlier attempt logged in this run, if any."""
     models = client.search_logged_models(
