@@ -158,3 +158,26 @@ def macro_f1_from_counts(confusion: Counter[tuple[str, str]]) -> float:
         denominator = support + predicted_totals[label]
         scores.append(2 * hits / denominator if denominator else 0.0)
     return float(np.mean(scores))
+
+
+def resampled_macro_f1(
+    truth: Sequence[str], predicted: Sequence[str], size: int, seed: int, rounds: int
+) -> np.ndarray:
+    """Macro-F1 of ``rounds`` resamples of ``size`` (true, predicted) pairs, with replacement:
+    what a window of ``size`` labelled tickets scores when nothing changed."""
+    labels = sorted(set(truth) | set(predicted))
+    index = {label: i for i, label in enumerate(labels)}
+    t = np.array([index[x] for x in truth])
+    p = np.array([index[x] for x in predicted])
+    rng = np.random.default_rng(seed)
+    k = len(labels)
+    scores = np.empty(rounds)
+    for round_ in range(rounds):
+        rows = rng.integers(0, len(t), size=size)
+        ts, ps = t[rows], p[rows]
+        support = np.bincount(ts, minlength=k)
+        hits = np.bincount(ts[ts == ps], minlength=k)
+        denominator = support + np.bincount(ps, minlength=k)
+        f1 = np.divide(2 * hits, denominator, out=np.zeros(k), where=denominator > 0)
+        scores[round_] = f1[support > 0].mean()
+    return scores

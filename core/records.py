@@ -116,6 +116,8 @@ class StoredReport(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     fired: list[str] = Field(default_factory=list)
     window: str | None = None
+    #: Performance estimated without labels (``PerformanceEstimate.as_dict()``), if any.
+    estimated: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

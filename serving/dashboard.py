@@ -252,12 +252,16 @@ def _class_mix(data: DashboardData) -> str:
 
 
 def _feedback(data: DashboardData) -> str:
-    if not data.feedback:
-        return _section("Scores on feedback", _empty("No feedback labels in this window."))
+    """Measured scores on feedback per day beside the macro-F1 estimated without labels at
+    each monitor run (labels come late: the estimate is there first)."""
+    title = "Macro-F1 measured on feedback and estimated without labels"
+    if not data.feedback and not data.estimated:
+        return _section(title, _empty("No feedback labels and no estimate in this window."))
     accuracy = [(d.day, d.accuracy) for d in data.feedback]
     macro = [(d.day, d.macro_f1) for d in data.feedback]
-    chart = line_chart(data, [("accuracy", accuracy), ("macro-F1", macro)], top=1.0)
-    return _section("Accuracy and macro-F1 on feedback, per day", chart, "feedback")
+    series = [("accuracy on feedback", accuracy), ("macro-F1 on feedback", macro)]
+    series.append(("macro-F1 estimated (no labels)", list(data.estimated)))
+    return _section(title, line_chart(data, series, top=1.0), "feedback")
 
 
 def _drift_charts(data: DashboardData) -> list[str]:

@@ -188,6 +188,25 @@ class _DriftCollector:
             "Latest drift report: share of tests that fired.",
             value=report.drift_score,
         )
+        estimate = report.report.estimated
+        if estimate:
+            estimated = GaugeMetricFamily(
+                "tickets_estimated_performance",
+                "Latest drift report: accuracy and macro-F1 estimated without labels.",
+                labels=["estimator", "metric", "bound"],
+            )
+            for name in ("cbpe", "atc"):
+                for metric in ("accuracy", "macro_f1"):
+                    low, high = estimate[name][f"{metric}_interval"]
+                    estimated.add_metric([name, metric, "estimate"], estimate[name][metric])
+                    estimated.add_metric([name, metric, "low"], low)
+                    estimated.add_metric([name, metric, "high"], high)
+            yield estimated
+            yield GaugeMetricFamily(
+                "tickets_estimated_macro_f1",
+                "Latest drift report: macro-F1 estimated without labels (default estimator).",
+                value=estimate[estimate["default"]]["macro_f1"],
+            )
         checked = datetime.fromisoformat(report.checked_at)
         yield GaugeMetricFamily(
             "tickets_drift_checked_timestamp_seconds",

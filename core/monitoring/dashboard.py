@@ -60,6 +60,8 @@ class DashboardData:
     shadow: ShadowSummary | None = None
     #: The served model's global view: per class, the terms that weigh most.
     top_terms: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    #: Per monitor run: (checked at, macro-F1 estimated without labels by the default estimator).
+    estimated: list[tuple[str, float]] = field(default_factory=list)
 
 
 def dashboard_data(
@@ -101,7 +103,18 @@ def dashboard_data(
         promotions=log.promotions(window_start("366d")),
         shadow=shadow,
         top_terms=dict(manifest.top_terms or {}) if manifest is not None else {},
+        estimated=estimated_history(reports),
     )
+
+
+def estimated_history(reports: list[StoredDriftReport]) -> list[tuple[str, float]]:
+    """(checked at, estimated macro-F1) of the reports that carry an estimate."""
+    points = []
+    for report in reports:
+        estimate = report.report.estimated
+        if estimate:
+            points.append((report.checked_at, float(estimate[estimate["default"]]["macro_f1"])))
+    return points
 
 
 def hourly(hours: list[Any]) -> list[HourPoint]:

@@ -22,8 +22,14 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from core.data.tables import NOTES, SHORT
-from core.metrics import macro_f1_replicates
-from core.monitoring.explain_drift import DriftExplanation, explain, explanation_markdown
+from core.metrics import macro_f1_replicates, resampled_macro_f1
+from core.monitoring.estimation import PerformanceEstimate, estimate_markdown, estimate_performance
+from core.monitoring.explain_drift import (
+    DriftExplanation,
+    explain,
+    reason_line,
+    what_changed_markdown,
+)
 from core.monitoring.reference import outside_share, text_lengths, token_counts
 from core.records import LOW_CONFIDENCE, Verdict
 from core.release.manifest import HeldOutOutcomes, ReferenceProfile
@@ -68,6 +74,8 @@ class DriftReport:
     drift_score_threshold: float
     drift_detected: bool
     reasons: list[str] = field(default_factory=list)
+    #: Accuracy and macro-F1 estimated from confidence (core/monitoring/estimation.py).
+    estimated: PerformanceEstimate | None = None
 
     @property
     def insufficient_data(self) -> bool:
@@ -105,23 +113,9 @@ class DriftReport:
             )
         if self.reasons:
             lines += ["", "Reasons:", *[f"- {reason}" for reason in self.reasons]]
-        explained = [t for t in self.tests if t.explanation is not None]
-        if explained:
-            lines += ["", "## What changed", ""]
-            for test in explained:
-                assert test.explanation is not None
-                lines += explanation_markdown(test.name, test.explanation)
+        lines += estimate_markdown(self.estimated)
+        lines += what_changed_markdown([(t.name, t.explanation) for t in self.tests])
         return "\n".join(lines)
-
-
-def _reason(test: DriftTest) -> str:
-    """One line per fired test: the statistic's detail, then what changed and example tickets."""
-    line = f"{test.name}: {test.detail}"
-    if test.explanation is not None:
-        line += f". What changed: {test.explanation.summary}"
-        if test.explanation.examples:
-            line += f" (e.g. tickets {', '.join(test.explanation.examples[:3])})"
-    return line
 
 
 def _fmt(value: float | None) -> str:
@@ -281,7 +275,9 @@ def _concept_test(
         # cannot tell a small gap from noise, so testing against zero would alarm on every
         # modest window.
         observed = float(macro_f1_replicates(truth, [predicted], 0, settings.seed)[0, 0])
-        expected = _resampled_macro_f1(outcomes, len(labelled), settings.seed)
+        expected = resampled_macro_f1(
+            outcomes.truth, outcomes.predicted, len(labelled), settings.seed, BOOTSTRAP_ROUNDS
+        )
         reference_f1 = float(np.median(expected))
         drop = reference_f1 - observed
         tolerated = expected - settings.performance_drop
@@ -302,25 +298,25 @@ def _concept_test(
     )
 
 
-def _resampled_macro_f1(outcomes: HeldOutOutcomes, size: int, seed: int) -> np.ndarray:
-    """Macro-F1 of BOOTSTRAP_ROUNDS resamples of ``size`` test outcomes (with replacement)."""
-    truth, predicted = outcomes.truth, outcomes.predicted
-    labels = sorted(set(truth) | set(predicted))
-    index = {label: i for i, label in enumerate(labels)}
-    t = np.array([index[x] for x in truth])
-    p = np.array([index[x] for x in predicted])
-    rng = np.random.default_rng(seed)
-    k = len(labels)
-    scores = np.empty(BOOTSTRAP_ROUNDS)
-    for round_ in range(BOOTSTRAP_ROUNDS):
-        rows = rng.integers(0, len(t), size=size)
-        ts, ps = t[rows], p[rows]
-        support = np.bincount(ts, minlength=k)
-        hits = np.bincount(ts[ts == ps], minlength=k)
-        denominator = support + np.bincount(ps, minlength=k)
-        f1 = np.divide(2 * hits, denominator, out=np.zeros(k), where=denominator > 0)
-        scores[round_] = f1[support > 0].mean()
-    return scores
+def _estimated_test(estimate: PerformanceEstimate | None, settings: Settings) -> list[DriftTest]:
+    """The estimated macro-F1's drop from what the held-out set estimates, beyond the tolerated
+    drop (p-value: the bootstrap's chance it is within it); no test without an estimate."""
+    if estimate is None:
+        return []
+    drop = estimate.expected_macro_f1 - estimate.estimated_macro_f1
+    low, high = getattr(estimate, estimate.default).macro_f1_interval
+    return [
+        DriftTest(
+            "estimated_macro_f1_drop",
+            drop,
+            settings.performance_drop,
+            Verdict.NO_DRIFT,
+            f"estimated macro-F1 {estimate.estimated_macro_f1:.3f} (95% {low:.3f}-{high:.3f}, "
+            f"{estimate.default}) vs {estimate.expected_macro_f1:.3f} on the held-out set",
+            p_value=estimate.drop_p_value,
+            effect_exceeded=drop >= settings.performance_drop,
+        )
+    ]
 
 
 def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
@@ -375,7 +371,12 @@ def drift_report(
             _confidence_test(window, profile, settings),
         ]
     concept = _concept_test(window, reference_f1, settings, profile.test_outcomes)
-    tests = _holm([*tests, concept], settings.drift_p_value)
+    estimated = None
+    if profile.estimation and n >= settings.min_predictions and "top_probabilities" in window:
+        estimated = estimate_performance(
+            window, profile.estimation, settings.seed, settings.performance_drop
+        )
+    tests = _holm([*tests, concept, *_estimated_test(estimated, settings)], settings.drift_p_value)
     language = profile.language or settings.language
     tests = [
         replace(test, explanation=explain(test.name, window, profile, language, settings.seed))
@@ -393,5 +394,6 @@ def drift_report(
         drift_score=score,
         drift_score_threshold=settings.drift_score_threshold,
         drift_detected=bool(fired),
-        reasons=[_reason(test) for test in fired],
+        reasons=[reason_line(t.name, t.detail, t.explanation) for t in fired],
+        estimated=estimated,
     )

@@ -16,7 +16,6 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -226,6 +225,16 @@ def explain(
     return None
 
 
+def reason_line(name: str, detail: str, explanation: DriftExplanation | None) -> str:
+    """One line per fired test: the statistic's detail, then what changed and example tickets."""
+    line = f"{name}: {detail}"
+    if explanation is not None:
+        line += f". What changed: {explanation.summary}"
+        if explanation.examples:
+            line += f" (e.g. tickets {', '.join(explanation.examples[:3])})"
+    return line
+
+
 def explanation_markdown(name: str, explanation: DriftExplanation) -> list[str]:
     lines = [f"### {name}", "", explanation.summary]
     if explanation.examples:
@@ -233,10 +242,12 @@ def explanation_markdown(name: str, explanation: DriftExplanation) -> list[str]:
     return [*lines, ""]
 
 
-def as_payload(explanation: DriftExplanation) -> dict[str, Any]:
-    return {
-        "summary": explanation.summary,
-        "gained": [vars(s) for s in explanation.gained],
-        "lost": [vars(s) for s in explanation.lost],
-        "examples": explanation.examples,
-    }
+def what_changed_markdown(tests: list[tuple[str, DriftExplanation | None]]) -> list[str]:
+    """The report's "What changed" section: one part per explained test (none: no lines)."""
+    explained = [(name, e) for name, e in tests if e is not None]
+    if not explained:
+        return []
+    lines = ["", "## What changed", ""]
+    for name, explanation in explained:
+        lines += explanation_markdown(name, explanation)
+    return lines

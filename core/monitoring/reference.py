@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.tables import LABEL, NOTES, SHORT
+from core.monitoring.estimation import fit_estimation
 from core.records import LOW_CONFIDENCE
 from core.release.manifest import ReferenceProfile
 from core.text import as_documents, normalize
@@ -109,6 +110,9 @@ def build_reference_profile(
             },
             "rows": len(train),
             "test_outcomes": _test_outcomes(test_truth, predicted, seed),
+            "estimation": fit_estimation(test_probabilities, classes, list(test_truth))
+            if test_truth is not None and len(test_truth) == len(predicted) and len(predicted)
+            else None,
         }
     )
 

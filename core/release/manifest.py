@@ -112,6 +112,21 @@ class HeldOutOutcomes(BaseModel):
     predicted: list[str]
 
 
+class EstimationProfile(BaseModel):
+    """What the estimators need from training: the calibration map, ATC's threshold, the label
+    set, and both estimates on the held-out set itself (what an unchanged window should give)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    labels: list[str]
+    calibration_x: list[float]
+    calibration_y: list[float]
+    atc_threshold: float
+    held_out_accuracy: float
+    held_out_cbpe_macro_f1: float
+    held_out_atc_macro_f1: float
+
+
 class ReferenceProfile(BaseModel):
     """What production traffic is compared against (core/monitoring/reference.py builds it at
     training time). Profiles written before a field existed load with its default."""
@@ -127,6 +142,9 @@ class ReferenceProfile(BaseModel):
     confidence: ConfidenceProfile
     rows: int = 0
     test_outcomes: HeldOutOutcomes | None = None
+    #: Performance estimation without labels, fitted on the held-out set
+    #: (core/monitoring/estimation.py); absent from profiles written before it existed.
+    estimation: EstimationProfile | None = None
 
 
 class SnapshotRef(BaseModel):

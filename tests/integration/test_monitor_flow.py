@@ -18,7 +18,8 @@ from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import champion_bundle_id, load_bundle
 from core.settings import Settings
-from tests.integration.conftest import artifact_keys, publish_profiled_model
+from serving.app import create_app
+from tests.integration.conftest import artifact_keys, publish_profiled_model, running
 
 pytestmark = pytest.mark.integration
 TEXT = ["short_description", "close_notes"]
@@ -196,6 +197,18 @@ def test_a_fired_drift_test_names_the_new_product_words_and_tickets_carrying_the
     events = _events(prefect_api, "tickets.drift.detected")
     event = next(e for e in events if e["id"] == result["event_id"])
     assert any(word in " ".join(event["payload"]["reasons"]) for word in product)
+
+    # The estimate without labels rides along: stored, on /metrics and on the dashboard.
+    assert stored.report.estimated is not None
+    estimated = stored.report.estimated["cbpe"]["macro_f1"]
+    with running(create_app(settings)) as url:
+        metrics = httpx.get(f"{url}/metrics").text
+        assert f"tickets_estimated_macro_f1 {estimated}" in metrics
+        assert 'tickets_estimated_performance{bound="low",estimator="atc",metric="accuracy"}' in (
+            metrics
+        )
+        page = httpx.get(f"{url}/dashboard").text
+        assert "macro-F1 estimated (no labels)" in page
 
 
 def test_flow_run_parameters_hold_no_secret(tmp_path: Path, prefect_api: str) -> None:

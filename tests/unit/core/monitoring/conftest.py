@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,11 @@ def window_of(model: Any, tickets: pd.DataFrame, labelled_share: float = 0.0) ->
     window.insert(0, "request_id", [f"req-{i}" for i in range(len(window))])
     window["prediction"] = np.asarray(model.classes_)[probabilities.argmax(axis=1)]
     window["confidence"] = probabilities.max(axis=1)
+    classes = np.asarray(model.classes_)
+    window["top_probabilities"] = [  # the top 3, as the prediction log keeps them
+        json.dumps({str(classes[j]): float(row[j]) for j in np.argsort(-row)[:3]})
+        for row in probabilities
+    ]
     labelled = np.arange(len(window)) < labelled_share * len(window)
     window["true_label"] = pd.Series(tickets["label"].where(labelled, None), dtype=object).values
     return window
