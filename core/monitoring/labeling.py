@@ -31,7 +31,7 @@ from core.text import as_documents, normalize
 #: Jaccard overlap of two tickets' word sets at which the second is a near-duplicate.
 NEAR_DUPLICATE = 0.7
 #: Weight of novelty against uncertainty in the score (both in [0, 1]).
-NOVELTY_WEIGHT = 0.5
+NOVELTY_WEIGHT = 0.2
 
 
 @dataclass(frozen=True)
