@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from core.io.store import open_store
@@ -23,9 +24,10 @@ from core.release.bundle import (
     swap_champion,
     write_bundle,
 )
-from core.release.manifest import Manifest
+from core.release.manifest import Manifest, SnapshotRef
 from core.release.registry import experiment_id, set_champion_alias
 from core.release.retention import ARCHIVED_TAG
+from core.release.snapshots import description_key, stored_snapshots, write_snapshot
 from core.settings import Settings
 from core.training.study_cache import open_study_cache
 from core.training.tuning import StudyResult
@@ -75,9 +77,24 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
     os.utime(stale, (0, 0))
     cache.save("a recent study", _study())
     store = open_store(settings)
+
+    def snapshot(rows: int, created: str) -> SnapshotRef:
+        frame = pd.DataFrame(
+            {"short_description": [f"t{i}" for i in range(rows)], "close_notes": "", "label": "a"}
+        )
+        ref = write_snapshot(store, frame, frame.head(1))
+        dated = ref.model_copy(update={"created_at": created})
+        store.put(description_key(ref.sha256), dated.model_dump_json().encode())
+        return dated
+
+    long_ago = "2026-01-01T00:00:00+00:00"
+    data = {2: snapshot(3, long_ago), 3: snapshot(4, long_ago)}  # b2 is pruned, b3 kept
+    orphan = snapshot(5, long_ago)  # (young ones wait out the grace period: a unit test)
     for number in range(1, 5):
         created = (datetime(2026, 1, number, tzinfo=UTC)).isoformat()
-        manifest = Manifest(bundle_id=f"b{number}", family="svm", created_at=created)
+        manifest = Manifest(
+            bundle_id=f"b{number}", family="svm", created_at=created, data_snapshot=data.get(number)
+        )
         stored = write_bundle(store, b"model", manifest)
         if number == 1:
             assert swap_champion(store, stored, read_champion(store)[1])
@@ -100,6 +117,10 @@ def test_maintenance_counts_what_it_does_and_keeps_what_it_must(
     assert report["bundles_deleted"] == ["b2"] and report["bundles_kept"] == 3
     assert {bundle_id for bundle_id, _ in stored_bundles(store)} == {"b1", "b3", "b4"}
     assert report["mlflow_versions_archived"] == [tried]
+    # Training data goes with the last bundle that names it.
+    assert report["snapshots_deleted"] == 2
+    assert {ref.sha256 for ref in stored_snapshots(store)} == {data[3].sha256}
+    assert orphan.sha256 != data[3].sha256
     client = mlflow.MlflowClient(settings.tracking_uri())
     name = settings.registered_model_name
     assert client.get_model_version(name, tried).tags.get(ARCHIVED_TAG) == "true"
