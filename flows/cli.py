@@ -209,7 +209,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             f"phase 1 of 2: a quick first model ({' and '.join(QUICK_FAMILIES)}, "
             f"{QUICK_TRIALS} trials each)"
         )
-        quick = settings.model_copy(update={"families": QUICK_FAMILIES, "trials": QUICK_TRIALS})
+        # The quick model is replaced by the full one within minutes: its label audit (three
+        # more fits) would only delay the first answer; the full training audits.
+        quick = settings.model_copy(
+            update={"families": QUICK_FAMILIES, "trials": QUICK_TRIALS, "label_audit": False}
+        )
         _train(quick, data, None, args.json)
         background = _train_in_background(settings, data)
     if args.no_serve:
