@@ -164,6 +164,7 @@ def test_train_fails_clearly_when_no_family_completes(
 ) -> None:
     failed = StudyResult("logistic_regression", {}, float("nan"), 0, 0, 1.0, error="boom")
     monkeypatch.setattr(train_flow, "run_studies", lambda *args, **kwargs: [failed])
+    monkeypatch.setattr(train_flow, "snapshot_data", lambda *args: None)
     monkeypatch.setattr(
         train_flow, "load_data", lambda *a: (demo_frame, demo_frame, type("R", (), {})())
     )
