@@ -22,6 +22,9 @@ from tests.integration.conftest import publish_profiled_model, running
 pytestmark = pytest.mark.integration
 LABEL_KEY = "label-queue-key-of-16+"
 LABELLED = {"X-API-Key": LABEL_KEY}
+#: The first queue starts the monitoring lane's process (imports, then the computation): on a
+#: loaded two-core machine that can take longer than httpx's default 5 s.
+TIMEOUT = 120
 
 
 def _words(entry: dict[str, str]) -> set[str]:
@@ -50,11 +53,15 @@ def test_the_label_queue_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert httpx.get(f"{url}/labeling/queue").status_code == 401
         wrong = httpx.get(f"{url}/labeling/queue", headers={"X-API-Key": "not-the-key-at-all"})
         assert wrong.status_code == 401
-        refused = httpx.get(f"{url}/labeling/queue", params={"n": 0}, headers=LABELLED)
+        refused = httpx.get(
+            f"{url}/labeling/queue", params={"n": 0}, headers=LABELLED, timeout=TIMEOUT
+        )
         assert refused.status_code == 400 and "n" in refused.json()["detail"]
 
         n = 40
-        response = httpx.get(f"{url}/labeling/queue", params={"n": n}, headers=LABELLED)
+        response = httpx.get(
+            f"{url}/labeling/queue", params={"n": n}, headers=LABELLED, timeout=TIMEOUT
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         queue = body["tickets"]
@@ -89,7 +96,9 @@ def test_the_label_queue_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         first = queue[0]
         feedback = {"request_id": first["request_id"], "true_label": first["prediction"]}
         assert httpx.post(f"{url}/feedback", json=feedback, headers=LABELLED).status_code == 200
-        again = httpx.get(f"{url}/labeling/queue", params={"n": n}, headers=LABELLED).json()
+        again = httpx.get(
+            f"{url}/labeling/queue", params={"n": n}, headers=LABELLED, timeout=TIMEOUT
+        ).json()
         assert first["request_id"] not in {e["request_id"] for e in again["tickets"]}
         assert again["unlabelled_considered"] == len(bodies) - 1
 
@@ -98,6 +107,8 @@ def test_the_label_queue_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         out = tmp_path / "to-label.csv"
         assert cli.main(["label-queue", "--n", "25", "--out", str(out)]) == 0
         written = pd.read_csv(out, keep_default_na=False)
-        served = httpx.get(f"{url}/labeling/queue", params={"n": 25}, headers=LABELLED).json()
+        served = httpx.get(
+            f"{url}/labeling/queue", params={"n": 25}, headers=LABELLED, timeout=TIMEOUT
+        ).json()
         assert written["request_id"].tolist() == [e["request_id"] for e in served["tickets"]]
         assert (written["true_label"] == "").all() and "reason" in written.columns

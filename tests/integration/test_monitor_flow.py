@@ -202,12 +202,12 @@ def test_a_fired_drift_test_names_the_new_product_words_and_tickets_carrying_the
     assert stored.report.estimated is not None
     estimated = stored.report.estimated["cbpe"]["macro_f1"]
     with running(create_app(settings)) as url:
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", timeout=60).text
         assert f"tickets_estimated_macro_f1 {estimated}" in metrics
         assert 'tickets_estimated_performance{bound="low",estimator="atc",metric="accuracy"}' in (
             metrics
         )
-        page = httpx.get(f"{url}/dashboard").text
+        page = httpx.get(f"{url}/dashboard", timeout=60).text
         assert "macro-F1 estimated (no labels)" in page
 
 
