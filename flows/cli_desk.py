@@ -1,5 +1,6 @@
-"""``tickets label-queue|audit-labels``: learning from the help desk. Which tickets to label
-next (the same choice as ``GET /labeling/queue``), and which training labels look wrong."""
+"""``tickets label-queue|feedback|audit-labels``: learning from the help desk. Which tickets to
+label next (the same choice as ``GET /labeling/queue``), their labels back from the filled-in
+file, and which training labels look wrong."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from core.settings import Settings
 
-COMMANDS = ("label-queue", "audit-labels")
+COMMANDS = ("label-queue", "audit-labels", "feedback")
 
 
 def add_commands(commands: Any) -> None:
@@ -19,6 +20,11 @@ def add_commands(commands: Any) -> None:
     queue.add_argument("--n", type=int, default=50, help="how many tickets (default 50)")
     queue.add_argument("--out", required=True, help="CSV to write (fill in true_label)")
     queue.add_argument("--window", default="7d", help="how far back to look (default 7d)")
+
+    feedback = commands.add_parser("feedback", help="store the true labels filled into a file")
+    feedback.add_argument(
+        "--file", required=True, help="CSV with request_id and true_label (label-queue's output)"
+    )
 
     audit = commands.add_parser("audit-labels", help="training labels that look wrong")
     audit.add_argument("--version", help="model version or bundle id (default: the champion)")
@@ -30,6 +36,8 @@ def add_commands(commands: Any) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "label-queue":
         return _label_queue(settings, args.n, Path(args.out), args.window)
+    if args.command == "feedback":
+        return _feedback_file(settings, Path(args.file))
     return _audit_labels(settings, args.version, args.out, args.top, args.json)
 
 
@@ -61,6 +69,45 @@ def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
     print(
         f"wrote {len(entries)} tickets to label (of {pool} unlabelled since {since[:16]}) to "
         f"{out}; fill in true_label and send each to POST /feedback with its request_id"
+    )
+    return 0
+
+
+def _feedback_file(settings: Settings, path: Path) -> int:
+    """The labels of a filled-in label-queue file, stored like ``POST /feedback`` stores them
+    (the same rules for a label). Every row is checked before any is written: a bad row stops
+    the command naming it, with nothing stored. Rows left without a label are skipped."""
+    import pandas as pd
+    from litestar.exceptions import HTTPException
+
+    from core.errors import InputError
+    from core.predlog import open_prediction_log
+    from serving.validation import require_label, require_text
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = sorted({"request_id", "true_label"} - set(frame.columns))
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; the file has {list(frame.columns)}")
+    pairs, skipped = [], 0
+    for number, (request_id, label) in enumerate(
+        zip(frame["request_id"], frame["true_label"], strict=True), start=1
+    ):
+        if not label.strip():
+            skipped += 1
+            continue
+        try:
+            pairs.append(
+                (require_text(request_id, "request_id", 200), require_label(label, "true_label"))
+            )
+        except HTTPException as exc:
+            raise InputError(f"{path}: row {number}: {exc.detail}") from exc
+    with open_prediction_log(settings) as log:
+        unknown = log.add_feedback(pairs)
+    print(
+        f"{len(pairs) - len(unknown)} labels stored from {path}; {skipped} rows without a label "
+        "skipped" + (f"; unknown request ids: {unknown[:10]}" if unknown else "")
     )
     return 0
 

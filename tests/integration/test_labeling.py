@@ -13,6 +13,7 @@ import pytest
 
 from core.data.simulate import generate_tickets
 from core.monitoring.labeling import NEAR_DUPLICATE, NOVELTY_WEIGHT, jaccard
+from core.predlog import PredictionLog
 from core.settings import Settings
 from core.text import normalize
 from flows import cli
@@ -112,3 +113,23 @@ def test_the_label_queue_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ).json()
         assert written["request_id"].tolist() == [e["request_id"] for e in served["tickets"]]
         assert (written["true_label"] == "").all() and "reason" in written.columns
+
+        # The desk fills in some labels and hands the file back: those tickets are labelled
+        # and leave the queue; a bad label stops the command naming its row, storing nothing.
+        filled = written.copy()
+        filled.loc[:2, "true_label"] = filled.loc[:2, "prediction"]
+        bad = filled.copy()
+        bad.loc[4, "true_label"] = "x" * 101
+        bad.to_csv(out, index=False)
+        assert cli.main(["feedback", "--file", str(out)]) == 2
+        log = PredictionLog(settings.predictions_path())
+        assert log.window()["true_label"].notna().sum() == 1, "only the /feedback label so far"
+        filled.to_csv(out, index=False)
+        assert cli.main(["feedback", "--file", str(out)]) == 0
+        labelled = log.window().dropna(subset=["true_label"])
+        assert set(filled["request_id"][:3]) <= set(labelled["request_id"])
+        log.close()
+        after = httpx.get(
+            f"{url}/labeling/queue", params={"n": 25}, headers=LABELLED, timeout=TIMEOUT
+        ).json()
+        assert not set(filled["request_id"][:3]) & {e["request_id"] for e in after["tickets"]}
