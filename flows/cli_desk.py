@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.io.store import ArtifactStore
+    from core.release.manifest import Manifest
     from core.settings import Settings
 
 COMMANDS = ("label-queue", "audit-labels", "feedback")
@@ -48,15 +50,10 @@ def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
     from core.io.store import open_store
     from core.monitoring.labeling import queue_from_log
     from core.predlog import open_prediction_log, window_start
-    from core.release.bundle import read_champion, read_manifest
 
     if not 1 <= n <= 100_000:
         raise InputError(f"--n: {n} is not between 1 and 100000")
-    store = open_store(settings)
-    pointer, _ = read_champion(store)
-    if pointer is None:
-        raise InputError("no champion model yet: train one first (tickets train)")
-    manifest = read_manifest(store, pointer.bundle_id, pointer.manifest_file_sha256)
+    manifest = _model_manifest(open_store(settings), None)
     since = window_start(window, longest=settings.monitoring_max_window)
     with open_prediction_log(settings) as log:
         entries, pool = queue_from_log(log, manifest, since, n, pool=max(5000, 20 * n))
@@ -71,6 +68,20 @@ def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
         f"{out}; fill in true_label and send each to POST /feedback with its request_id"
     )
     return 0
+
+
+def _model_manifest(store: ArtifactStore, version: str | None) -> Manifest:
+    """Model ``version``'s manifest, or the champion's; a one-line error when there is none."""
+    from core.errors import InputError
+    from core.release.bundle import read_champion, read_manifest
+    from core.release.snapshots import find_manifest
+
+    if version is not None:
+        return find_manifest(store, version)
+    pointer, _ = read_champion(store)
+    if pointer is None:
+        raise InputError("no champion model yet: train one first (tickets train)")
+    return read_manifest(store, pointer.bundle_id, pointer.manifest_file_sha256)
 
 
 def _feedback_file(settings: Settings, path: Path) -> int:
@@ -117,20 +128,11 @@ def _audit_labels(
 ) -> int:
     import pandas as pd
 
-    from core.errors import InputError
     from core.io.store import open_store
-    from core.release.bundle import read_champion, read_manifest
-    from core.release.snapshots import find_manifest
     from core.training.label_audit import read_audit
 
     store = open_store(settings)
-    if version is None:
-        pointer, _ = read_champion(store)
-        if pointer is None:
-            raise InputError("no champion model yet: train one first (tickets train)")
-        manifest = read_manifest(store, pointer.bundle_id, pointer.manifest_file_sha256)
-    else:
-        manifest = find_manifest(store, version)
+    manifest = _model_manifest(store, version)
     suspects = read_audit(store, manifest.bundle_id)
     rows = [suspect.as_dict() for suspect in suspects]
     if out:

@@ -157,19 +157,34 @@ def _estimate(
     f1 = _f1(tp, fp, fn)
     macro = np.nanmean(np.where(np.isnan(f1).all(axis=1, keepdims=True), 0.0, f1), axis=1)
     accuracy = (weights @ right) / np.maximum(totals, 1)
-    per_class = {
-        labels[j]: round(float(f1[0, j]), 4)
-        for j in range(k)
-        if predicted_counts[0, j] >= MIN_CLASS_ROWS and not np.isnan(f1[0, j])
-    }
     estimate = Estimate(
         accuracy=float(accuracy[0]),
         accuracy_interval=_interval(accuracy[1:]),
         macro_f1=float(macro[0]),
         macro_f1_interval=_interval(macro[1:]),
-        per_class_f1=per_class,
+        per_class_f1=_per_class(f1[0], predicted_counts[0], labels),
     )
     return estimate, macro[1:]
+
+
+def _per_class(f1: np.ndarray, predicted_counts: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Estimated F1 of the classes predicted at least MIN_CLASS_ROWS times."""
+    return {
+        labels[j]: round(float(f1[j]), 4)
+        for j in range(len(labels))
+        if predicted_counts[j] >= MIN_CLASS_ROWS and not np.isnan(f1[j])
+    }
+
+
+def _expected_per_class(
+    right: np.ndarray, truth_mass: np.ndarray, predicted: np.ndarray, labels: list[str]
+) -> dict[str, float]:
+    """Per class F1 from the expected confusion counts of the window itself (no resampling)."""
+    k = truth_mass.shape[1]
+    tp = np.bincount(predicted, weights=right, minlength=k)
+    predicted_counts = np.bincount(predicted, minlength=k).astype(float)
+    f1 = _f1(tp, predicted_counts - tp, truth_mass.sum(axis=0) - tp)
+    return _per_class(f1, predicted_counts, labels)
 
 
 def _interval(replicates: np.ndarray) -> tuple[float, float]:
@@ -223,13 +238,12 @@ def _cbpe(
     truth_mass = others * scale[:, None]
     truth_mass[rows, predicted] = calibrated
     macro, accuracy = _simulated(truth_mass, predicted, ROUNDS, seed)
-    expected, _ = _estimate(calibrated, truth_mass, predicted, profile.labels, seed)
     estimate = Estimate(
         accuracy=float(calibrated.mean()),
         accuracy_interval=_interval(accuracy),
         macro_f1=float(macro.mean()),
         macro_f1_interval=_interval(macro),
-        per_class_f1=expected.per_class_f1,
+        per_class_f1=_expected_per_class(calibrated, truth_mass, predicted, profile.labels),
     )
     return estimate, macro
 
