@@ -65,7 +65,7 @@ def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
     frame.to_csv(out, index=False)
     print(
         f"wrote {len(entries)} tickets to label (of {pool} unlabelled since {since[:16]}) to "
-        f"{out}; fill in true_label and send each to POST /feedback with its request_id"
+        f"{out}; fill in true_label, then: tickets feedback --file {out}"
     )
     return 0
 
