@@ -11,7 +11,8 @@ import pandas as pd
 
 from core.errors import BundleError
 from core.monitoring.drift import DriftReport, drift_report
-from core.predlog import PredictionLog
+from core.monitoring.reference import STATISTIC_ROWS, seeded_sample
+from core.predlog import DriftWindow, PredictionLog
 from core.release.manifest import Manifest, ReferenceProfile
 from core.settings import Settings
 
@@ -22,23 +23,37 @@ class NoReferenceProfile(BundleError):
 
 def model_window(
     log: PredictionLog, since: str, manifest: Manifest, settings: Settings
-) -> pd.DataFrame:
+) -> DriftWindow:
     """The rows a drift report of this model reads, the same for the monitor flow and the
-    service: its predictions since ``since``, a seeded sample of at most
-    ``monitoring_max_rows`` of them when there are more."""
-    return log.sample(
-        since, settings.monitoring_max_rows, settings.seed, model_version=manifest.model_version
+    service: the counting columns of its predictions since ``since`` (a seeded sample of at
+    most ``monitoring_max_rows`` of them when there are more), and every column of a seeded
+    sample of ``STATISTIC_ROWS`` of them."""
+    return log.drift_window(
+        since,
+        settings.monitoring_max_rows,
+        STATISTIC_ROWS,
+        settings.seed,
+        model_version=manifest.model_version,
     )
 
 
-def report_for_model(window: pd.DataFrame, manifest: Manifest, settings: Settings) -> DriftReport:
+def report_for_model(
+    window: DriftWindow | pd.DataFrame, manifest: Manifest, settings: Settings
+) -> DriftReport:
     """Drift of the predictions the manifest's model made in ``window`` against its profile."""
     version = manifest.model_version
     profile = manifest.reference_profile
     if not profile:
         raise NoReferenceProfile(f"model {version} has no reference profile in its manifest")
-    own = window[window["model_version"].astype(str) == version]
-    return drift_report(own.reset_index(drop=True), profile, manifest.test_macro_f1, settings)
+    if isinstance(window, pd.DataFrame):
+        window = DriftWindow(window, seeded_sample(window, STATISTIC_ROWS, settings.seed))
+
+    def own(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["model_version"].astype(str) == version].reset_index(drop=True)
+
+    return drift_report(
+        own(window.rows), profile, manifest.test_macro_f1, settings, sample=own(window.sample)
+    )
 
 
 def family_wise_false_alarms(

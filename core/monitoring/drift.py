@@ -12,7 +12,6 @@ window's size (a multinomial draw from the reference), and fires on that excess.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -22,7 +21,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from core.data.tables import NOTES, SHORT
-from core.metrics import macro_f1_replicates, resampled_macro_f1
+from core.metrics import macro_f1_bootstrap, macro_f1_replicates, psi, resampled_macro_f1
 from core.monitoring.estimation import PerformanceEstimate, estimate_markdown, estimate_performance
 from core.monitoring.explain_drift import (
     DriftExplanation,
@@ -30,7 +29,13 @@ from core.monitoring.explain_drift import (
     reason_line,
     what_changed_markdown,
 )
-from core.monitoring.reference import outside_share, text_lengths, token_counts
+from core.monitoring.reference import (
+    STATISTIC_ROWS,
+    outside_share,
+    seeded_sample,
+    text_lengths,
+    token_counts,
+)
 from core.records import LOW_CONFIDENCE, Verdict
 from core.release.manifest import HeldOutOutcomes, ReferenceProfile
 from core.settings import Settings
@@ -142,13 +147,6 @@ def _length_test(window: pd.DataFrame, profile: ReferenceProfile, settings: Sett
     )
 
 
-def psi(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
-    """Population stability index of two share vectors over the same categories."""
-    expected = np.clip(expected, floor, None)
-    actual = np.clip(actual, floor, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
-
-
 def _class_test(window: pd.DataFrame, profile: ReferenceProfile, settings: Settings) -> DriftTest:
     reference_shares: dict[str, float] = profile.predicted_class_distribution
     window_counts = window["prediction"].astype(str).value_counts()
@@ -177,9 +175,7 @@ def _vocabulary_tests(
     window: pd.DataFrame, profile: ReferenceProfile, settings: Settings
 ) -> list[DriftTest]:
     vocabulary: dict[str, float] = profile.vocabulary.token_shares
-    texts = window[[SHORT, NOTES]]
-    if len(texts) > VOCABULARY_DOCS:
-        texts = texts.sample(VOCABULARY_DOCS, random_state=settings.seed)
+    texts = seeded_sample(window[[SHORT, NOTES]], VOCABULARY_DOCS, settings.seed)
     counts = token_counts(texts, profile.language or settings.language)
     total = sum(counts.values())
     if not total:
@@ -239,14 +235,6 @@ def _confidence_test(
         p_value=float(p_value),
         effect_exceeded=share >= settings.low_confidence_share,
     )
-
-
-def macro_f1_bootstrap(
-    truth: Sequence[str], predicted: Sequence[str], rounds: int, seed: int
-) -> tuple[float, np.ndarray]:
-    """Macro-F1 over the true labels, and its bootstrap replicates."""
-    scores = macro_f1_replicates(truth, [predicted], rounds, seed)[:, 0]
-    return float(scores[0]), scores[1:]
 
 
 def _concept_test(
@@ -348,11 +336,20 @@ def _holm(tests: list[DriftTest], alpha: float) -> list[DriftTest]:
 
 
 def drift_report(
-    window: pd.DataFrame, profile: ReferenceProfile, reference_f1: float | None, settings: Settings
+    window: pd.DataFrame,
+    profile: ReferenceProfile,
+    reference_f1: float | None,
+    settings: Settings,
+    sample: pd.DataFrame | None = None,
 ) -> DriftReport:
-    """The report for a prediction-log window against a model's reference profile."""
+    """The report for a prediction-log window against a model's reference profile. The class,
+    confidence and concept tests count every row of ``window`` (which needs only the log's
+    ``COUNT_COLUMNS``); the length, vocabulary and estimate tests and the explanations read
+    ``sample`` (every column), by default a seeded sample of ``STATISTIC_ROWS`` of the window."""
     n = len(window)
     labelled = int(window["true_label"].notna().sum()) if n else 0
+    if sample is None:
+        sample = seeded_sample(window, STATISTIC_ROWS, settings.seed)
     if n < settings.min_predictions:
         detail = f"{n} predictions; {settings.min_predictions} needed"
         thresholds = {
@@ -365,21 +362,21 @@ def drift_report(
         tests = [_insufficient(name, limit, detail) for name, limit in thresholds.items()]
     else:
         tests = [
-            _length_test(window, profile, settings),
+            _length_test(sample, profile, settings),
             _class_test(window, profile, settings),
-            *_vocabulary_tests(window, profile, settings),
+            *_vocabulary_tests(sample, profile, settings),
             _confidence_test(window, profile, settings),
         ]
     concept = _concept_test(window, reference_f1, settings, profile.test_outcomes)
     estimated = None
-    if profile.estimation and n >= settings.min_predictions and "top_probabilities" in window:
+    if profile.estimation and n >= settings.min_predictions and "top_probabilities" in sample:
         estimated = estimate_performance(
-            window, profile.estimation, settings.seed, settings.performance_drop
+            sample, profile.estimation, settings.seed, settings.performance_drop
         )
     tests = _holm([*tests, concept, *_estimated_test(estimated, settings)], settings.drift_p_value)
     language = profile.language or settings.language
     tests = [
-        replace(test, explanation=explain(test.name, window, profile, language, settings.seed))
+        replace(test, explanation=explain(test.name, sample, profile, language, settings.seed))
         if test.fired
         else test
         for test in tests

@@ -10,11 +10,18 @@ from core.predlog.log import (
     window_seconds,
     window_start,
 )
-from core.predlog.predictions import COLUMNS, PredictionRecord, ShadowScore, utc_now
+from core.predlog.predictions import (
+    COLUMNS,
+    DriftWindow,
+    PredictionRecord,
+    ShadowScore,
+    utc_now,
+)
 
 __all__ = [
     "COLUMNS",
     "Claim",
+    "DriftWindow",
     "PostgresPredictionLog",
     "PredictionLog",
     "PredictionRecord",

@@ -78,6 +78,10 @@ def test_records_feedback_window_daily_and_webhook_ids(log: PredictionLog) -> No
     assert (("pagos", "acceso", 1) in aggregates.confusion) or log.count() > 5
     sampled = log.sample(since="2000-01-01", max_rows=3, seed=1)
     assert len(sampled) <= 3 and set(sampled.columns) >= {"short_description", "prediction"}
+    window = log.drift_window("2000-01-01", max_rows=10**6, sample_rows=2, seed=1)
+    assert list(window.rows.columns) == ["model_version", "prediction", "confidence", "true_label"]
+    assert len(window.rows) == log.count() and len(window.sample) <= 2
+    assert set(window.sample["request_id"]) <= set(log.window()["request_id"])
 
 
 def test_a_failed_batch_writes_nothing_and_concurrent_writers_lose_nothing(

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
-from core.metrics import confusion_matrix_png, evaluate
+from core.metrics import confusion_matrix_png, evaluate, resampled_macro_f1
 
 
 def test_metrics_on_a_known_case() -> None:
@@ -54,3 +56,24 @@ def test_the_confusion_matrix_draws_labels_holding_dollar_signs_as_written() -> 
     labels = ["coste $x^{$", "pagos $\\frac{1}$", "a$b"]
     evaluation = evaluate([labels[0], labels[1], labels[2]], [labels[0], labels[2], labels[2]])
     assert confusion_matrix_png(evaluation, "modelo $7 $\\bad$").startswith(b"\x89PNG")
+
+
+def test_resampled_macro_f1_matches_resampling_rows_at_any_size() -> None:
+    """Drawing the (true, predicted) cell counts gives what resampling rows gives: same centre
+    and spread, also for a window far larger than the set it resamples."""
+    rng = np.random.default_rng(0)
+    truth = [f"c{i}" for i in rng.integers(0, 6, 800)]
+    predicted = [t if rng.random() < 0.75 else f"c{rng.integers(0, 6)}" for t in truth]
+    labels = sorted(set(truth) | set(predicted))
+    t = np.array([labels.index(x) for x in truth])
+    p = np.array([labels.index(x) for x in predicted])
+    for size in (40, 5000):
+        direct = []
+        for _ in range(400):
+            rows = rng.integers(0, len(t), size)
+            true_classes = np.unique(t[rows])
+            f1 = f1_score(t[rows], p[rows], labels=true_classes, average=None, zero_division=0)
+            direct.append(f1.mean())
+        drawn = resampled_macro_f1(truth, predicted, size, seed=1, rounds=400)
+        assert abs(np.mean(drawn) - np.mean(direct)) < 0.01
+        assert abs(np.std(drawn) - np.std(direct)) < 0.25 * np.std(direct)

@@ -10,8 +10,11 @@ import pytest
 from sklearn.metrics import f1_score
 
 from core.data.simulate import SCENARIOS, generate_tickets
+from core.metrics import macro_f1_bootstrap, psi
 from core.monitoring.check import family_wise_false_alarms
-from core.monitoring.drift import drift_report, macro_f1_bootstrap, psi
+from core.monitoring.drift import drift_report
+from core.monitoring.reference import STATISTIC_ROWS, seeded_sample
+from core.predlog.predictions import COUNT_COLUMNS
 from core.records import Verdict
 from tests.unit.core.monitoring.conftest import SETTINGS, Reference, window_of
 
@@ -111,3 +114,27 @@ def test_psi_and_bootstrapped_macro_f1() -> None:
     observed, replicates = macro_f1_bootstrap(truth, predicted, 200, seed=0)
     assert observed == pytest.approx(f1_score(truth, predicted, average="macro"))
     assert len(replicates) == 200 and 0.4 < replicates.mean() < 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["baseline", "new_product"])
+def test_a_window_larger_than_the_sample_reads_counts_from_all_rows_and_text_from_a_sample(
+    reference: Reference, scenario: str
+) -> None:
+    """Past ``STATISTIC_ROWS``, the report the log's two reads give (the counting columns of
+    every row, every column of a sample) is the one the whole frame gives; unchanged traffic
+    fires nothing and every shift is still found."""
+    frame = window_of(reference.model, generate_tickets(24_000, scenario, seed=7), 0.2)
+    whole = drift_report(frame, reference.profile, reference.test_f1, SETTINGS)
+    split = drift_report(
+        frame[[column for column in COUNT_COLUMNS if column in frame]],
+        reference.profile,
+        reference.test_f1,
+        SETTINGS,
+        sample=seeded_sample(frame, STATISTIC_ROWS, SETTINGS.seed),
+    )
+    assert whole.n_predictions == split.n_predictions == 24_000
+    assert [(t.name, t.statistic, t.verdict) for t in whole.tests] == [
+        (t.name, t.statistic, t.verdict) for t in split.tests
+    ]
+    assert split.drift_detected is (scenario != "baseline"), split.markdown()
