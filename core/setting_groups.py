@@ -11,7 +11,15 @@ import binascii
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import InputError
 
@@ -278,6 +286,59 @@ class RolloutSettings(BaseModel):
         return value
 
 
+class ScaleSettings(BaseModel):
+    """Where the studies run: this process's threads, or a Dask cluster (prefect-dask), and the
+    Optuna storage their trial loops share."""
+
+    model_config = GROUP_CONFIG
+
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="Studies, refits and scoring on this process's threads, or on a Dask "
+        "cluster (TICKETS_DASK_ADDRESS, or a local cluster of TICKETS_DASK_WORKERS processes).",
+    )
+    dask_address: str | None = Field(
+        None, description="A running Dask scheduler (tcp://host:8786); unset: a local cluster."
+    )
+    dask_workers: int = Field(
+        2, ge=1, description="Worker processes of the local Dask cluster started for a run."
+    )
+    optuna_storage: str | None = Field(
+        None,
+        description="Optuna storage the studies share: a PostgreSQL URL, or journal:<file> "
+        "for one machine; unset: in memory (one trial loop per study).",
+    )
+    workers_per_study: int = Field(
+        1,
+        ge=1,
+        description="Trial loops per study, each a task of its own (on its own Dask worker), "
+        "against the same study in TICKETS_OPTUNA_STORAGE.",
+    )
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _check_storage(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.startswith("sqlite"):
+            raise ValueError(
+                "SQLite locks under parallel trial loops; use journal:<file> on one machine "
+                "or a PostgreSQL URL"
+            )
+        if not value.startswith(("journal:", "postgresql", "mysql")):
+            raise ValueError("expected journal:<file> or a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _loops_share_a_storage(self) -> ScaleSettings:
+        if self.workers_per_study > 1 and not self.optuna_storage:
+            raise ValueError(
+                "TICKETS_WORKERS_PER_STUDY above 1 needs TICKETS_OPTUNA_STORAGE (the trial "
+                "loops of one study meet there)"
+            )
+        return self
+
+
 #: Each group's fields by their flat name (``TICKETS_<FLAT NAME>`` in the environment).
 FLAT_NAMES: dict[str, tuple[str, str]] = {
     **{
@@ -290,6 +351,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     **{f"retrain_{name}": ("retraining", name) for name in RetrainingSettings.model_fields},
     **{name: ("serving", name) for name in ServingSettings.model_fields},
     **{f"rollout_{name}": ("rollout", name) for name in RolloutSettings.model_fields},
+    **{name: ("scale", name) for name in ScaleSettings.model_fields},
 }
 
 

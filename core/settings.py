@@ -20,6 +20,7 @@ from core.setting_groups import (
     NotifySettings,
     RetrainingSettings,
     RolloutSettings,
+    ScaleSettings,
     ServingSettings,
     SmtpSettings,
     check_api_key,
@@ -197,6 +198,7 @@ class Settings(BaseSettings):
     retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     rollout: RolloutSettings = Field(default_factory=RolloutSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
     log_retention_days: int = Field(
         90, ge=1, description="Prediction rows older than this are deleted (feedback rows aside)."
     )

@@ -3,10 +3,9 @@ the held-out test set, log to MLflow, write the bundle and promote it when it is
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from prefect import flow
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from core.data.tables import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
@@ -16,8 +15,9 @@ from core.training.families import searches_encoder
 from core.training.label_audit import without_suspects
 from core.training.leaderboard import select_winner
 from core.training.refit import TrainingSummary, build_manifest, summarize
-from core.training.tuning import StudyResult, TuningData
+from core.training.tuning import TuningData
 from tasks.rollout import shadow_rejected_challenger
+from tasks.scale import for_runner, run_studies, task_runner
 from tasks.training import (
     add_feedback,
     announce_promotion,
@@ -33,37 +33,8 @@ from tasks.training import (
     publish_leaderboard,
     refit_and_score,
     snapshot_data,
-    tune_family,
     write_bundle,
 )
-
-
-def study_runner(max_workers: int) -> TaskRunner[Any]:
-    """Thread pool for the studies: model fits release the GIL, so threads share the cores."""
-    return cast("TaskRunner[Any]", ThreadPoolTaskRunner(max_workers=max_workers))
-
-
-def run_studies(
-    settings: Settings, tuning_data: TuningData, use_cache: bool = True
-) -> list[StudyResult]:
-    """One study per family, ``max_concurrent_studies`` at a time, whoever started the flow (a
-    deployment, the CLI, a test): the runner comes from the settings, and so does the number of
-    cores each study's models use (training.threads_per_study). A study a failed run already
-    finished comes from its cache."""
-    with study_runner(settings.max_concurrent_studies) as runner:
-        futures = [
-            runner.submit(
-                tune_family,
-                {
-                    "family": family,
-                    "data": tuning_data,
-                    "settings": settings,
-                    "use_cache": use_cache,
-                },
-            )
-            for family in settings.families
-        ]
-        return [future.result() for future in futures]
 
 
 @flow(name="train", log_prints=True)
@@ -101,24 +72,37 @@ def train(
         encoder=searches_encoder(settings.families, settings.profile),
     )
     prepare_encoder(settings, tuning_data)
-    results = run_studies(settings, tuning_data, use_cache=original is None)
-    winner = select_winner(
-        results, tuning_data.plan.small, truth=tuning_data.codes, seed=settings.seed
-    )
-    if winner is None:
-        errors = "; ".join(f"{r.family}: {r.error}" for r in results)
-        raise TrainingError(f"no family completed a trial ({errors})")
-    print(f"selected: {winner.selection}")
-    suspects = None
-    refit_rows = train_rows
-    if settings.label_audit:
-        feedback_rows = int((production or {}).get("train_rows", 0))
-        suspects = audit_training_labels(settings, winner, train_rows, feedback_rows)
-        if settings.exclude_suspected_labels:
-            refit_rows = without_suspects(train_rows, suspects)
-    model, evaluation, profile, refit_seconds = refit_and_score(
-        winner, refit_rows, test_rows, settings
-    )
+    # Studies, the label audit and the refit run on the configured runner (threads or a Dask
+    # cluster, tasks/scale.py); everything else stays in the flow's process.
+    with task_runner(settings) as runner:
+        shared = for_runner(tuning_data, settings)
+        results = run_studies(runner, settings, shared, use_cache=original is None)
+        winner = select_winner(
+            results, tuning_data.plan.small, truth=tuning_data.codes, seed=settings.seed
+        )
+        if winner is None:
+            errors = "; ".join(f"{r.family}: {r.error}" for r in results)
+            raise TrainingError(f"no family completed a trial ({errors})")
+        print(f"selected: {winner.selection}")
+        suspects = None
+        refit_rows = train_rows
+        if settings.label_audit:
+            feedback_rows = int((production or {}).get("train_rows", 0))
+            suspects = runner.submit(
+                audit_training_labels,
+                {
+                    "settings": settings,
+                    "winner": winner,
+                    "train": train_rows,
+                    "feedback_rows": feedback_rows,
+                },
+            ).result()
+            if settings.exclude_suspected_labels:
+                refit_rows = without_suspects(train_rows, suspects)
+        model, evaluation, profile, refit_seconds = runner.submit(
+            refit_and_score,
+            {"winner": winner, "train": refit_rows, "test": test_rows, "settings": settings},
+        ).result()
     example = test_rows[[SHORT, NOTES]].head(3)
     ids = log_to_mlflow(
         settings,

@@ -44,16 +44,10 @@ from core.settings import Settings
 from core.training import label_audit
 from core.training import refit as training
 from core.training.leaderboard import leaderboard_rows, markdown_table
+from core.training.studies import convergence_note, describe_trial, run_study
 from core.training.study_cache import open_study_cache
 from core.training.tracking import log_label_audit, log_top_terms, log_training
-from core.training.tuning import (
-    StudyResult,
-    TuningData,
-    code_version,
-    convergence_note,
-    describe_trial,
-    run_study,
-)
+from core.training.tuning import StudyResult, TuningData, code_version
 from tasks.locks import promotion_lock
 from tasks.retries import RETRY_TRANSIENT
 

@@ -16,11 +16,12 @@ before a tuned one and a linear family before a tree ensemble.
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from core.data.tables import LABEL, NOTES, SHORT
-from core.training.families import REGISTRY, build_head, starting_points
+from core.training.families import REGISTRY, build_head
 from core.training.features import (
     DEFAULT_TEXT,
     Params,
@@ -40,7 +41,7 @@ from core.training.features import (
     suggest_features,
     suggest_text,
 )
-from core.training.folds import cv_plan, standard_error
+from core.training.folds import cv_plan
 
 FoldMatrices = list[tuple[Any, Any]]
 
@@ -105,6 +106,10 @@ class TuningData:
         self.frame = frame
         self.language = language
         self.seed = seed
+        self.cv_folds = cv_folds
+        self.small_table_rows = small_table_rows
+        #: Where ``publish`` (core/training/shared_data.py) put the rows for other processes.
+        self.shared: Any = None
         #: Whether the linear SVM may add the sentence-encoder block (the accurate profile).
         self.encoder = encoder
         self.labels = frame[LABEL].to_numpy(dtype=object)
@@ -121,6 +126,18 @@ class TuningData:
         self._matrices: OrderedDict[tuple[Any, ...], FoldMatrices] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """What travels to another process (a Dask worker, prefect#5814: locks do not pickle):
+        once published, only where the rows are, and each process loads them once and keeps
+        its own caches (core/training/shared_data.py); otherwise the rows and the settings,
+        from which the other process builds its own caches."""
+        if self.shared is not None:
+            from core.training.shared_data import load
+
+            return load, (self.shared,)
+        arguments = (self.frame, self.language, self.cv_folds, self.seed, self.capacity)
+        return TuningData, (*arguments, self.small_table_rows, self.encoder)
 
     def fingerprint(self) -> str:
         """A digest of what a study sees: the rows (texts and labels, in order), the language,
@@ -192,31 +209,28 @@ class TuningData:
         return matrices
 
 
-@dataclass
-class FitCount:
-    """Model fits of a study, and how many stopped at their iteration limit (liblinear)."""
-
-    fits: int = 0
-    unconverged: int = 0
-
-    def add(self, head: Any) -> None:
-        self.fits += 1
-        if not getattr(head.steps[-1][1], "converged_", True):
-            self.unconverged += 1
-
-
-def _objective(
-    family: str,
-    data: TuningData,
-    n_jobs: int,
-    count: FitCount,
-    out_of_fold: dict[int, np.ndarray],
-) -> Callable[[optuna.Trial], float]:
-    """The trial's mean macro-F1 over the folds; on small tables its out-of-fold predictions go
-    into ``out_of_fold`` under the trial's number."""
+def objective_for(family: str, data: TuningData, n_jobs: int) -> Callable[[optuna.Trial], float]:
+    """The trial's mean macro-F1 over the folds. Each trial keeps in its user attributes what
+    the study's result needs, so a study whose trials ran in several processes (a shared
+    storage) is summed up from the storage alone: its fold scores, its model fits and how many
+    stopped at their iteration limit, the host and process that ran it, and on small tables its
+    out-of-fold predictions."""
     labels, seed = data.labels, data.seed
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        try:
+            return _folds(trial)
+        finally:
+            trial.set_user_attr("fits", fits[trial.number])
+            trial.set_user_attr("unconverged", unconverged[trial.number])
+
+    fits: dict[int, int] = {}
+    unconverged: dict[int, int] = {}
+
+    def _folds(trial: optuna.Trial) -> float:
+        fits[trial.number] = unconverged[trial.number] = 0
         text_params = suggest_text(trial)
         feature_params = suggest_features(
             trial,
@@ -233,7 +247,8 @@ def _objective(
         ):
             head = build_head(family, head_params, seed, n_jobs, calibrate=False)
             head.fit(x_train, labels[train_idx])
-            count.add(head)
+            fits[trial.number] += 1
+            unconverged[trial.number] += int(not getattr(head.steps[-1][1], "converged_", True))
             predicted = head.predict(x_valid)
             predictions[step // data.plan.folds, valid_idx] = np.searchsorted(
                 data.classes, predicted
@@ -245,7 +260,7 @@ def _objective(
                 if trial.should_prune():
                     raise optuna.TrialPruned()
         if data.plan.small:
-            out_of_fold[trial.number] = predictions
+            trial.set_user_attr("out_of_fold", predictions.tolist())
         return float(np.mean(scores))
 
     return objective
@@ -254,6 +269,7 @@ def _objective(
 #: Modules whose code decides what a study finds; a change to any of them is a new search.
 SEARCH_CODE = (
     "core.training.tuning",
+    "core.training.studies",
     "core.training.families",
     "core.training.features",
     "core.training.folds",
@@ -275,117 +291,3 @@ def code_version() -> str:
     for name in SEARCH_CODE:
         digest.update(inspect.getsource(importlib.import_module(name)).encode())
     return digest.hexdigest()[:16]
-
-
-def run_study(
-    family: str,
-    data: TuningData,
-    trials: int,
-    timeout_s: float,
-    n_jobs: int = 1,
-    on_trial: Callable[[str, optuna.trial.FrozenTrial], None] | None = None,
-) -> StudyResult:
-    """Tune one family; a failing family is reported, not raised, so the others still count."""
-    started = time.perf_counter()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=family,
-        direction="maximize",
-        sampler=_sampler(trials, data.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2)
-        if data.plan.prune
-        else optuna.pruners.NopPruner(),
-    )
-    for start in starting_points(family, data.encoder):
-        study.enqueue_trial(start, skip_if_exists=True)
-    callbacks = [lambda _study, trial: on_trial(family, trial)] if on_trial else []
-    count = FitCount()
-    out_of_fold: dict[int, np.ndarray] = {}
-    objective = _objective(family, data, n_jobs, count, out_of_fold)
-    study.optimize(
-        objective, n_trials=trials, timeout=timeout_s, catch=(Exception,), callbacks=callbacks
-    )
-    result = _result(family, study, time.perf_counter() - started, data.plan.folds, data.encoder)
-    kept = [
-        TrialPredictions(
-            dict(trial.params),
-            float(trial.value or 0.0),
-            standard_error(list(trial.user_attrs.get("fold_scores", [])), data.plan.folds),
-            out_of_fold[trial.number].tolist(),
-        )
-        for trial in study.trials
-        if trial.state == optuna.trial.TrialState.COMPLETE and trial.number in out_of_fold
-    ]
-    return replace(
-        result, fits=count.fits, unconverged_fits=count.unconverged, trial_predictions=kept
-    )
-
-
-def convergence_note(result: StudyResult) -> str | None:
-    """One line for a study whose models stopped at their iteration limit, or None."""
-    if not result.unconverged_fits:
-        return None
-    return (
-        f"{result.family}: {result.unconverged_fits} of {result.fits} fits stopped at the "
-        "solver's iteration limit (liblinear); their scores count as they are"
-    )
-
-
-def _sampler(trials: int, seed: int) -> optuna.samplers.TPESampler:
-    """TPE that starts modelling after a third of the budget (at least the enqueued starting
-    points): with Optuna's default of 10 random trials first, a 12-trial study would be almost
-    pure random search."""
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, trials // 3))
-
-
-def _result(
-    family: str, study: optuna.Study, seconds: float, folds: int, encoder: bool = False
-) -> StudyResult:
-    states = [trial.state for trial in study.trials]
-    complete = states.count(optuna.trial.TrialState.COMPLETE)
-    pruned = states.count(optuna.trial.TrialState.PRUNED)
-    if complete == 0:
-        failures = [t.system_attrs.get("fail_reason", "") for t in study.trials]
-        reason = next((f for f in failures if f), "no trial completed within the budget")
-        return StudyResult(family, {}, float("nan"), 0, pruned, seconds, error=reason)
-    best = study.best_trial
-    best_folds = list(best.user_attrs.get("fold_scores", []))
-    default = starting_points(family, encoder)[0]
-    default_trial = next(
-        (
-            t
-            for t in study.trials
-            if t.state == optuna.trial.TrialState.COMPLETE
-            and all(default.get(key) == value for key, value in t.params.items())
-        ),
-        None,
-    )
-    default_folds = list(default_trial.user_attrs.get("fold_scores", [])) if default_trial else []
-    return StudyResult(
-        family,
-        dict(best.params),
-        float(best.value or 0.0),
-        complete,
-        pruned,
-        seconds,
-        cv_std_error=standard_error(best_folds, folds),
-        cv_folds=len(best_folds),
-        default_params=dict(default_trial.params) if default_trial else None,
-        default_cv_macro_f1=float(default_trial.value or 0.0) if default_trial else float("nan"),
-        default_cv_std_error=standard_error(default_folds, folds),
-    )
-
-
-def describe_trial(trial: optuna.trial.FrozenTrial) -> str:
-    """One line for the progress log. Optuna gives a pruned trial the last fold mean it reported,
-    which can be above the study's best (the first fold is often the easiest), so a pruned trial
-    says so instead of looking like a better score that was thrown away."""
-    if trial.state == optuna.trial.TrialState.PRUNED:
-        if not trial.intermediate_values:
-            return "pruned"
-        last = trial.intermediate_values[max(trial.intermediate_values)]
-        folds = len(trial.intermediate_values)
-        return f"pruned after {folds} fold{'s' if folds > 1 else ''} (mean so far {last:.4f})"
-    if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
-        return f"{trial.value:.4f}"
-    return trial.state.name.lower()

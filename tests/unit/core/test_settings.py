@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.setting_groups import ScaleSettings
 from core.settings import FAMILIES, Settings
 
 
@@ -109,3 +110,21 @@ def test_grouped_settings_keep_their_flat_names(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ValidationError) as refused:
         Settings(**{**flat, "smtp_port": 0})
     assert flat_name(refused.value.errors()[0]["loc"]) == "smtp_port"
+
+
+def test_a_sqlite_optuna_storage_and_loops_without_a_storage_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValueError, match="journal"):
+        ScaleSettings(optuna_storage="sqlite:///optuna.db")
+    with pytest.raises(ValueError, match="TICKETS_OPTUNA_STORAGE"):
+        ScaleSettings(workers_per_study=2)
+    from_environment = {"TICKETS_TASK_RUNNER": "dask", "TICKETS_OPTUNA_STORAGE": "journal:/j.log"}
+    for name, value in {**from_environment, "TICKETS_WORKERS_PER_STUDY": "2"}.items():
+        monkeypatch.setenv(name, value)
+    scale = Settings().scale
+    assert (scale.task_runner, scale.optuna_storage, scale.workers_per_study) == (
+        "dask",
+        "journal:/j.log",
+        2,
+    )

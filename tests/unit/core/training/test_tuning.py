@@ -8,7 +8,8 @@ from sklearn.metrics import f1_score
 
 import core.encoder as encoder
 from core.encoder import EmbeddingCache
-from core.training.tuning import TuningData, describe_trial, run_study
+from core.training.studies import describe_trial, run_study
+from core.training.tuning import TuningData
 
 
 def test_a_study_tunes_within_its_trial_budget_and_reports_progress(

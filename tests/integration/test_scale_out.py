@@ -1,0 +1,93 @@
+"""The train flow on a real Dask cluster of two worker processes, its studies shared through a
+throw-away PostgreSQL server: the same flow code as on threads, trials of one study from both
+workers, the table read once per worker, and a champion as good as the thread runner's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+import psycopg
+import pytest
+
+from core.setting_groups import ScaleSettings
+from core.settings import Settings
+from core.training import shared_data
+from core.training.studies import open_storage
+
+pytestmark = pytest.mark.integration
+
+
+def _database(postgres_url: str, name: str) -> str:
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name}")
+        connection.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.mark.slow
+def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresql(
+    tmp_path: Path, demo_csv: Path, prefect_api: str, postgres_url: str
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from flows.train import train
+
+    storage_url = _database(postgres_url, "optuna_scale_out")
+    common: dict[str, Any] = {
+        "families": ("logistic_regression", "linear_svm"),
+        "trials": 6,
+        "timeout_s": 120,
+        "label_audit": False,
+        "max_concurrent_studies": 2,
+    }
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        client = Client(cluster)
+        workers = client.run(os.getpid)
+        on_dask = Settings(
+            home=tmp_path / "dask",
+            scale=ScaleSettings(
+                task_runner="dask",
+                dask_address=cluster.scheduler_address,
+                optuna_storage=storage_url,
+                workers_per_study=2,
+            ),
+            **common,
+        )
+        state = train(settings=on_dask, data_path=str(demo_csv), return_state=True)
+        summary = state.result()
+        loads = client.run(lambda: list(shared_data.LOADS))
+        client.close()
+    finally:
+        cluster.close()
+    threads = Settings(home=tmp_path / "threads", **common)
+    on_threads = train(settings=threads, data_path=str(demo_csv))
+
+    storage = open_storage(storage_url)
+    assert storage is not None
+    run_id = str(state.state_details.flow_run_id)
+    studies = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    for family in common["families"]:
+        name = f"tickets-{run_id}-{family}"
+        assert name in studies, sorted(studies)
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+        assert len(trials) == common["trials"]
+        # Every trial says where it ran; one study's trials came from both worker processes.
+        pids = {trial.user_attrs["pid"] for trial in trials}
+        assert pids == set(workers.values()), (pids, workers)
+        assert all(trial.user_attrs["host"] for trial in trials)
+    # The table travelled once per worker (by its fingerprint in the store), not once per task.
+    for worker, fingerprints in loads.items():
+        assert len(fingerprints) == len(set(fingerprints)) == 1, (worker, fingerprints)
+    assert {row.family for row in summary.leaderboard} == set(common["families"])
+    assert summary.promoted
+    # Same data, same seed: the champions are within noise of each other.
+    assert abs(summary.test_macro_f1 - on_threads.test_macro_f1) <= 0.03, (
+        summary.test_macro_f1,
+        on_threads.test_macro_f1,
+    )
