@@ -45,7 +45,8 @@ from core.data.tables import LABEL, NOTES, SHORT
 from core.settings import FAMILIES, Settings
 from core.training.families import build_pipeline, starting_points
 from core.training.leaderboard import select_winner
-from core.training.tuning import StudyResult, TuningData, run_study
+from core.training.studies import run_study
+from core.training.tuning import StudyResult, TuningData
 
 SIZES = (150, 300, 600)
 #: The demo set's texts are long and alike: its smallest size is the hard case.
