@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test coverage lint format typecheck unit integration lock clean benchmark-quality \
-	benchmark-serving benchmark-profiles benchmark-small-tables benchmark-drift benchmark-faults benchmark-monitoring benchmark-text \
+	benchmark-serving benchmark-profiles benchmark-small-tables benchmark-drift benchmark-scale benchmark-faults benchmark-monitoring benchmark-text \
 	deploy stack demo
 
 install: $(STAMP)
@@ -92,6 +92,9 @@ benchmark-small-tables: install
 
 benchmark-drift: install
 	$(BIN)/python -m benchmarks.drift
+
+benchmark-scale: install
+	$(BIN)/python -m benchmarks.scale
 
 benchmark-faults: install
 	$(BIN)/python -m benchmarks.faults

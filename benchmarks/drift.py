@@ -104,17 +104,17 @@ def _write_log(path: Path, pool: pd.DataFrame) -> PredictionLog:
         log.record(
             [
                 PredictionRecord(
-                    request_id=row.request_id,
+                    request_id=str(row["request_id"]),
                     model_version="1",
-                    short_description=row.short_description,
-                    close_notes=row.close_notes,
-                    prediction=row.prediction,
-                    confidence=float(row.confidence),
-                    top_probabilities=json.loads(row.top_probabilities),
-                    true_label=row.true_label if isinstance(row.true_label, str) else None,
-                    created_at=row.created_at,
+                    short_description=str(row["short_description"]),
+                    close_notes=str(row["close_notes"]),
+                    prediction=str(row["prediction"]),
+                    confidence=float(row["confidence"]),
+                    top_probabilities=json.loads(str(row["top_probabilities"])),
+                    true_label=row["true_label"] if isinstance(row["true_label"], str) else None,
+                    created_at=str(row["created_at"]),
                 )
-                for row in chunk.itertuples()
+                for row in chunk.to_dict("records")
             ]
         )
     return log

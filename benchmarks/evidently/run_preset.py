@@ -34,7 +34,7 @@ def main(reference_path: str, current_path: str, with_text: bool) -> None:
     )
     result = snapshot.dict()
     seconds = time.perf_counter() - started
-    drifted = next(
+    drifted: dict[str, float] = next(
         (m["value"] for m in result["metrics"] if m["metric_name"].startswith("DriftedColumns")),
         {},
     )

@@ -1,0 +1,113 @@
+"""How cost grows: the train flow's wall time at 5,000, 20,000 and 80,000 demo tickets on the thread
+runner and on the Dask runner with a local cluster of one and of two worker processes, and the
+drift report's time at 10k, 100k and 1M predictions. Prints and saves
+benchmarks/results/scale.json. Run: ``make benchmark-scale`` (or
+``.venv/bin/python -m benchmarks.scale``).
+
+Every training is the real flow (inside Prefect's test harness: a local server) with the same
+budget: two families (logistic regression and the linear SVM), ``--trials`` trials each, three
+folds, no label audit; only the runner changes. A Dask run includes starting its cluster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from benchmarks.common import save
+from core.data.simulate import generate_tickets
+from core.setting_groups import ScaleSettings
+from core.settings import Settings
+
+RUNNERS: dict[str, dict[str, Any]] = {
+    "threads": {"task_runner": "threads"},
+    "dask, 1 worker": {"task_runner": "dask", "dask_workers": 1},
+    "dask, 2 workers": {"task_runner": "dask", "dask_workers": 2},
+}
+
+
+def train_seconds(rows: int, runner: dict[str, Any], trials: int, folder: Path) -> dict:
+    from flows.train import train
+
+    data = folder / f"tickets-{rows}.csv"
+    if not data.exists():
+        generate_tickets(rows, "baseline", seed=3).to_csv(data, index=False)
+    settings = Settings(
+        home=folder / f"home-{rows}-{runner['task_runner']}-{runner.get('dask_workers', 0)}",
+        families=("logistic_regression", "linear_svm"),
+        trials=trials,
+        timeout_s=3600,
+        cv_folds=3,
+        label_audit=False,
+        scale=ScaleSettings(**runner),
+    )
+    started = time.perf_counter()
+    summary = train(settings=settings, data_path=str(data))
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "test_macro_f1": round(summary.test_macro_f1, 4),
+        "winner": summary.champion_family,
+    }
+
+
+def drift_seconds(sizes: list[int]) -> dict[str, float]:
+    """The drift report over windows of ``sizes`` predictions in memory (benchmarks/drift.py
+    has the full comparison, from the log and against Evidently)."""
+    from benchmarks.drift import _pool, _timed, window
+    from core.monitoring.drift import drift_report
+    from core.training.families import build_pipeline, default_params
+    from core.training.refit import reference_profile, score
+
+    settings = Settings()
+    tickets = generate_tickets(5000, "baseline", seed=1)
+    train, test = tickets.iloc[:4000], tickets.iloc[4000:]
+    model = build_pipeline("linear_svm", default_params("linear_svm"), "spanish", 0)
+    model.fit(train[["short_description", "close_notes"]], train["label"].to_numpy(dtype=object))
+    evaluation, probabilities = score(model, test)
+    profile = reference_profile(model, train, test, probabilities, settings)
+    pool = _pool(window(model, generate_tickets(20_000, "baseline", seed=9), 0.2), max(sizes))
+    timings = {}
+    for size in sizes:
+        rows = pool.tail(size).reset_index(drop=True)
+        seconds, _ = _timed(lambda r=rows: drift_report(r, profile, evaluation.macro_f1, settings))
+        timings[str(size)] = round(seconds, 3)
+        print(f"drift, {size} predictions: {seconds:.2f} s", flush=True)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.scale", description=__doc__)
+    parser.add_argument("--rows", default="5000,20000,80000")
+    parser.add_argument("--trials", type=int, default=4)
+    args = parser.parse_args(argv)
+    from prefect.testing.utilities import prefect_test_harness
+
+    training: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as folder, prefect_test_harness(server_startup_timeout=90):
+        for rows in (int(r) for r in args.rows.split(",")):
+            training[str(rows)] = {}
+            for name, runner in RUNNERS.items():
+                result = train_seconds(rows, runner, args.trials, Path(folder))
+                training[str(rows)][name] = result
+                print(f"{rows} tickets, {name}: {result}", flush=True)
+    drift = drift_seconds([10_000, 100_000, 1_000_000])
+    save(
+        "scale",
+        {
+            "families": ["logistic_regression", "linear_svm"],
+            "trials_per_family": args.trials,
+            "training_seconds": training,
+            "drift_report_seconds_in_memory": drift,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
