@@ -67,9 +67,11 @@ typecheck: install
 	$(BIN)/mypy
 
 # Needs PREFECT_API_URL pointing at a running server (make stack starts one and deploys itself).
+# The process pool's deployments; the kubernetes-* ones are deployed from a cluster (README).
+PROCESS_DEPLOYMENTS := --name hourly --name every-six-hours --name daily --name manual --name on-event
 deploy: install
 	$(BIN)/prefect work-pool create tickets-process --type process --overwrite
-	$(BIN)/prefect --no-prompt deploy --all
+	$(BIN)/prefect --no-prompt deploy $(PROCESS_DEPLOYMENTS)
 	$(BIN)/python -m deployments.notifications
 
 stack: install

@@ -28,6 +28,9 @@ from core.auth.local_secrets import label_key_help, local_secret
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 POOL = "tickets-process"
+#: The deployments of prefect.yaml on the process pool (the kubernetes-* ones deploy from a
+#: cluster): what `make deploy`, the compose bootstrap and the stack deploy.
+PROCESS_DEPLOYMENTS = ("hourly", "every-six-hours", "daily", "manual", "on-event")
 
 
 class StackError(RuntimeError):
@@ -165,12 +168,13 @@ class LocalStack:
         return self
 
     def deploy(self) -> None:
-        """The work pool, every deployment of prefect.yaml, then the notification automations
+        """The work pool, the process pool's deployments of prefect.yaml, then the notification automations
         of deployments/automations.yaml (what ``make deploy`` does)."""
         prefect = str(BIN / "prefect")
         self.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+        names = [arg for name in PROCESS_DEPLOYMENTS for arg in ("--name", name)]
         self.run(
-            prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")
+            prefect, "--no-prompt", "deploy", *names, "--prefect-file", str(ROOT / "prefect.yaml")
         )
         self.notifications = self.run(str(BIN / "python"), "-m", "deployments.notifications")
 

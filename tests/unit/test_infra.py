@@ -361,12 +361,25 @@ def test_env_files_are_ignored_by_git_and_docker() -> None:
 def test_kubernetes_pods_are_locked_down() -> None:
     manifests = _manifests()
     deployments = [m for m in manifests if m["kind"] == "Deployment"]
-    assert {m["metadata"]["name"] for m in deployments} == {"tickets-api", "tickets-worker"}
-    for deployment in deployments:
+    assert {m["metadata"]["name"] for m in deployments} == {
+        "tickets-api",
+        "tickets-worker",
+        "tickets-kubernetes-worker",
+        "tickets-dask-scheduler",
+        "tickets-dask-worker",
+    }
+    pool = json.loads((INFRA / "k8s" / "work-pool.json").read_text())
+    flow_run = pool["job_configuration"]["job_manifest"]["spec"]["template"]
+    for deployment in [
+        *deployments,
+        {"metadata": {"name": "flow run"}, "spec": {"template": flow_run}},
+    ]:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod["automountServiceAccountToken"] is False
+        # Only the Kubernetes worker talks to the API (it creates the flow runs' Jobs).
+        talks_to_api = deployment["metadata"]["name"] == "tickets-kubernetes-worker"
+        assert pod["automountServiceAccountToken"] is talks_to_api
         for container in pod["containers"]:
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] is True
@@ -384,7 +397,8 @@ def test_kubernetes_pods_are_locked_down() -> None:
     }
     allowed = [p for p in policies if p["spec"].get("ingress")]
     assert [p["spec"]["podSelector"]["matchLabels"] for p in allowed] == [
-        {"app.kubernetes.io/name": "tickets-api"}
+        {"app.kubernetes.io/name": "tickets-api"},
+        {"app.kubernetes.io/component": "dask"},
     ]
     assert allowed[0]["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
     assert default_secrets({"k8s": manifests}) == [], "secrets are CHANGE-ME placeholders"
@@ -411,3 +425,132 @@ def test_compose_env_writes_every_required_secret_once_and_owner_only(tmp_path: 
     )  # the project's own keys pass its checks
     before = target.read_text()
     assert main(["--out", str(target)]) == 1 and target.read_text() == before, "never overwrites"
+
+
+def _kubernetes_pool() -> dict[str, Any]:
+    return dict(json.loads((INFRA / "k8s" / "work-pool.json").read_text()))
+
+
+def _kubernetes_deployments() -> list[dict[str, Any]]:
+    prefect = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    return [d for d in prefect["deployments"] if d["work_pool"]["name"] == "tickets-kubernetes"]
+
+
+def test_the_kubernetes_work_pool_template_resolves_into_a_valid_job() -> None:
+    """Every placeholder of the base job template is a variable, the worker's own variables
+    are all there, and with prefect.yaml's job variables it resolves (prefect-kubernetes' own
+    model) into a Job of the project's image, settings and locked-down pod."""
+    from prefect.utilities.templating import apply_values, find_placeholders
+    from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
+
+    pool = _kubernetes_pool()
+    variables = pool["variables"]["properties"]
+    used = {placeholder.name for placeholder in find_placeholders(pool["job_configuration"])}
+    assert used <= set(variables)
+    assert set(KubernetesWorker.get_default_base_job_template()["variables"]["properties"]) <= set(
+        variables
+    )
+    deployments = _kubernetes_deployments()
+    assert {d["name"] for d in deployments} == {"kubernetes-manual", "kubernetes-every-six-hours"}
+    config = {
+        m["metadata"]["name"]: m for m in _manifests() if m["kind"] in ("ConfigMap", "Secret")
+    }
+    for deployment in deployments:
+        job_variables = deployment["work_pool"]["job_variables"]
+        assert set(job_variables) <= set(variables)
+        defaults = {name: v["default"] for name, v in variables.items() if "default" in v}
+        resolved = apply_values(pool["job_configuration"], {**defaults, **job_variables})
+        job = KubernetesWorkerJobConfiguration(**resolved).job_manifest
+        assert "{{" not in json.dumps(job)
+        pod = job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == f"tickets:{version('tickets')}"
+        assert job["metadata"]["namespace"] == "tickets"
+        # The image's entrypoint is `tickets`: /usr/bin/env runs the worker's command as given.
+        assert container["command"] == ["/usr/bin/env"] and container["workingDir"] == "/tmp"
+        sources = [next(iter(source.values()))["name"] for source in container["envFrom"]]
+        assert sources == ["tickets-config", "tickets-secrets"] and set(sources) <= set(config)
+        mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+        assert {"/tmp", "/app/.tickets"} <= mounts
+    workers = [m for m in _manifests() if m["metadata"]["name"] == "tickets-kubernetes-worker"]
+    args = next(m for m in workers if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert _after("--pool", args["containers"][0]["args"]) == "tickets-kubernetes"
+    assert _after("--type", args["containers"][0]["args"]) == "kubernetes"
+
+
+def test_kubernetes_deployments_push_and_pull_their_code_with_prefect_aws() -> None:
+    """The steps exist in the locked prefect-aws and accept the arguments prefect.yaml gives
+    them; the pull step reads where the push step wrote."""
+    import inspect
+    from importlib import import_module
+
+    for deployment in _kubernetes_deployments():
+        steps = [*deployment["push"], *deployment["pull"]]
+        assert [next(iter(step)) for step in steps] == [
+            "prefect_aws.deployments.steps.push_to_s3",
+            "prefect_aws.deployments.steps.pull_from_s3",
+        ]
+        for step in steps:
+            ((path, arguments),) = step.items()
+            module, name = path.rsplit(".", 1)
+            function = getattr(import_module(module), name)
+            given = {k: v for k, v in arguments.items() if k not in ("id", "requires")}
+            inspect.signature(function).bind(**given)
+            assert arguments["requires"] == f"prefect-aws=={version('prefect-aws')}"
+        push, pull = deployment["push"][0], deployment["pull"][0]
+        push_id = next(iter(push.values()))["id"]
+        pulled = next(iter(pull.values()))
+        assert pulled["bucket"] == "{{ " + push_id + ".bucket }}"
+        assert pulled["folder"] == "{{ " + push_id + ".folder }}"
+
+
+def test_the_dask_cluster_is_where_the_settings_point_and_its_commands_parse() -> None:
+    from distributed.cli.dask_scheduler import main as scheduler_cli
+    from distributed.cli.dask_worker import main as worker_cli
+
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in _manifests()}
+    config = manifests[("ConfigMap", "tickets-config")]["data"]
+    secret = manifests[("Secret", "tickets-secrets")]["stringData"]
+    storage = {"TICKETS_OPTUNA_STORAGE": secret["TICKETS_OPTUNA_STORAGE"]}
+    settings = _settings_from(
+        {k: v for k, v in config.items() if k.startswith("TICKETS_")} | storage
+    )
+    assert settings.scale.task_runner == "dask" and settings.scale.workers_per_study >= 2
+    assert str(settings.scale.optuna_storage).startswith("postgresql://")
+    address = str(settings.scale.dask_address)
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    service = manifests[("Service", host.split(".")[0])]
+    assert [p["port"] for p in service["spec"]["ports"]] == [int(port)]
+    scheduler = manifests[("Deployment", "tickets-dask-scheduler")]
+    (container,) = scheduler["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["dask"] and container["args"][0] == "scheduler"
+    scheduler_params = scheduler_cli.make_context("dask scheduler", container["args"][1:]).params
+    assert int(scheduler_params["port"]) == int(port)
+    worker = manifests[("Deployment", "tickets-dask-worker")]
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    params = worker_cli.make_context("dask worker", container["args"][1:]).params
+    assert params["scheduler"].endswith(f"tickets-dask-scheduler:{port}")
+    assert params["nthreads"] == 1 and int(params["n_workers"]) == 1
+    policy = manifests[("NetworkPolicy", "tickets-dask")]
+    opened = {p["port"] for p in policy["spec"]["ingress"][0]["ports"]}
+    assert opened == {int(port), int(params["worker_port"]), int(params["nanny_port"])}
+    # Tasks are pickled calls of the project's code: the workers run the project's image.
+    images = {
+        c["image"] for d in (scheduler, worker) for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {f"tickets:{version('tickets')}"}
+
+
+def test_make_deploy_compose_and_the_stack_deploy_the_process_pool_deployments() -> None:
+    from deployments.stack import PROCESS_DEPLOYMENTS
+
+    prefect = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    process = {
+        d["name"] for d in prefect["deployments"] if d["work_pool"]["name"] == "tickets-process"
+    }
+    assert set(PROCESS_DEPLOYMENTS) == process
+    makefile = (ROOT / "Makefile").read_text()
+    bootstrap = _compose()["services"]["bootstrap"]["command"][0]
+    for text in (makefile, bootstrap):
+        assert set(re.findall(r"--name (\S+)", text)) == process
+        assert "deploy --all" not in text
