@@ -54,6 +54,16 @@ class Settings(BaseSettings):
         None, description="file:///path or s3://bucket/prefix; default: <home>/store."
     )
     s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto).")
+    s3_bucket_block: str | None = Field(
+        None,
+        description="A prefect-aws S3Bucket block (with its AwsCredentials) naming the artifact "
+        "store: flows read it when they start, instead of TICKETS_STORE_URL and AWS_* variables.",
+    )
+    # Filled in from the S3Bucket block's credentials (secrets: settings are flow parameters);
+    # unset, boto3 finds credentials itself (AWS_* variables, a role).
+    s3_access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    s3_region: str | None = Field(None, description="S3 region.")
     # Secret: a tracking URI may carry a password (http://user:password@host), and settings
     # travel as flow-run parameters, which Prefect stores and shows (SecretStr shows as ****).
     mlflow_tracking_uri: SecretStr | None = Field(

@@ -168,8 +168,8 @@ class LocalStack:
         return self
 
     def deploy(self) -> None:
-        """The work pool, the process pool's deployments of prefect.yaml, then the notification automations
-        of deployments/automations.yaml (what ``make deploy`` does)."""
+        """The work pool, the process pool's deployments of prefect.yaml, then the notification
+        automations of deployments/automations.yaml (what ``make deploy`` does)."""
         prefect = str(BIN / "prefect")
         self.run(prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite")
         names = [arg for name in PROCESS_DEPLOYMENTS for arg in ("--name", name)]

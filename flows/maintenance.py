@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow
 
 from core.release.retention import MaintenanceReport
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from tasks.maintenance import (
     archive_versions,
     prune_bundles,
@@ -18,11 +18,12 @@ from tasks.maintenance import (
     publish_maintenance,
     save_yesterday,
 )
+from tasks.store_block import resolve_settings
 
 
 @flow(name="maintenance", log_prints=True)
 def maintenance(settings: Settings | None = None) -> dict[str, Any]:
-    settings = settings or get_settings()
+    settings = resolve_settings(settings)
     day = save_yesterday(settings)
     counts = prune_log(settings)
     deleted, kept = prune_bundles(settings)

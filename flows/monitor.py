@@ -10,7 +10,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from core.records import RetrainDecision, RetrainOutcome
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from core.training.refit import TrainingSummary
 from flows.train import train
 from tasks.monitoring import (
@@ -23,6 +23,7 @@ from tasks.monitoring import (
     record_retrain_outcome,
 )
 from tasks.rollout import announce_canary, promote_from_shadow, review_canary
+from tasks.store_block import resolve_settings
 
 
 def train_and_record(
@@ -67,7 +68,7 @@ def monitor(
     """Check the champion's recent predictions for drift. When drift fired, decide whether it
     calls for a retrain (one retrain per problem: cooldown and back-off); with ``retrain`` true
     the retrain runs in this flow, else the event asks the retrain deployment for it."""
-    settings = settings or get_settings()
+    settings = resolve_settings(settings)
     chosen = window or settings.monitor_window
     checked = check_drift(settings, chosen)
     if checked is None:
@@ -118,5 +119,5 @@ def retrain(
 ) -> dict[str, Any]:
     """Train on the base data plus feedback-labelled production tickets; promote if better.
     ``decision_id`` (from the triggering event) is the decision whose outcome this records."""
-    summary = train_and_record(settings or get_settings(), decision_id or None, reason)
+    summary = train_and_record(resolve_settings(settings), decision_id or None, reason)
     return {"reason": reason, **summary.as_json()}

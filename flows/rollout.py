@@ -8,8 +8,9 @@ from typing import Any
 
 from prefect import flow
 
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from tasks.rollout import apply_rollback, plan_rollback, promote_from_shadow
+from tasks.store_block import resolve_settings
 
 
 @flow(name="rollback", log_prints=True)
@@ -18,7 +19,7 @@ def rollback(
 ) -> dict[str, Any]:
     """Roll the champion back to ``to`` (a bundle id or model version it had), else to the
     latest earlier champion that no rollback moved away from."""
-    settings = settings or get_settings()
+    settings = resolve_settings(settings)
     plan = plan_rollback(settings, to)
     return apply_rollback(settings, plan, reason).as_dict()
 
@@ -27,4 +28,4 @@ def rollback(
 def promote_shadow(window: str = "7d", settings: Settings | None = None) -> dict[str, Any]:
     """Promote the shadow challenger if live labelled evidence shows the margin, with the
     interval of the gain above zero; the result says why not otherwise."""
-    return promote_from_shadow(settings or get_settings(), window)
+    return promote_from_shadow(resolve_settings(settings), window)

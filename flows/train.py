@@ -10,7 +10,7 @@ from prefect import flow
 from core.data.tables import NOTES, SHORT
 from core.errors import ConfigurationError, TrainingError
 from core.release.snapshots import reproduction_settings
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from core.training.families import searches_encoder
 from core.training.label_audit import without_suspects
 from core.training.leaderboard import select_winner
@@ -18,6 +18,7 @@ from core.training.refit import TrainingSummary, build_manifest, summarize
 from core.training.tuning import TuningData
 from tasks.rollout import shadow_rejected_challenger
 from tasks.scale import for_runner, run_studies, task_runner
+from tasks.store_block import resolve_settings
 from tasks.training import (
     add_feedback,
     announce_promotion,
@@ -49,7 +50,7 @@ def train(
     the feedback-labelled production tickets join both the training and the evaluation rows.
     With ``reproduce`` (a model version) the table and settings that made that model are used
     again, the studies search afresh, and the result is compared with it, never promoted."""
-    settings = settings or get_settings()
+    settings = resolve_settings(settings)
     original = None
     production: dict[str, Any] | None = None
     if reproduce:

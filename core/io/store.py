@@ -231,7 +231,15 @@ def s3_client(settings: Settings) -> S3Client:
         read_timeout=settings.s3_read_timeout_s,
         retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
     )
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        config=config,
+        region_name=settings.s3_region,
+        aws_access_key_id=key_id.get_secret_value() if key_id else None,
+        aws_secret_access_key=secret.get_secret_value() if secret else None,
+    )
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

@@ -5,7 +5,13 @@ against ``StudyResult``, and nothing in it names a serializer or a class to impo
 result files do, and a file rewritten to name pickle ran code in the worker). Each record also
 carries an HMAC of its key and content under a secret kept beside the cache, so a record that was
 edited (a better score, another family's parameters) or copied from elsewhere is ignored and the
-study runs again."""
+study runs again.
+
+With an S3 artifact store, every record is also written there (``study-results/``), and a study
+missing from the local folder is looked up there: a flow retried on another worker (another
+machine, another pod) finds the studies the failed run finished. The workers then share the
+signing key through ``TICKETS_STUDY_CACHE_KEY``; with keys of their own, each ignores the others'
+records and searches again (safe, only slower)."""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from pathlib import Path
 import pydantic
 
 from core.auth.local_secrets import local_secret
+from core.io.store import ArtifactStore, open_store
 from core.settings import Settings
 from core.training.tuning import StudyResult
 
@@ -42,23 +49,46 @@ class StudyCache:
     """One JSON file per study key in ``folder``; records older than ``max_age_s`` count as
     absent (and ``prune`` deletes them)."""
 
-    def __init__(self, folder: Path, secret: str, max_age_s: float = STUDY_CACHE_AGE_S) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        secret: str,
+        max_age_s: float = STUDY_CACHE_AGE_S,
+        shared: ArtifactStore | None = None,
+    ) -> None:
         self.folder = folder
         self._secret = secret.encode()
         self.max_age_s = max_age_s
+        #: Where records also go for other machines (an S3 store), if anywhere.
+        self.shared = shared
+
+    def _name(self, key: str) -> str:
+        # The key is ours (family, fingerprints, budget), but a file name never trusts it.
+        return hashlib.sha256(key.encode()).hexdigest()[:40] + ".json"
 
     def _path(self, key: str) -> Path:
-        # The key is ours (family, fingerprints, budget), but a file name never trusts it.
-        return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:40] + ".json")
+        return self.folder / self._name(key)
+
+    def _read(self, key: str) -> str | None:
+        path = self._path(key)
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            pass
+        if self.shared is None:
+            return None
+        data, _ = self.shared.read_versioned(f"study-results/{self._name(key)}")
+        return None if data is None else data.decode("utf-8", errors="replace")
 
     def load(self, key: str) -> StudyResult | None:
         """The stored result for ``key``, or None when there is none, it is too old, or it is
         not exactly what this cache wrote (unreadable, wrong shape, bad signature)."""
         path = self._path(key)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+            text = self._read(key)
+            if text is None:
+                return None
+            record = json.loads(text)
         except (OSError, ValueError) as exc:
             log.warning("study cache: %s is unreadable (%s); the study runs again", path, exc)
             return None
@@ -100,15 +130,17 @@ class StudyCache:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+        if self.shared is not None:
+            self.shared.put(f"study-results/{self._name(key)}", path.read_bytes())
         return path
 
     def prune(self, now: float | None = None) -> int:
-        """Delete records older than ``max_age_s`` (and stray temporary files); returns how
-        many files went."""
-        if not self.folder.is_dir():
-            return 0
+        """Delete records older than ``max_age_s`` (and stray temporary files; in the shared
+        store, by the time each record says it was saved); returns how many went."""
         cutoff = (time.time() if now is None else now) - self.max_age_s
-        removed = 0
+        removed = self._prune_shared(cutoff) if self.shared is not None else 0
+        if not self.folder.is_dir():
+            return removed
         for path in self.folder.iterdir():
             with contextlib.suppress(OSError):
                 if path.is_file() and path.stat().st_mtime < cutoff:
@@ -116,10 +148,26 @@ class StudyCache:
                     removed += 1
         return removed
 
+    def _prune_shared(self, cutoff: float) -> int:
+        assert self.shared is not None
+        removed = 0
+        for key in self.shared.list("study-results/"):
+            data, _ = self.shared.read_versioned(key)
+            try:
+                saved_at = float(json.loads(data or b"{}")["saved_at"])
+            except (KeyError, TypeError, ValueError):
+                saved_at = 0.0  # not a record this cache wrote
+            if saved_at < cutoff:
+                self.shared.delete(key)
+                removed += 1
+        return removed
+
 
 def open_study_cache(settings: Settings) -> StudyCache:
     """The cache under ``home`` (``study-results``), signed with a key kept beside it in
-    ``home`` (``study-cache.key``, created on first use, readable by its owner only)."""
+    ``home`` (``study-cache.key``, created on first use, readable by its owner only, unless
+    ``TICKETS_STUDY_CACHE_KEY`` gives one), shared through the artifact store when that is S3."""
     home = settings.home
     secret = local_secret(home, "study-cache.key", "TICKETS_STUDY_CACHE_KEY")
-    return StudyCache(home / "study-results", secret)
+    shared = open_store(settings) if settings.artifact_store_url().startswith("s3://") else None
+    return StudyCache(home / "study-results", secret, shared=shared)
