@@ -67,23 +67,16 @@ def train_seconds(rows: int, runner: dict[str, Any], trials: int, folder: Path) 
 def drift_seconds(sizes: list[int]) -> dict[str, float]:
     """The drift report over windows of ``sizes`` predictions in memory (benchmarks/drift.py
     has the full comparison, from the log and against Evidently)."""
-    from benchmarks.drift import _pool, _timed, window
+    from benchmarks.drift import _pool, _timed, reference_model, window
     from core.monitoring.drift import drift_report
-    from core.training.families import build_pipeline, default_params
-    from core.training.refit import reference_profile, score
 
-    settings = Settings()
-    tickets = generate_tickets(5000, "baseline", seed=1)
-    train, test = tickets.iloc[:4000], tickets.iloc[4000:]
-    model = build_pipeline("linear_svm", default_params("linear_svm"), "spanish", 0)
-    model.fit(train[["short_description", "close_notes"]], train["label"].to_numpy(dtype=object))
-    evaluation, probabilities = score(model, test)
-    profile = reference_profile(model, train, test, probabilities, settings)
+    settings = Settings(monitoring_max_rows=max(sizes))
+    model, profile, f1, _ = reference_model(settings)
     pool = _pool(window(model, generate_tickets(20_000, "baseline", seed=9), 0.2), max(sizes))
     timings = {}
     for size in sizes:
         rows = pool.tail(size).reset_index(drop=True)
-        seconds, _ = _timed(lambda r=rows: drift_report(r, profile, evaluation.macro_f1, settings))
+        seconds, _ = _timed(lambda r=rows: drift_report(r, profile, f1, settings))
         timings[str(size)] = round(seconds, 3)
         print(f"drift, {size} predictions: {seconds:.2f} s", flush=True)
     return timings
