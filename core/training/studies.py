@@ -86,6 +86,7 @@ def _optimize(
     timeout_s: float,
     n_jobs: int,
     on_trial: OnTrial | None,
+    n_trials: int | None = None,
 ) -> None:
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
         optuna.study.MaxTrialsCallback(trials, states=COUNTED)
@@ -94,7 +95,7 @@ def _optimize(
         callbacks.append(lambda _study, trial: on_trial(family, trial))
     study.optimize(
         objective_for(family, data, n_jobs),
-        n_trials=trials,
+        n_trials=n_trials or trials,
         timeout=timeout_s,
         catch=(Exception,),
         callbacks=callbacks,
@@ -144,9 +145,18 @@ def run_trial_loop(
     """One of a study's trial loops: trials until the study holds ``trials`` (counting every
     loop's) or ``timeout_s`` passes. Returns how many trials this loop ran."""
     study = _study(family, data, trials, open_storage(storage_url), name, loop)
-    before = {t.number for t in study.get_trials(deepcopy=False)}
-    _optimize(study, family, data, trials, timeout_s, n_jobs, on_trial)
-    return len({t.number for t in study.get_trials(deepcopy=False)} - before)
+    remaining = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
+    if remaining <= 0:  # Optuna's stop is checked after a trial: never start a spare one
+        return 0
+    ran: list[int] = []
+
+    def counted(label: str, trial: optuna.trial.FrozenTrial) -> None:
+        ran.append(trial.number)
+        if on_trial:
+            on_trial(label, trial)
+
+    _optimize(study, family, data, trials, timeout_s, n_jobs, counted, remaining)
+    return len(ran)
 
 
 def collect_study(

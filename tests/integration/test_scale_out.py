@@ -4,6 +4,7 @@ workers, the table read once per worker, and a champion as good as the thread ru
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,10 @@ def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresq
     storage_url = _database(postgres_url, "optuna_scale_out")
     common: dict[str, Any] = {
         "families": ("logistic_regression", "linear_svm"),
-        "trials": 6,
+        # The families' four starting points: both runners try the same configurations, so
+        # their champions should match (a fifth, sampled trial happens when both loops finish
+        # at the same instant).
+        "trials": 4,
         "timeout_s": 120,
         "label_audit": False,
         "max_concurrent_studies": 2,
@@ -49,6 +53,9 @@ def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresq
     try:
         client = Client(cluster)
         workers = client.run(os.getpid)
+        # Both workers import the task code before the flow starts, so both loops of a study
+        # start within a trial of each other.
+        client.run(lambda: bool(importlib.import_module("tasks.scale")))
         on_dask = Settings(
             home=tmp_path / "dask",
             scale=ScaleSettings(
@@ -76,7 +83,7 @@ def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresq
         name = f"tickets-{run_id}-{family}"
         assert name in studies, sorted(studies)
         trials = optuna.load_study(study_name=name, storage=storage).trials
-        assert len(trials) == common["trials"]
+        assert common["trials"] <= len(trials) <= common["trials"] + 1
         # Every trial says where it ran; one study's trials came from both worker processes.
         pids = {trial.user_attrs["pid"] for trial in trials}
         assert pids == set(workers.values()), (pids, workers)
@@ -86,8 +93,8 @@ def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresq
         assert len(fingerprints) == len(set(fingerprints)) == 1, (worker, fingerprints)
     assert {row.family for row in summary.leaderboard} == set(common["families"])
     assert summary.promoted
-    # Same data, same seed: the champions are within noise of each other.
-    assert abs(summary.test_macro_f1 - on_threads.test_macro_f1) <= 0.03, (
+    # Same data, same seed, the same configurations tried: the champions score alike.
+    assert abs(summary.test_macro_f1 - on_threads.test_macro_f1) <= 0.02, (
         summary.test_macro_f1,
         on_threads.test_macro_f1,
     )
