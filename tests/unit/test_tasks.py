@@ -101,3 +101,23 @@ def test_add_feedback_joins_labelled_production_rows(
     assert report["train_rows"] + report["evaluation_rows"] == 13
     assert len(merged_train) + len(merged_test) == len(demo_frame) + 13
     assert (merged_test["label"] == "fraude").sum() == 2
+
+
+def test_the_task_runner_follows_the_settings() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from core.setting_groups import ScaleSettings
+    from tasks.scale import task_runner
+
+    threads = task_runner(Settings(max_concurrent_studies=3))
+    assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
+    local = task_runner(Settings(scale=ScaleSettings(task_runner="dask", dask_workers=3)))
+    assert isinstance(local, DaskTaskRunner) and local.address is None
+    assert local.cluster_kwargs["n_workers"] == 3
+    assert local.cluster_kwargs["processes"] is True
+    assert local.cluster_kwargs["threads_per_worker"] == 1
+    remote = task_runner(
+        Settings(scale=ScaleSettings(task_runner="dask", dask_address="tcp://10.0.0.5:8786"))
+    )
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
