@@ -85,7 +85,7 @@ def drift_seconds(sizes: list[int]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.scale", description=__doc__)
     parser.add_argument("--rows", default="5000,20000,80000")
-    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=2)
     args = parser.parse_args(argv)
     from prefect.testing.utilities import prefect_test_harness
 
