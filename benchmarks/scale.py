@@ -12,16 +12,18 @@ storage (TICKETS_WORKERS_PER_STUDY=2). A Dask run includes starting its cluster.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from benchmarks.common import save
+from benchmarks.common import RESULTS, save
 from core.data.simulate import generate_tickets
 from core.setting_groups import ScaleSettings
 from core.settings import Settings
@@ -82,10 +84,24 @@ def drift_seconds(sizes: list[int]) -> dict[str, float]:
     return timings
 
 
+def _merged(path: Path, update: dict[str, Any]) -> dict[str, Any]:
+    """Earlier results (other table sizes, measured in another run) with ``update`` on top."""
+    if not path.exists():
+        return update
+    earlier = json.loads(path.read_text())
+    training = {**earlier.get("training_seconds", {}), **update.get("training_seconds", {})}
+    when = {**earlier.get("measured_when", {}), **update.get("measured_when", {})}
+    kept = {k: v for k, v in earlier.items() if k not in ("benchmark", "when", "machine")}
+    return {**kept, **update, "training_seconds": training, "measured_when": when}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.scale", description=__doc__)
     parser.add_argument("--rows", default="5000,20000,80000")
     parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other sizes of the saved results"
+    )
     args = parser.parse_args(argv)
     from prefect.testing.utilities import prefect_test_harness
 
@@ -98,15 +114,17 @@ def main(argv: list[str] | None = None) -> int:
                 training[str(rows)][name] = result
                 print(f"{rows} tickets, {name}: {result}", flush=True)
     drift = drift_seconds([10_000, 100_000, 1_000_000])
-    save(
-        "scale",
-        {
-            "families": ["linear_svm"],
-            "trials_per_family": args.trials,
-            "training_seconds": training,
-            "drift_report_seconds_in_memory": drift,
-        },
-    )
+    now = datetime.now(UTC).isoformat(timespec="minutes")
+    payload: dict[str, Any] = {
+        "families": ["linear_svm"],
+        "trials_per_family": args.trials,
+        "training_seconds": training,
+        "measured_when": {rows: now for rows in training},
+        "drift_report_seconds_in_memory": drift,
+    }
+    if args.merge:
+        payload = _merged(RESULTS / "scale.json", payload)
+    save("scale", payload)
     return 0
 
 
