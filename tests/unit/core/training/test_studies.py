@@ -30,15 +30,14 @@ def test_trial_loops_share_one_budget_and_the_result_comes_from_the_storage(
     first = run_trial_loop("logistic_regression", data, 3, 120, storage, name, loop=0)
     second = run_trial_loop("logistic_regression", data, 3, 120, storage, name, loop=1)
     assert (first, second) == (3, 0), "the second loop finds the budget spent"
-    study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    shared = open_storage(storage)
+    assert shared is not None
+    study = optuna.load_study(study_name=name, storage=shared)
     ran = [t for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
     assert len(ran) == 3, "the fourth starting point waits: the budget is 3"
     assert all(t.user_attrs["pid"] == os.getpid() and t.user_attrs["host"] for t in ran)
     result = collect_study("logistic_regression", data, storage, name, seconds=1.0)
     assert result.ok and result.trials + result.pruned == 3 and result.fits >= 3
     assert result.default_params is not None, "the starting points were queued once and ran"
-    other = study_name("run-2", "logistic_regression")
-    assert (
-        other != name
-        and optuna.get_all_study_summaries(open_storage(storage))[0].study_name == name
-    )
+    summaries = optuna.get_all_study_summaries(shared)
+    assert [s.study_name for s in summaries] == [name] != [study_name("run-2", "linear_svm")]
