@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.errors import BundleError
 from core.monitoring.drift import DriftReport, drift_report
-from core.monitoring.reference import STATISTIC_ROWS, seeded_sample
+from core.monitoring.reference import STATISTIC_ROWS
 from core.predlog import DriftWindow, PredictionLog
 from core.release.manifest import Manifest, ReferenceProfile
 from core.settings import Settings
@@ -37,16 +37,12 @@ def model_window(
     )
 
 
-def report_for_model(
-    window: DriftWindow | pd.DataFrame, manifest: Manifest, settings: Settings
-) -> DriftReport:
+def report_for_model(window: DriftWindow, manifest: Manifest, settings: Settings) -> DriftReport:
     """Drift of the predictions the manifest's model made in ``window`` against its profile."""
     version = manifest.model_version
     profile = manifest.reference_profile
     if not profile:
         raise NoReferenceProfile(f"model {version} has no reference profile in its manifest")
-    if isinstance(window, pd.DataFrame):
-        window = DriftWindow(window, seeded_sample(window, STATISTIC_ROWS, settings.seed))
 
     def own(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["model_version"].astype(str) == version].reset_index(drop=True)
