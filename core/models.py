@@ -261,7 +261,24 @@ class StackedOneVsRest(OneVsRestClassifier):
         return scores.ravel() if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        positive = expit(self._scores(X))
+        return self.proba_from_scores(self._scores(X))
+
+    def proba_from_blocks(self, blocks: list[Any]) -> np.ndarray:
+        """``predict_proba`` of the blocks laid side by side, without building that matrix:
+        each block times its rows of the coefficients (a serving micro-batch's copies cost more
+        than its arithmetic)."""
+        scores = np.zeros((blocks[0].shape[0], self.stacked_coef_.shape[1]))
+        offset = 0
+        for block in blocks:
+            width = block.shape[1]
+            scores += np.asarray(block @ self.stacked_coef_[offset : offset + width])
+            offset += width
+        if offset != self.stacked_coef_.shape[0]:
+            raise ValueError(f"{offset} features for {self.stacked_coef_.shape[0]} coefficients")
+        return self.proba_from_scores(scores + self.stacked_intercept_)
+
+    def proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        positive = expit(scores)
         if positive.shape[1] == 1:
             return np.hstack([1 - positive, positive])
         return positive / positive.sum(axis=1, keepdims=True)
@@ -288,16 +305,18 @@ def lean_predict_proba(model: Any, rows: Any) -> np.ndarray:
     if not isinstance(model, Pipeline):
         return np.asarray(model.predict_proba(rows))
     data = rows
-    for _, step in model.steps[:-1]:
-        if step is None or isinstance(step, str):
-            continue
+    steps = [step for _, step in model.steps[:-1] if not (step is None or isinstance(step, str))]
+    final = model.steps[-1][1]
+    for position, step in enumerate(steps):
         if isinstance(step, FeatureUnion) and _plain_union(step):
             blocks = [transformer.transform(data) for _, transformer in step.transformer_list]
+            if position == len(steps) - 1 and isinstance(final, StackedOneVsRest):
+                return final.proba_from_blocks(blocks)
             sparse = any(sp.issparse(block) for block in blocks)
             data = sp.hstack(blocks).tocsr() if sparse else np.hstack(blocks)
         else:
             data = step.transform(data)
-    return np.asarray(model.steps[-1][1].predict_proba(data))
+    return np.asarray(final.predict_proba(data))
 
 
 def _plain_union(union: FeatureUnion) -> bool:
