@@ -176,11 +176,19 @@ class RetrainingSettings(BaseModel):
     )
 
 
+HttpServer = Literal["granian", "uvicorn"]
+
+
 class ServingSettings(BaseModel):
     """The request path: limits, micro-batching, the champion watch and readiness."""
 
     model_config = GROUP_CONFIG
 
+    server: HttpServer = Field(
+        "granian",
+        description="The HTTP server of `tickets serve`: granian (Rust HTTP handling, the "
+        "faster on one core: benchmarks/results/serving.json) or uvicorn (uvloop, httptools).",
+    )
     model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
     max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")
     max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")

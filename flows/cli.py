@@ -11,12 +11,12 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from pydantic import ValidationError
 
 from core.errors import ConfigurationError, TicketsError
-from core.setting_groups import flat_name
+from core.setting_groups import HttpServer, flat_name
 from core.settings import Settings, get_settings
 from flows import cli_desk, cli_rollout
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from core.training.refit import TrainingSummary
 
 EXIT_USAGE = 2
-WORKER_HEALTHCHECK_S = 30
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--server",
+        choices=get_args(HttpServer),
+        help="the HTTP server (default: TICKETS_SERVER, else granian)",
+    )
     serve.add_argument(
         "--access-log",
         action="store_true",
@@ -293,39 +297,23 @@ def _train_in_background(settings: Settings, data: str) -> subprocess.Popen[byte
         )
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int, access_log: bool = False) -> int:
-    import uvicorn
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool = False,
+    server: HttpServer | None = None,
+) -> int:
+    from serving.launch import metrics_directory, run_server
 
-    _metrics_directory(settings, port, workers)
+    metrics_directory(settings.home, port, workers)
     base = f"http://{host}:{port}"
-    _phase(f"serving on {base}  API docs: {base}/schema  dashboard: {base}/dashboard")
+    chosen = server or settings.serving.server
+    _phase(f"serving on {base} ({chosen})  API docs: {base}/schema  dashboard: {base}/dashboard")
     sys.stdout.flush()
-    uvicorn.run(
-        "serving.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        # uvicorn kills a worker that misses its health ping, and a replacement cannot answer
-        # until it has re-imported this module (spawn); on a loaded machine 5 s (the default)
-        # can pass first, and the replacement of a killed worker would be killed in a loop.
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
-    )
+    run_server(chosen, host, port, workers, access_log)
     return 0
-
-
-def _metrics_directory(settings: Settings, port: int, workers: int) -> None:
-    """Where the workers keep their Prometheus samples, so /metrics sums all of them. Set
-    before any worker imports prometheus-client; a single worker in a process that already
-    imported it (``tickets run`` after training) keeps the ordinary in-process registry."""
-    if workers == 1 and "prometheus_client" in sys.modules:
-        return
-    directory = (settings.home / "prometheus" / str(port)).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):  # samples of an earlier run of this service
-        stale.unlink(missing_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 #: Mistakes in what a person typed or pointed at, reported like the project's own errors.
@@ -346,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         settings = _settings(args)  # a bad setting (a weak key, say) stops here, in one line
         if args.command == "serve":
-            return _serve(settings, args.host, args.port, args.workers, args.access_log)
+            return _serve(
+                settings, args.host, args.port, args.workers, args.access_log, args.server
+            )
         if args.command == "run":
             return _run(settings, args)
         if args.command in cli_rollout.COMMANDS:
