@@ -10,6 +10,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 from litestar import Litestar
@@ -25,6 +26,7 @@ from serving.dashboard import dashboard
 from serving.docs import docs_assets, offline_swagger_ui
 from serving.errors import EXCEPTION_HANDLERS
 from serving.explain import explain_ticket
+from serving.fast_path import fast_predict, wants_fast_path
 from serving.health import health, livez, prometheus_metrics, ready
 from serving.lane import MonitoringLane
 from serving.model_holder import ModelHolder
@@ -54,7 +56,7 @@ async def watch_champion(holder: ModelHolder) -> None:
 
 def create_app(
     settings: Settings, holder: ModelHolder | None = None, warm_monitoring: bool = False
-) -> Litestar:
+) -> TicketsApp:
     """The service for ``settings``; the champion is loaded at start-up and watched after. An
     unreachable store or a bad pointer at start-up leaves the service up but not ready."""
     model_holder = holder or ModelHolder(
@@ -68,12 +70,16 @@ def create_app(
         settings.serving.micro_batch_max,
         settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("model").set,
+        name="model",
+        inline=True,
     )
     canary_batcher = MicroBatcher(
         functools.partial(classify_canary_rows, model_holder, settings.serving.top_k),
         settings.serving.micro_batch_max,
         settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("canary").set,
+        name="canary",
+        inline=True,
     )
     shadow = ShadowScorer(
         model_holder,
@@ -86,6 +92,7 @@ def create_app(
         max_items=10 * settings.serving.max_batch,
         max_wait_s=0.0,
         on_depth=metrics.QUEUE_DEPTH.labels("log").set,
+        name="log",
     )
 
     lane = MonitoringLane(
@@ -143,7 +150,7 @@ def create_app(
         webhooks.tickets_webhook,
     ]
     endpoints = {path for handler in handlers for path in handler.paths}
-    return Litestar(
+    return TicketsApp(
         route_handlers=[*handlers, docs_assets()],
         state=ServiceState(state),
         lifespan=[lifespan],
@@ -158,6 +165,20 @@ def create_app(
             render_plugins=[offline_swagger_ui()],
         ),
     )
+
+
+class TicketsApp(Litestar):
+    """Litestar, with well-formed predictions answered on a fast path (serving/fast_path.py);
+    everything else, and every refusal, takes Litestar's own way."""
+
+    #: Off: every request takes Litestar's way (the tests compare the two).
+    fast_path = True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.fast_path and wants_fast_path(scope):
+            await fast_predict(scope, receive, send, self.state, super().__call__)  # type: ignore[arg-type]
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[Exception | None]]:
