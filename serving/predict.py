@@ -4,6 +4,7 @@ path, micro-batched through the model and group-committed to the log before the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import uuid
 from typing import Any
@@ -146,8 +147,8 @@ async def _predict(
     metrics.observe_predictions(
         [p.prediction for p in predictions], [p.probability for p in predictions]
     )
-    for route in routes:
-        metrics.ROUTED.labels(route).inc()
+    for route, count in collections.Counter(routes).items():
+        metrics.ROUTED.labels(route).inc(count)
     if state.shadow.wanted() > 0:
         state.shadow.offer(
             [ShadowItem(rid, short, notes) for rid, (short, notes) in zip(ids, rows, strict=True)]
