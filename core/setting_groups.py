@@ -185,9 +185,9 @@ class ServingSettings(BaseModel):
     model_config = GROUP_CONFIG
 
     server: HttpServer = Field(
-        "granian",
-        description="The HTTP server of `tickets serve`: granian (Rust HTTP handling, the "
-        "faster on one core: benchmarks/results/serving.json) or uvicorn (uvloop, httptools).",
+        "uvicorn",
+        description="The HTTP server of `tickets serve`: uvicorn (uvloop, httptools; the faster "
+        "on one core in benchmarks/results/serving.json) or granian (Rust HTTP handling).",
     )
     model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
     max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")

@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--server",
         choices=get_args(HttpServer),
-        help="the HTTP server (default: TICKETS_SERVER, else granian)",
+        help="the HTTP server (default: TICKETS_SERVER, else uvicorn)",
     )
     serve.add_argument(
         "--access-log",

@@ -196,6 +196,6 @@ def _writer(log: PredictionLog) -> Callable[[list[PredictionRecord]], list[Excep
 
 
 def app_from_environment() -> Litestar:
-    """Factory for uvicorn (``--factory``): settings from TICKETS_* variables; the monitoring
-    lane's process starts with the worker, at its lower priority."""
+    """Factory for the HTTP server (serving/launch.py): settings from TICKETS_* variables; the
+    monitoring lane's process starts with the worker, at its lower priority."""
     return create_app(get_settings(), warm_monitoring=True)

@@ -1,6 +1,6 @@
-"""Starting the service under an HTTP server: granian (the default: its HTTP handling is Rust,
-so more of a core is left for the model and the log) or uvicorn (uvloop, httptools). Both run the
-same app (``serving.app:app_from_environment``) with the same lifespan, one or more worker
+"""Starting the service under an HTTP server: uvicorn (uvloop, httptools; the default, the faster
+of the two on one core in the serving benchmark) or granian (its HTTP handling is Rust). Both run
+the same app (``serving.app:app_from_environment``) with the same lifespan, one or more worker
 processes, and an in-process Prometheus registry unless there are several workers."""
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ def test_acknowledged_predictions_survive_sigkill(
             futures = [pool.submit(send, i) for i in range(400)]
             while len(acknowledged) < 150:
                 time.sleep(0.01)
-            # The whole server: under granian (the default) `tickets serve` is a supervisor and
-            # the worker that writes the log is its child.
+            # The whole server: under granian `tickets serve` is a supervisor and the worker
+            # that writes the log is its child.
             os.killpg(server.pid, signal.SIGKILL)
             for future in futures:
                 future.result()
