@@ -311,8 +311,8 @@ def serve_phases(
         load.run(url, "/predict", "predict", seconds=3)
         results["predict"] = load.run(url, "/predict", "predict", pgid)
         print(f"{server} /predict: {results['predict']}", flush=True)
-        load.run(url, "/predict/batch", "batch", items=100, connections=4, seconds=3)
-        results["batch"] = load.run(url, "/predict/batch", "batch", pgid, 100, connections=4)
+        load.run(url, "/predict/batch", "batch", items=100, seconds=3)
+        results["batch"] = load.run(url, "/predict/batch", "batch", pgid, 100)
         print(f"{server} /predict/batch: {results['batch']}", flush=True)
         if not full:
             return results
@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "embedding_weight": args.embedding_weight,
         "training_rows": args.rows,
         "predict_connections": args.clients,
-        "batch_connections": 4,
+        "batch_connections": args.clients,
         "tickets_per_batch_request": 100,
         "seconds_per_phase": args.seconds,
         "workers": 1,
