@@ -20,6 +20,7 @@ need: 40 concurrent drift calls moved /predict's median from 7 ms to 391 ms. Her
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import time
@@ -141,13 +142,25 @@ class MonitoringLane:
 
     def close(self) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            stop_pool(self._executor)
             self._executor = None
 
     def _forget_stale(self) -> None:
         now = time.monotonic()
         for key in [k for k, (at, _) in self._cached.items() if now - at >= self.cache_s]:
             del self._cached[key]
+
+
+def stop_pool(executor: ProcessPoolExecutor) -> None:
+    """Stop a worker's process pool now: what its processes compute never outlives the worker.
+    Terminated, not only told: where the worker is itself a multiprocessing child (granian's
+    workers), it joins its children on exit before the hook that would tell them to stop runs,
+    and a child still waiting for work kept it from exiting."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
 
 
 _LANE_LOGS: dict[str, PredictionLog] = {}

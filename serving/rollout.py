@@ -26,6 +26,7 @@ from core.predlog import PredictionLog
 from core.release.rollout import routes_to_canary, shadow_selected
 from core.settings import Settings
 from serving import metrics, shadow_process
+from serving.lane import stop_pool
 from serving.model_holder import ModelHolder
 
 logger = logging.getLogger("tickets.serving")
@@ -114,7 +115,7 @@ class ShadowScorer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            stop_pool(self._executor)
 
     def _pool(self) -> ProcessPoolExecutor:
         """Started on first use; "spawn", because a fork of a worker whose threads hold locks

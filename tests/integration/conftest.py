@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,20 @@ def publish_profiled_model(settings: Any, version: str = "3") -> None:
     store = open_store(settings)
     stored = write_bundle(store, serialize_model(model), manifest)
     assert swap_champion(store, stored, read_champion(store)[1])
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
+    """``check()`` once it is truthy (tried every 0.1 s; connection errors count as not yet)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError, KeyError, TypeError):
+            value = check()
+            if value:
+                return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def wait_for_http(

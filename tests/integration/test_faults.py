@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,21 +30,16 @@ from core.settings import Settings
 from deployments.local_servers import PostgresServer, RestartableS3
 from deployments.local_servers import restartable_s3 as start_s3
 from serving.app import create_app
-from tests.integration.conftest import publish_model, running, serve_process, wait_for_workers
+from tests.integration.conftest import (
+    publish_model,
+    running,
+    serve_process,
+    wait_for,
+    wait_for_workers,
+)
 
 pytestmark = pytest.mark.integration
 LABEL_KEY = "fault-tests-label-key"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError, KeyError, TypeError):
-            value = check()
-            if value:
-                return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def children(pid: int) -> set[int]:

@@ -4,8 +4,11 @@ webhook-id table, and a schemathesis run against the published OpenAPI schema.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +21,7 @@ import pytest
 from core.auth.signing import sign
 from core.predlog import PredictionLog
 from core.settings import Settings
-from tests.integration.conftest import publish_model, serve_process
+from tests.integration.conftest import publish_model, serve_process, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_" + base64.b64encode(b"w" * 32).decode()
@@ -144,3 +147,47 @@ def test_metrics_sum_every_worker(tmp_path: Path, demo_frame: pd.DataFrame) -> N
     assert _samples(text, "tickets_log_commit_seconds_count")[""] >= 1
     assert "tickets_request_seconds_bucket" in text and "tickets_batch_queue_depth" in text
     assert "tickets_model_watch_failures_total" in text
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian"])
+def test_sigterm_stops_the_whole_server_with_its_lane_process(
+    tmp_path: Path, demo_frame: pd.DataFrame, server_name: str
+) -> None:
+    """Stopped soon after start, while its monitoring lane's process may still be warming up, a
+    worker that is itself a multiprocessing child (granian's) once waited forever on exit for
+    that process: the stop must reach it too."""
+    settings = Settings(home=tmp_path / "home")
+    publish_model(settings, demo_frame)
+    with serve_process(settings.home, extra_env={"TICKETS_SERVER": server_name}) as (url, server):
+        assert httpx.post(f"{url}/predict", json={"short_description": "clave"}).status_code == 200
+        group = os.getpgid(server.pid)
+        wait_for(lambda: len(_group(group)) >= 3, "the worker's lane process", 120)
+        for pid in _serve_commands(group):  # as `pkill -f "tickets serve"` does
+            os.kill(pid, signal.SIGTERM)
+        server.wait(timeout=120)
+        wait_for(lambda: not _group(group), "every process of the server to exit", 60)
+
+
+def _serve_commands(pgid: int) -> list[int]:
+    """The server's processes whose command line is ``tickets serve ...`` (under granian the
+    supervisor and its worker; not the lane's process, a bare ``python -c``)."""
+    found = []
+    for pid in _group(pgid):
+        with contextlib.suppress(OSError):
+            if b"tickets\x00serve\x00" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    assert found, "no `tickets serve` process in the server's group"
+    return found
+
+
+def _group(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
