@@ -196,7 +196,11 @@ class ServingSettings(BaseModel):
     top_k: int = Field(3, ge=1, description="Top labels returned with each prediction.")
     micro_batch_max: int = Field(64, ge=1, description="Tickets gathered into one model call.")
     micro_batch_wait_ms: float = Field(
-        2.0, ge=0, le=100, description="Longest wait for company before a model call."
+        2.0,
+        ge=0,
+        le=100,
+        description="Longest wait for company before a model call, taken only when the last "
+        "call had company and fewer tickets are queued now (a lone request never waits).",
     )
     model_watch_max_backoff_s: float = Field(
         30.0,
