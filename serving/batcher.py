@@ -2,8 +2,10 @@
 
 A model answers a batch of 16 tickets in about four times the time of one, and a SQLite commit
 costs one fsync whatever its size, so the service funnels single predictions and log writes
-through two of these. The batch function runs in a thread of the batcher's own, so the event
-loop stays free and the model's next batch is computed while the log commits the last.
+through two of these. The log's batch function runs in a thread of the batcher's own (an fsync
+waits on the disk, not the CPU); the model's runs ``inline`` on the event loop, since handing it
+to a thread only made the two trade the GIL. So the model's next batch is computed while the log
+commits the last.
 
 Waiting is adaptive: a batch is what queued up while the previous call ran, so a lone request
 goes at once and a busy service batches by itself. Only when the last call had company and fewer
@@ -73,7 +75,8 @@ class MicroBatcher(Generic[Item, Result]):
 
     def _start(self) -> None:
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"tickets-{self.name}")
+        if not self.inline:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"tickets-{self.name}")
         self._runner = asyncio.create_task(self._run())
 
     async def stop(self) -> None:

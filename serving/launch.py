@@ -6,13 +6,10 @@ processes, and an in-process Prometheus registry unless there are several worker
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import get_args
 
 from core.setting_groups import HttpServer
 
-SERVERS: tuple[str, ...] = get_args(HttpServer)
 APP = "serving.app:app_from_environment"
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -75,4 +72,3 @@ def _uvicorn(host: str, port: int, workers: int, access_log: bool) -> None:
         access_log=access_log,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
-    sys.stdout.flush()
