@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -93,12 +94,19 @@ class Settings(BaseSettings):
     label_column: str = "label"
     language: str = "spanish"
     families: Annotated[tuple[str, ...], NoDecode] = FAMILIES
-    profile: Literal["standard", "accurate"] = Field(
+    profile: Literal["standard", "fast"] = Field(
         "standard",
-        description="standard: TF-IDF (+ token table) features, /predict p99 about 20 ms; "
-        "accurate: the linear SVM may also add a multilingual sentence encoder "
-        "(multilingual-e5-small), better on paraphrases and Spanish, about 10 ms a ticket more "
-        "to train and to serve (README, Profiles).",
+        description="standard: the linear families may add a multilingual sentence encoder "
+        "(multilingual-e5-small) to their TF-IDF features where cross-validation says it "
+        "helps (better on paraphrases and small tables; tens of milliseconds a ticket to "
+        "serve); fast: TF-IDF (+ token table) only, /predict p99 about 20 ms at 16 clients. "
+        "The old name accurate means standard.",
+    )
+    ensemble: bool = Field(
+        True,
+        description="Refit an ensemble of the search's trials (forward selection on their "
+        "out-of-fold probabilities; on small tables only when bias-corrected CV says it beats "
+        "the linear default) instead of the single best configuration.",
     )
     trials: int = Field(12, ge=1, description="Optuna trials per study.")
     timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
@@ -239,6 +247,20 @@ class Settings(BaseSettings):
     def _split_comma_separated(cls, value: object) -> object:
         return comma_separated(value)
 
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _renamed_profile(cls, value: object) -> object:
+        """``accurate`` was the encoder profile's name until the encoder became the default."""
+        if value == "accurate":
+            warnings.warn(
+                "TICKETS_PROFILE=accurate is now the default profile, standard; the old name "
+                "will stop being accepted in a later release",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return "standard"
+        return value
+
     @field_validator(
         "admin_api_key",
         "prefect_api_key",
@@ -342,7 +364,7 @@ class Settings(BaseSettings):
         return self.prediction_log_path or self.home / "predictions.db"
 
     def encoder_cache_path(self) -> Path:
-        """Sentence-encoder vectors kept between trainings (the accurate profile)."""
+        """Sentence-encoder vectors kept between trainings (the standard profile)."""
         return self.home / "embeddings.sqlite"
 
     def default_data_path(self) -> Path:

@@ -271,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traffic", type=int, default=500, help="drifted tickets sent")
     parser.add_argument("--families", default="linear_svm,logistic_regression")
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument(
+        "--profile",
+        default="fast",
+        choices=["standard", "fast"],
+        help="fast (default here: the demo retrains in seconds) or standard (with the encoder)",
+    )
     parser.add_argument("--prefect-port", type=int, default=4300)
     parser.add_argument("--api-port", type=int, default=8300)
     args = parser.parse_args(argv)
@@ -296,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "TICKETS_DATA_PATH": str(data),
         "TICKETS_FAMILIES": args.families,
         "TICKETS_TRIALS": str(args.trials),
+        "TICKETS_PROFILE": args.profile,
         "TICKETS_TIMEOUT_S": "60",
         "TICKETS_MODEL_POLL_S": "1",
         "TICKETS_MONITOR_WINDOW": "1h",

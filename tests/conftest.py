@@ -19,7 +19,11 @@ def demo_frame() -> pd.DataFrame:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        home=tmp_path / "home", trials=2, timeout_s=30, families=("logistic_regression",)
+        home=tmp_path / "home",
+        trials=2,
+        timeout_s=30,
+        families=("logistic_regression",),
+        profile="fast",  # the loop's tests; the encoder has tests of its own
     )
 
 

@@ -45,6 +45,7 @@ def test_training_flags_injected_label_errors_and_can_leave_them_out(
         families=("logistic_regression",),
         trials=1,
         timeout_s=60,
+        profile="fast",
         exclude_suspected_labels=True,
     )
     summary = train(settings=settings, data_path=str(data))

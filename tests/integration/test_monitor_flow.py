@@ -73,6 +73,7 @@ def test_drift_is_detected_reported_and_the_retrain_branch_promotes_a_better_mod
         families=("linear_svm",),
         trials=1,
         timeout_s=60,
+        profile="fast",
     )
     assert monitor(window="1h", settings=settings)["no_champion"]
     first = train(settings=settings)

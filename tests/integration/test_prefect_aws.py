@@ -52,6 +52,7 @@ def test_the_store_of_an_s3_bucket_block_holds_bundles_and_study_results_for_oth
             families=("logistic_regression",),
             trials=2,
             timeout_s=60,
+            profile="fast",
             label_audit=False,
         )
 

@@ -45,6 +45,7 @@ def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresq
         "trials": 4,
         "timeout_s": 120,
         "label_audit": False,
+        "profile": "fast",
         "max_concurrent_studies": 2,
     }
     cluster = LocalCluster(

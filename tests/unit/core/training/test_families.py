@@ -12,6 +12,7 @@ from core.release.bundle import deserialize_model, serialize_model
 from core.settings import FAMILIES
 from core.training.families import (
     REGISTRY,
+    baseline_points,
     build_pipeline,
     default_params,
     searches_encoder,
@@ -94,33 +95,51 @@ def test_the_registry_holds_the_seven_families_in_settings_order() -> None:
 
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if REGISTRY[f].encoder])
-def test_with_the_encoder_the_linear_svm_tries_it_right_after_the_defaults(family: str) -> None:
+def test_with_the_encoder_a_linear_default_includes_it_and_is_tried_first(family: str) -> None:
     first, second, third, *rest = starting_points(family, encoder=True)
-    assert first["encoder_weight"] == 0.0 and first["embedding_weight"] == 0.0
-    assert second == {**first, "encoder_weight": ENCODER_FIRST_WEIGHT}
-    assert third == {**first, "embedding_weight": 1.0}
+    assert first["encoder_weight"] == ENCODER_FIRST_WEIGHT and first["embedding_weight"] == 0.0
+    assert second == {**first, "encoder_weight": 0.0}
+    assert third == {**second, "embedding_weight": 1.0}
     full_text = [p for p in rest if p["text_level"] == "full"]
     assert full_text and all("encoder_weight" not in p for p in full_text)
-    names = [
-        n for n, _ in build_pipeline(family, second, "spanish", 0)["features"].transformer_list
-    ]
+    names = [n for n, _ in build_pipeline(family, first, "spanish", 0)["features"].transformer_list]
     assert names[-1] == "encoder"
     assert "encoder_weight" not in starting_points(family)[0]
+    # what the search is judged against: the defaults with and without the encoder
+    assert baseline_points(family, encoder=True) == [first, second]
+    assert baseline_points(family) == [starting_points(family)[0]]
 
 
 def test_only_a_profile_and_family_that_use_the_encoder_pay_for_it() -> None:
-    assert searches_encoder(("linear_svm", "lightgbm"), "accurate")
-    assert not searches_encoder(("logistic_regression", "lightgbm"), "accurate")
-    assert not searches_encoder(("linear_svm",), "standard")
+    assert searches_encoder(("linear_svm", "lightgbm"), "standard")
+    assert searches_encoder(("logistic_regression", "lightgbm"), "standard")
+    assert searches_encoder(("linear_svm",), "accurate")  # its old name, in recorded settings
+    assert not searches_encoder(("linear_svm",), "fast")
+    assert not searches_encoder(("lightgbm", "xgboost"), "standard")
 
 
-def test_only_the_linear_svm_gets_the_encoder() -> None:
-    """Trees select features with chi-squared (no signed inputs); logistic regression's solver
-    crawls on dense blocks."""
-    assert [f for f in FAMILIES if REGISTRY[f].encoder] == ["linear_svm"]
+def test_the_linear_families_get_the_encoder_and_the_trees_do_not() -> None:
+    """Trees select features with chi-squared (no signed inputs)."""
+    assert [f for f in FAMILIES if REGISTRY[f].encoder] == ["logistic_regression", "linear_svm"]
     for family in FAMILIES:
         if not REGISTRY[family].encoder:
             assert all(not uses_encoder(p) for p in starting_points(family, encoder=True))
+            assert baseline_points(family, encoder=True) == []
+
+
+def test_logistic_regression_fits_a_dense_block_with_the_primal_solver() -> None:
+    """The dual solver crawls on the encoder's dense columns (measured in families.py)."""
+    sparse = build_pipeline(
+        "logistic_regression", default_params("logistic_regression"), "spanish", 0
+    )
+    dense = build_pipeline(
+        "logistic_regression",
+        {**default_params("logistic_regression"), "encoder_weight": 2.0},
+        "spanish",
+        0,
+    )
+    assert sparse.steps[-1][1].estimator.dual is True
+    assert dense.steps[-1][1].estimator.dual is False
 
 
 @pytest.mark.parametrize(
