@@ -82,7 +82,7 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
                 self.calibration_folds, shuffle=True, random_state=self.random_state
             )
             decisions = cross_val_predict(self._svm(), X, y, cv=folds, method="decision_function")
-            self.temperature_ = _fit_temperature(
+            self.temperature_ = fit_temperature(
                 _as_2d(decisions), np.searchsorted(self.classes_, y)
             )
         return self
@@ -101,7 +101,7 @@ def _as_2d(decisions: np.ndarray) -> np.ndarray:
     return np.column_stack([-decisions, decisions]) if decisions.ndim == 1 else decisions
 
 
-def _fit_temperature(decisions: np.ndarray, targets: np.ndarray) -> float:
+def fit_temperature(decisions: np.ndarray, targets: np.ndarray) -> float:
     """The temperature minimising the log-loss of softmax(decisions / T)."""
 
     def loss(log_t: float) -> float:
@@ -287,6 +287,38 @@ class StackedOneVsRest(OneVsRestClassifier):
         return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
 
 
+class WeightedEnsemble(ClassifierMixin, BaseEstimator):
+    """A weighted average of complete pipelines' probabilities: the model ensemble selection
+    (core/training/ensemble.py) chooses. Each member keeps its own text settings, features and
+    head; members that use the sentence encoder share its vectors (core/encoder.py caches them
+    by text), so serving embeds a ticket once."""
+
+    def __init__(self, members: list[tuple[str, Any]], weights: list[float]) -> None:
+        self.members = members
+        self.weights = weights
+
+    def fit(self, X: Any, y: Any) -> WeightedEnsemble:
+        self.members_ = [(name, clone(member).fit(X, y)) for name, member in self.members]
+        self.classes_ = np.asarray(self.members_[0][1].classes_)
+        for name, member in self.members_:
+            if not np.array_equal(np.asarray(member.classes_), self.classes_):
+                raise ValueError(f"member {name} learned other classes")
+        total = float(sum(self.weights))
+        self.weights_ = np.asarray(self.weights, dtype=np.float64) / total
+        return self
+
+    def combine(self, probabilities: list[np.ndarray]) -> np.ndarray:
+        """The members' probabilities (in member order), averaged with the weights."""
+        mixed = sum(weight * p for weight, p in zip(self.weights_, probabilities, strict=True))
+        return np.asarray(mixed)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.combine([np.asarray(m.predict_proba(X)) for _, m in self.members_])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_[self.predict_proba(X).argmax(axis=1)])
+
+
 class ToDense(TransformerMixin, BaseEstimator):
     """Sparse to dense, for estimators without sparse input (histogram gradient boosting)."""
 
@@ -302,6 +334,8 @@ def lean_predict_proba(model: Any, rows: Any) -> np.ndarray:
     (output containers, metadata routing, one joblib call per feature block), which costs more
     than the arithmetic for the handful of tickets of a serving micro-batch. Same steps, same
     numbers; anything but a plain pipeline goes the usual way."""
+    if isinstance(model, WeightedEnsemble):
+        return model.combine([lean_predict_proba(member, rows) for _, member in model.members_])
     if not isinstance(model, Pipeline):
         return np.asarray(model.predict_proba(rows))
     data = rows

@@ -79,7 +79,12 @@ def train(
         shared = for_runner(tuning_data, settings)
         results = run_studies(runner, settings, shared, use_cache=original is None)
         winner = select_winner(
-            results, tuning_data.plan.small, truth=tuning_data.codes, seed=settings.seed
+            results,
+            tuning_data.plan.small,
+            truth=tuning_data.codes,
+            seed=settings.seed,
+            ensemble=settings.ensemble,
+            encoder=tuning_data.encoder,
         )
         if winner is None:
             errors = "; ".join(f"{r.family}: {r.error}" for r in results)

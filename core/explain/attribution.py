@@ -18,6 +18,7 @@ from core.models import (
     EncodedLabels,
     StackedOneVsRest,
     TemperatureScaledSVC,
+    WeightedEnsemble,
 )
 from core.text import TextNormalizer
 
@@ -80,25 +81,42 @@ class Explanation:
 
 
 def explain(
-    model: Pipeline, short_description: str, close_notes: str = "", top_k: int = 10
+    model: Any, short_description: str, close_notes: str = "", top_k: int = 10
 ) -> Explanation:
-    """The prediction and, for the predicted class and the runner-up, each word's contribution."""
+    """The prediction and, for the predicted class and the runner-up, each word's contribution.
+    An ensemble's are its members' parts weighted as their probabilities are, where every
+    member's parts add up (linear heads, boosters); otherwise the whole ensemble is occluded."""
     row = np.asarray([[short_description, close_notes or ""]], dtype=object)
-    ticket = _Ticket(model, row, placing.ticket_words(short_description, close_notes))
-    probabilities = ticket.probabilities()
-    order = np.argsort(-probabilities)[:2]
+    words = placing.ticket_words(short_description, close_notes)
     classes = np.asarray(model.classes_)
-    words = ticket.words
-    head = model.steps[-1][1]
-    if is_linear(head):
-        method, kind = "linear", _linear_kind(head)
-        parts = _linear(ticket, order)
-    elif _booster(head) is not None:
-        method, kind = "tree-shap", "raw margin (log-odds)"
-        parts = _shap(ticket, order, len(classes))
+    if isinstance(model, WeightedEnsemble):
+        probabilities = np.asarray(model.predict_proba(row))[0]
+        order = np.argsort(-probabilities)[:2]
+        pipelines = [member for _, member in model.members_]
+        methods = [_method(member.steps[-1][1]) for member in pipelines]
+        if "occlusion" in methods:
+            method, kind = "occlusion", "probability drop when the word is removed"
+            parts = _occlusion(model, short_description, close_notes, words, order, probabilities)
+        else:
+            method = "ensemble of " + " + ".join(sorted(set(methods)))
+            kind = "weighted sum of the members' scores (weights as in the ensemble)"
+            member_parts = [
+                _additive(_Ticket(member, row, words), order, len(classes)) for member in pipelines
+            ]
+            parts = [
+                _weighted([p[i] for p in member_parts], model.weights_) for i in range(len(order))
+            ]
     else:
-        method, kind = "occlusion", "probability drop when the word is removed"
-        parts = _occlusion(model, short_description, close_notes, words, order, probabilities)
+        ticket = _Ticket(model, row, words)
+        probabilities = ticket.probabilities()
+        order = np.argsort(-probabilities)[:2]
+        method = _method(model.steps[-1][1])
+        if method == "occlusion":
+            kind = "probability drop when the word is removed"
+            parts = _occlusion(model, short_description, close_notes, words, order, probabilities)
+        else:
+            kind = _kind(model.steps[-1][1])
+            parts = _additive(ticket, order, len(classes))
     explained = [
         _class_explanation(str(classes[c]), float(probabilities[c]), words, part, top_k)
         for c, part in zip(order, parts, strict=True)
@@ -106,6 +124,35 @@ def explain(
     return Explanation(
         method, kind, str(classes[order[0]]), float(probabilities[order[0]]), explained
     )
+
+
+def _method(head: Any) -> str:
+    if is_linear(head):
+        return "linear"
+    return "tree-shap" if _booster(head) is not None else "occlusion"
+
+
+def _kind(head: Any) -> str:
+    return _linear_kind(head) if is_linear(head) else "raw margin (log-odds)"
+
+
+def _additive(ticket: _Ticket, order: np.ndarray, n_classes: int) -> list[_Parts]:
+    """Exact per-word parts of a linear head, or a booster's SHAP values."""
+    if is_linear(ticket.model.steps[-1][1]):
+        return _linear(ticket, order)
+    return _shap(ticket, order, n_classes)
+
+
+def _weighted(parts: list[_Parts], weights: np.ndarray) -> _Parts:
+    """Members' parts of one class, weighted: they still add up to the weighted score."""
+    words = sum(w * p.word_weights for w, p in zip(weights, parts, strict=True))
+    other: dict[str, float] = {}
+    for w, p in zip(weights, parts, strict=True):
+        for name, value in p.other.items():
+            other[name] = other.get(name, 0.0) + float(w) * value
+    score = float(sum(w * (p.score or 0.0) for w, p in zip(weights, parts, strict=True)))
+    intercept = float(sum(w * (p.intercept or 0.0) for w, p in zip(weights, parts, strict=True)))
+    return _Parts(np.asarray(words, dtype=np.float64), other, score, intercept)
 
 
 @dataclass
@@ -314,7 +361,7 @@ def _shap(ticket: _Ticket, order: np.ndarray, n_classes: int) -> list[_Parts]:
 
 
 def _occlusion(
-    model: Pipeline,
+    model: Any,
     short: str,
     notes: str,
     words: list[Word],

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 
 from core.explain.attribution import coefficients, explain, is_linear
+from core.models import WeightedEnsemble
 
 
-def top_terms_per_class(model: Pipeline, k: int = 15) -> dict[str, list[tuple[str, float]]]:
+def top_terms_per_class(model: Any, k: int = 15) -> dict[str, list[tuple[str, float]]]:
     """A linear model's global view: per class, the features with the largest coefficients (as
-    the model sees them: normalised words, n-grams, character n-grams). Empty for other heads."""
+    the model sees them: normalised words, n-grams, character n-grams); an ensemble of linear
+    models', its members' views weighted (a feature's weight summed over the members that have
+    it). Empty for other heads."""
+    if isinstance(model, WeightedEnsemble):
+        return _ensemble_terms(model, k)
     head = model.steps[-1][1]
     if not is_linear(head):
         return {}
@@ -39,8 +44,26 @@ def top_terms_per_class(model: Pipeline, k: int = 15) -> dict[str, list[tuple[st
     return result
 
 
+def _ensemble_terms(model: WeightedEnsemble, k: int) -> dict[str, list[tuple[str, float]]]:
+    views = [top_terms_per_class(member, 4 * k) for _, member in model.members_]
+    if not all(views):
+        return {}
+    merged: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for weight, view in zip(model.weights_, views, strict=True):
+        for label, terms in view.items():
+            for term, value in terms:
+                merged[label][term] += float(weight) * value
+    return {
+        label: [
+            (term, round(value, 6))
+            for term, value in sorted(terms.items(), key=lambda item: -item[1])[:k]
+        ]
+        for label, terms in merged.items()
+    }
+
+
 def global_terms(
-    model: Pipeline, rows: Sequence[tuple[str, str]], k: int = 15
+    model: Any, rows: Sequence[tuple[str, str]], k: int = 15
 ) -> dict[str, list[tuple[str, float]]]:
     """The model's global view, per class: a linear model's largest coefficients; for the other
     families, the words with the largest summed contributions over ``rows`` (held-out tickets)

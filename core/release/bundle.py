@@ -32,6 +32,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.models.CompactTfidfVectorizer",
         "core.models.TemperatureScaledSVC",
         "core.models.StackedOneVsRest",
+        "core.models.WeightedEnsemble",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.feature_selection._univariate_selection.chi2",

@@ -23,7 +23,8 @@ from core.data.tables import LABEL, NOTES, SHORT, TEXT
 from core.errors import BundleError
 from core.io.store import ArtifactStore
 from core.release.bundle import label_audit_key
-from core.training.families import build_pipeline
+from core.training.families import build_model
+from core.training.tuning import decode_probabilities
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,23 @@ def out_of_fold_probabilities(
     probabilities = np.zeros((len(frame), len(classes)))
     texts = frame[TEXT].reset_index(drop=True)
     for train_rows, held_out in splitter.split(texts, labels):
-        model = build_pipeline(family, params, language, seed, n_jobs)
+        model = build_model(family, params, language, seed, n_jobs)
         model.fit(texts.iloc[train_rows], labels[train_rows])
         columns = [classes.index(str(label)) for label in model.classes_]
         probabilities[np.ix_(held_out, columns)] = model.predict_proba(texts.iloc[held_out])
+    return probabilities, classes
+
+
+def kept_out_of_fold(encoded: str, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+    """The chosen configuration's out-of-fold probabilities as its study kept them (averaged
+    over repeats of the folds), in ``out_of_fold_probabilities``' form, so the audit needs no
+    fit of its own; None when none were kept or they are not for these rows."""
+    if not encoded:
+        return None
+    probabilities = decode_probabilities(encoded).astype(np.float64).mean(axis=0)
+    classes = sorted({str(label) for label in frame[LABEL].to_numpy(dtype=object)})
+    if probabilities.shape != (len(frame), len(classes)):
+        return None
     return probabilities, classes
 
 

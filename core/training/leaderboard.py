@@ -1,6 +1,8 @@
-"""Ranking the studies and choosing what to refit: the leaderboard, the winner (best mean CV
-on large tables; bias-corrected selection or the one-standard-error rule on small ones), and the
-leaderboard as rows and as a markdown table for MLflow and the README."""
+"""Ranking the studies and choosing what to refit: the leaderboard, the winner (an ensemble of
+the search's trials where their out-of-fold probabilities were kept, checked on small tables
+against the linear defaults by bias-corrected CV; otherwise the best mean CV on large tables and
+bias-corrected selection or the one-standard-error rule on small ones), and the leaderboard as
+rows and as a markdown table for MLflow and the README."""
 
 from __future__ import annotations
 
@@ -9,9 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from core.training.families import REGISTRY
+from core.training.ensemble import (
+    EnsembleCandidate,
+    bias_corrected_check,
+    select_ensemble,
+)
+from core.training.families import ENSEMBLE, REGISTRY, baseline_points
 from core.training.selection import Candidate, bootstrap_bias_corrected
-from core.training.tuning import StudyResult, TrialPredictions
+from core.training.tuning import (
+    StudyResult,
+    TrialPredictions,
+    decode_probabilities,
+    encode_probabilities,
+)
 
 
 def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
@@ -24,17 +36,26 @@ def select_winner(
     one_standard_error: bool,
     truth: np.ndarray | None = None,
     seed: int = 0,
+    ensemble: bool = False,
+    encoder: bool = False,
 ) -> StudyResult | None:
-    """The configuration to refit. On large tables: the best mean CV macro-F1. On small ones
-    (``one_standard_error``): with ``truth`` (label codes) and every study's out-of-fold
-    predictions, bias-corrected selection (core/training/selection.py) between the best linear
-    default and the best configuration of the search; without them, the simplest configuration
-    within one standard error of the best (a linear family's default, a linear family's best, a tree
-    family's default, a tree family's best; the higher mean among equals). None when no study
-    completed."""
+    """What to refit. With ``ensemble``, ``truth`` (label codes) and every study's out-of-fold
+    probabilities: an ensemble of the search's trials (core/training/ensemble.py), which on
+    small tables (``one_standard_error``) must also beat the best linear default (with the
+    encoder where the search offered it: ``encoder``) on bias-corrected CV, or that default is
+    refitted. Otherwise, on large tables: the best mean CV macro-F1; on small ones, with every
+    study's out-of-fold predictions, bias-corrected selection (core/training/selection.py)
+    between the best linear default and the best configuration of the search, and without
+    them, the simplest configuration within one standard error of the best (a linear family's
+    default, a linear family's best, a tree family's default, a tree family's best; the higher
+    mean among equals). None when no study completed."""
     ranked = leaderboard(results)
     if not ranked:
         return None
+    if ensemble and truth is not None:
+        chosen = _ensemble_winner(ranked, truth, seed, one_standard_error, encoder)
+        if chosen is not None:
+            return chosen
     if one_standard_error and truth is not None:
         corrected = _bias_corrected_winner(ranked, truth, seed)
         if corrected is not None:
@@ -68,6 +89,99 @@ def select_winner(
             f"{best.cv_macro_f1:.4f}: the simpler model is kept (one-standard-error rule)"
         )
     return replace(chosen, selection=why)
+
+
+def _is_point(params: dict[str, Any], points: list[dict[str, Any]]) -> bool:
+    """Whether a trial's parameters are one of ``points`` (a point may carry keys its trial
+    never suggested, such as the encoder's weight on fully normalised text)."""
+    return any(all(point.get(key) == value for key, value in params.items()) for point in points)
+
+
+def _ensemble_winner(
+    ranked: list[StudyResult],
+    truth: np.ndarray,
+    seed: int,
+    small: bool,
+    encoder: bool,
+) -> StudyResult | None:
+    """The ensemble (or, when forward selection keeps one trial, that trial), or on a small
+    table the best linear default when bias-corrected CV prefers it; None when a study kept no
+    out-of-fold probabilities (too many rows x classes, or restored from an older cache)."""
+    if any(not any(t.probabilities for t in r.trial_predictions) for r in ranked):
+        return None
+    pool: list[tuple[StudyResult, TrialPredictions]] = []
+    candidates: list[EnsembleCandidate] = []
+    for result in ranked:
+        points = baseline_points(result.family, encoder)
+        for trial in result.trial_predictions:
+            if not trial.probabilities:
+                continue
+            pool.append((result, trial))
+            candidates.append(
+                EnsembleCandidate(
+                    result.family,
+                    trial.params,
+                    trial.cv_macro_f1,
+                    decode_probabilities(trial.probabilities),
+                    bool(points) and _is_point(trial.params, points),
+                )
+            )
+    choice = select_ensemble(candidates, truth)
+    built = (
+        f"ensemble selection over {len(candidates)} trials' out-of-fold probabilities "
+        f"(balanced log-loss {choice.balanced_log_loss:.4f}, out-of-fold macro-F1 "
+        f"{choice.macro_f1:.4f}, optimistic: chosen on the same rows)"
+    )
+    check = ""
+    if small and any(c.baseline for c in candidates):
+        outcome = bias_corrected_check(candidates, truth, seed)
+        check = (
+            f"; bias-corrected CV ({outcome.rounds} bootstrap rounds): the ensemble "
+            f"{outcome.ensemble_macro_f1:.4f}, the best linear default "
+            f"{outcome.baseline_macro_f1:.4f}, gain {outcome.gain:+.4f} "
+            f"(won {outcome.ensemble_wins:.0%} of rounds)"
+        )
+        if not outcome.prefer_ensemble:
+            result, trial = max(
+                (item for item, c in zip(pool, candidates, strict=True) if c.baseline),
+                key=lambda item: item[1].cv_macro_f1,
+            )
+            why = (
+                f"{result.family} default configuration, CV macro-F1 {trial.cv_macro_f1:.4f}: "
+                f"the linear default is kept over the ensemble; {built}{check}"
+            )
+            return _single(result, trial, why)
+    if len(choice.members) == 1:
+        result, trial = pool[choice.members[0][0]]
+        return _single(result, trial, f"{result.family} alone: {built}{check}")
+    members = [
+        {"family": pool[i][0].family, "params": dict(pool[i][1].params), "weight": weight}
+        for i, weight in choice.members
+    ]
+    mixed = sum(candidates[i].probabilities * weight for i, weight in choice.members)
+    names = ", ".join(f"{m['family']} {m['weight']:.2f}" for m in members)
+    return StudyResult(
+        ENSEMBLE,
+        {"members": members},
+        choice.macro_f1,
+        sum(r.trials for r in ranked),
+        sum(r.pruned for r in ranked),
+        sum(r.seconds for r in ranked),
+        cv_folds=ranked[0].cv_folds,
+        selection=f"ensemble of {len(members)} ({names}): {built}{check}",
+        oof_probabilities=encode_probabilities(np.asarray(mixed)),
+    )
+
+
+def _single(result: StudyResult, trial: TrialPredictions, why: str) -> StudyResult:
+    return replace(
+        result,
+        best_params=trial.params,
+        cv_macro_f1=trial.cv_macro_f1,
+        cv_std_error=trial.cv_std_error,
+        selection=why,
+        oof_probabilities=trial.probabilities,
+    )
 
 
 def _bias_corrected_winner(

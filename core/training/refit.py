@@ -19,7 +19,7 @@ from core.release.manifest import Manifest, MlflowRef, ReferenceProfile, Snapsho
 from core.release.promotion import PromotionOutcome
 from core.release.snapshots import training_settings
 from core.settings import Settings
-from core.training.families import build_pipeline
+from core.training.families import build_model
 from core.training.features import ENCODER_MAX_WORDS, ENCODER_PREFIX, uses_encoder
 from core.training.leaderboard import leaderboard_rows
 from core.training.tuning import StudyResult
@@ -30,9 +30,10 @@ def threads_per_study(settings: Settings) -> int:
 
 
 def refit(winner: StudyResult, train: pd.DataFrame, settings: Settings) -> tuple[Any, float]:
-    """Fit the winning family's best pipeline on the whole training set."""
+    """Fit the winner (one family's best pipeline, or an ensemble of pipelines) on the whole
+    training set."""
     started = time.perf_counter()
-    model = build_pipeline(
+    model = build_model(
         winner.family, winner.best_params, settings.language, settings.seed, os.cpu_count() or 1
     )
     model.fit(train[TEXT], train[LABEL].to_numpy(dtype=object))

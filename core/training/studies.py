@@ -194,10 +194,12 @@ def summarize(family: str, study: optuna.Study, seconds: float, data: TuningData
             dict(trial.params),
             float(trial.value or 0.0),
             standard_error(list(trial.user_attrs.get("fold_scores", [])), data.plan.folds),
-            list(trial.user_attrs["out_of_fold"]),
+            list(trial.user_attrs.get("out_of_fold", [])),
+            str(trial.user_attrs.get("oof_proba", "")),
         )
         for trial in trials
-        if trial.state == optuna.trial.TrialState.COMPLETE and "out_of_fold" in trial.user_attrs
+        if trial.state == optuna.trial.TrialState.COMPLETE
+        and ("out_of_fold" in trial.user_attrs or "oof_proba" in trial.user_attrs)
     ]
     return replace(
         result,

@@ -65,7 +65,9 @@ def log_training(
     with mlflow.start_run(run_id=run_id):
         for result in results:
             _log_child(client, exp_id, run_id, result, key)
-        mlflow.log_params({"champion_family": winner.family, **winner.best_params})
+        mlflow.log_params({"champion_family": winner.family, **champion_params(winner)})
+        if "members" in winner.best_params:
+            mlflow.log_dict(winner.best_params, "ensemble.json")
         if winner.selection:
             mlflow.set_tag("selection", winner.selection)
         mlflow.log_metrics({**evaluation.metrics(), **extra_metrics})
@@ -92,6 +94,17 @@ def log_training(
     return MlflowRef(
         run_id=run_id, experiment_id=exp_id, model_version=version, model_uri=model_uri
     )
+
+
+def champion_params(winner: StudyResult) -> dict[str, Any]:
+    """The winner's parameters as MLflow params: an ensemble's as one line per member's family
+    and weight (the members' full parameters go to ``ensemble.json``)."""
+    members = winner.best_params.get("members")
+    if not isinstance(members, list):
+        return dict(winner.best_params)
+    return {
+        "members": ", ".join(f"{m['family']} {float(m['weight']):.2f}" for m in members),
+    }
 
 
 def log_datasets(snapshot: SnapshotRef, train: pd.DataFrame, test: pd.DataFrame) -> None:

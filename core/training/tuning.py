@@ -15,6 +15,7 @@ before a tuned one and a linear family before a tree ensemble.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import socket
@@ -27,10 +28,12 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from scipy.special import softmax
 from sklearn.metrics import f1_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 
 from core.data.tables import LABEL, NOTES, SHORT
+from core.models import TemperatureScaledSVC, fit_temperature
 from core.training.families import REGISTRY, build_head
 from core.training.features import (
     DEFAULT_TEXT,
@@ -38,6 +41,7 @@ from core.training.features import (
     build_features,
     build_normalizer,
     encoder_block,
+    has_dense_block,
     suggest_features,
     suggest_text,
 )
@@ -46,16 +50,41 @@ from core.training.folds import cv_plan
 FoldMatrices = list[tuple[Any, Any]]
 
 
+#: Out-of-fold probabilities are kept for a trial while repeats x rows x classes stays under
+#: this (float16: 600 KB a trial), so the search's trials can be combined into an ensemble
+#: (core/training/ensemble.py); beyond it (Banking77's 10,000 rows x 77 classes) only the single
+#: best configuration is refitted.
+OOF_CELLS = 300_000
+
+
 @dataclass
 class TrialPredictions:
-    """A completed trial of a small-table study: its configuration, CV score and out-of-fold
-    predictions (class indices into ``TuningData.classes``, one list per repeat of the folds),
-    which bias-corrected selection (core/training/selection.py) reuses instead of refitting."""
+    """A completed trial: its configuration, CV score and out-of-fold predictions (class
+    indices into ``TuningData.classes``, one list per repeat of the folds), which bias-corrected
+    selection (core/training/selection.py) reuses instead of refitting, and its out-of-fold
+    probabilities (``encode_probabilities``; empty when the table is too large to keep them),
+    from which ensemble selection builds its ensemble."""
 
     params: Params
     cv_macro_f1: float
     cv_std_error: float
     predictions: list[list[int]]
+    probabilities: str = ""
+
+
+def encode_probabilities(probabilities: np.ndarray) -> str:
+    """A (repeats, rows, classes) array as text for a trial's user attributes and the study
+    cache: its shape, then float16 values in base64."""
+    shape = ",".join(str(n) for n in probabilities.shape)
+    data = base64.b64encode(np.asarray(probabilities, dtype="<f2").tobytes()).decode("ascii")
+    return f"{shape}:{data}"
+
+
+def decode_probabilities(text: str) -> np.ndarray:
+    """``encode_probabilities``'s array back, as float32."""
+    shape, data = text.split(":", 1)
+    values = np.frombuffer(base64.b64decode(data), dtype="<f2").astype(np.float32)
+    return values.reshape(tuple(int(n) for n in shape.split(",")))
 
 
 @dataclass
@@ -80,8 +109,12 @@ class StudyResult:
     default_cv_std_error: float = float("nan")
     #: Why this result won, once select_winner has chosen it.
     selection: str = ""
-    #: Every completed trial's out-of-fold predictions (small tables only).
+    #: Every completed trial's out-of-fold predictions (small tables only) and probabilities
+    #: (within ``OOF_CELLS``).
     trial_predictions: list[TrialPredictions] = field(default_factory=list)
+    #: The chosen configuration's out-of-fold probabilities (``encode_probabilities``), when
+    #: kept: the label audit reads them instead of refitting on every fold.
+    oof_probabilities: str = ""
 
     @property
     def ok(self) -> bool:
@@ -213,8 +246,8 @@ def objective_for(family: str, data: TuningData, n_jobs: int) -> Callable[[optun
     """The trial's mean macro-F1 over the folds. Each trial keeps in its user attributes what
     the study's result needs, so a study whose trials ran in several processes (a shared
     storage) is summed up from the storage alone: its fold scores, its model fits and how many
-    stopped at their iteration limit, the host and process that ran it, and on small tables its
-    out-of-fold predictions."""
+    stopped at their iteration limit, the host and process that ran it, on small tables its
+    out-of-fold predictions, and (within ``OOF_CELLS``) its out-of-fold probabilities."""
     labels, seed = data.labels, data.seed
 
     def objective(trial: optuna.Trial) -> float:
@@ -228,6 +261,8 @@ def objective_for(family: str, data: TuningData, n_jobs: int) -> Callable[[optun
 
     fits: dict[int, int] = {}
     unconverged: dict[int, int] = {}
+    shape = (data.plan.repeats, len(labels), len(data.classes))
+    keep_outputs = int(np.prod(shape)) <= OOF_CELLS
 
     def _folds(trial: optuna.Trial) -> float:
         fits[trial.number] = unconverged[trial.number] = 0
@@ -239,20 +274,25 @@ def objective_for(family: str, data: TuningData, n_jobs: int) -> Callable[[optun
             text_params["text_level"],
         )
         head_params = REGISTRY[family].suggest(trial)
+        dense = has_dense_block(feature_params)
         scores = []
         matrices = data.fold_matrices(text_params, feature_params)
         predictions = np.full((data.plan.repeats, len(labels)), -1, dtype=np.int32)
+        outputs = np.zeros(shape if keep_outputs else (0, 0, 0))
+        decisions = False
         for step, ((x_train, x_valid), (train_idx, valid_idx)) in enumerate(
             zip(matrices, data.folds, strict=True)
         ):
-            head = build_head(family, head_params, seed, n_jobs, calibrate=False)
+            head = build_head(family, head_params, seed, n_jobs, calibrate=False, dense=dense)
             head.fit(x_train, labels[train_idx])
             fits[trial.number] += 1
             unconverged[trial.number] += int(not getattr(head.steps[-1][1], "converged_", True))
-            predicted = head.predict(x_valid)
-            predictions[step // data.plan.folds, valid_idx] = np.searchsorted(
-                data.classes, predicted
-            )
+            output, decisions = fold_output(head, x_valid, data.classes)
+            predicted = data.classes[output.argmax(axis=1)]
+            repeat = step // data.plan.folds
+            predictions[repeat, valid_idx] = output.argmax(axis=1)
+            if keep_outputs:
+                outputs[repeat, valid_idx] = output
             scores.append(float(f1_score(labels[valid_idx], predicted, average="macro")))
             trial.set_user_attr("fold_scores", scores)
             if data.plan.prune:
@@ -261,9 +301,37 @@ def objective_for(family: str, data: TuningData, n_jobs: int) -> Callable[[optun
                     raise optuna.TrialPruned()
         if data.plan.small:
             trial.set_user_attr("out_of_fold", predictions.tolist())
+        if keep_outputs:
+            probabilities = as_probabilities(outputs, decisions, data.codes)
+            trial.set_user_attr("oof_proba", encode_probabilities(probabilities))
         return float(np.mean(scores))
 
     return objective
+
+
+def fold_output(head: Any, x: Any, classes: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A fitted head's output on a fold's held-out rows, in ``classes`` order, and whether it is
+    decision values (the SVM, calibrated only at refit: its temperature is fitted on all folds'
+    decisions at once, as the refit does) rather than the probabilities the refitted model
+    serves (the others)."""
+    final = head.steps[-1][1]
+    decisions = isinstance(final, TemperatureScaledSVC)
+    raw = np.asarray(head.decision_function(x) if decisions else head.predict_proba(x))
+    if raw.ndim == 1:
+        raw = np.column_stack([-raw, raw])
+    out = np.full((raw.shape[0], len(classes)), -1e9 if decisions else 0.0)
+    out[:, np.searchsorted(classes, np.asarray(final.classes_))] = raw
+    return out, decisions
+
+
+def as_probabilities(outputs: np.ndarray, decisions: bool, codes: np.ndarray) -> np.ndarray:
+    """Out-of-fold outputs (repeats, rows, classes) as probabilities: decision values through a
+    softmax with one temperature fitted on all of them (``TemperatureScaledSVC``'s rule)."""
+    if not decisions:
+        return outputs
+    stacked = outputs.reshape(-1, outputs.shape[2])
+    temperature = fit_temperature(stacked, np.tile(codes, outputs.shape[0]))
+    return np.asarray(softmax(outputs / temperature, axis=2))
 
 
 #: Modules whose code decides what a study finds; a change to any of them is a new search.

@@ -7,9 +7,10 @@ import pytest
 from sklearn.metrics import f1_score
 
 import core.encoder as encoder
+import core.training.tuning as tuning
 from core.encoder import EmbeddingCache
 from core.training.studies import describe_trial, run_study
-from core.training.tuning import TuningData
+from core.training.tuning import TuningData, decode_probabilities
 
 
 def test_a_study_tunes_within_its_trial_budget_and_reports_progress(
@@ -67,7 +68,7 @@ def test_with_the_encoder_every_training_text_is_embedded_once_before_the_studie
         timeout_s=120,
         on_trial=lambda _family, trial: weights.append(trial.params["encoder_weight"]),
     )
-    assert result.ok and weights == [0.0, 2.0]
+    assert result.ok and weights == [2.0, 0.0]  # the default includes the encoder
     assert encoder.COUNTS.embedded == before  # every fold of the encoder trial found its vectors
     assert TuningData(frame, "spanish", 3, 1).warm_encoder() == 0  # without the profile: nothing
 
@@ -132,5 +133,19 @@ def test_a_small_table_study_keeps_every_trials_out_of_fold_predictions(
         assert layers.shape == (data.plan.repeats, len(small)) and layers.min() >= 0
         overall = np.mean([f1_score(data.codes, layer, average="macro") for layer in layers])
         assert overall == pytest.approx(trial.cv_macro_f1, abs=0.05)  # pooled vs fold means
+        # and its out-of-fold probabilities, whose most likely class is the prediction
+        probabilities = decode_probabilities(trial.probabilities)
+        assert probabilities.shape == (data.plan.repeats, len(small), len(data.classes))
+        assert np.allclose(probabilities.sum(axis=2), 1, atol=0.01)
+        assert (probabilities.argmax(axis=2) == layers).mean() > 0.99  # float16 ties aside
     large = TuningData(small, "spanish", 3, 1, small_table_rows=0)
+    (kept,) = run_study("logistic_regression", large, 1, 120).trial_predictions
+    assert kept.predictions == [] and kept.probabilities  # no hard predictions on large tables
+
+
+def test_out_of_fold_probabilities_are_not_kept_past_their_bound(
+    demo_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tuning, "OOF_CELLS", len(demo_frame))
+    large = TuningData(demo_frame, "spanish", 3, 1, small_table_rows=0)
     assert run_study("logistic_regression", large, 1, 120).trial_predictions == []
