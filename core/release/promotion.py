@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.tables import LABEL, TEXT
+from core.data.tables import LABEL, NOTES, SHORT, TEXT
 from core.errors import BundleError, PromotionError, StoreError
 from core.io.store import ArtifactStore, open_store
 from core.metrics import macro_f1_replicates
@@ -30,6 +30,7 @@ from core.records import PromotionRecord
 from core.release import registry
 from core.release.bundle import load_bundle, read_champion, swap_champion
 from core.release.manifest import ChampionPointer, Manifest, PointerDecision
+from core.release.snapshots import read_snapshot
 from core.settings import Settings
 
 #: The reason of a promotion found done whose pointer kept no decision (nothing to announce).
@@ -131,19 +132,47 @@ def _current_champion(store: ArtifactStore) -> tuple[ChampionPointer | None, str
         ) from exc
 
 
-def _champion_predictions(
-    store: ArtifactStore, pointer: ChampionPointer | None, evaluation_set: pd.DataFrame
-) -> tuple[list[str] | None, str]:
-    if pointer is None:
-        return None, "no champion yet"
+def _load_champion(store: ArtifactStore, pointer: ChampionPointer) -> tuple[Any, Manifest]:
     try:
-        model, _ = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
+        return load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
     except (BundleError, StoreError) as exc:
         raise PromotionError(
             f"promotion refused: the current champion {pointer.bundle_id} cannot be loaded "
             f"({exc}); repair its bundle or roll the pointer back, then promote again"
         ) from exc
-    return predict_labels(model, evaluation_set), f"champion {pointer.bundle_id}"
+
+
+def row_keys(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """What identifies a ticket across tables: its texts, whitespace-normalised."""
+    notes = rows[NOTES].fillna("") if NOTES in rows else pd.Series([""] * len(rows))
+    return [
+        (" ".join(str(short).split()), " ".join(str(note).split()))
+        for short, note in zip(rows[SHORT].fillna(""), notes, strict=True)
+    ]
+
+
+def unseen_by(
+    store: ArtifactStore, champion: Manifest, evaluation_set: pd.DataFrame
+) -> tuple[np.ndarray, str]:
+    """Which evaluation rows the champion did not train on (a boolean mask) and a note. The
+    challenger never trained on its own evaluation rows; the champion may have, when the table
+    changed since it was trained (a split of a larger table puts some of its training rows in
+    the new test split), and a model scored on its own training rows looks better than it is.
+    Its training rows are read from the data snapshot its manifest names; without one, every
+    row counts, and the note says so."""
+    everything = np.ones(len(evaluation_set), dtype=bool)
+    if champion.data_snapshot is None:
+        return everything, "the champion names no training table: all rows used"
+    try:
+        seen, _ = read_snapshot(store, champion.data_snapshot)
+    except (BundleError, StoreError) as exc:
+        return everything, f"the champion's training table is unreadable ({exc}): all rows used"
+    trained = set(row_keys(seen))
+    mask = np.asarray([key not in trained for key in row_keys(evaluation_set)], dtype=bool)
+    left_out = int((~mask).sum())
+    if not left_out:
+        return mask, "no evaluation row was in the champion's training table"
+    return mask, f"{left_out} evaluation rows left out: the champion trained on them"
 
 
 def promote_if_better(
@@ -162,17 +191,38 @@ def promote_if_better(
 
     Fails safe: a champion pointer or bundle that cannot be read raises PromotionError instead of
     counting as "no champion", which would promote the challenger without comparison."""
-    truth = evaluation_set[LABEL].astype(str).tolist()
-    challenger_labels = predict_labels(challenger, evaluation_set)
+    truth = np.asarray(evaluation_set[LABEL].astype(str).tolist(), dtype=object)
+    challenger_labels = np.asarray(predict_labels(challenger, evaluation_set), dtype=object)
     for _ in range(attempts):
         pointer, token = _current_champion(store)
         current_id = pointer.bundle_id if pointer else None
         if current_id == manifest.bundle_id:
             assert pointer is not None
             return already_champion(pointer)
-        champion_labels, note = _champion_predictions(store, pointer, evaluation_set)
-        decision = decide_promotion(truth, challenger_labels, champion_labels, margin, seed)
-        reason = decision.reason if pointer is None else f"{decision.reason}; {note}"
+        if pointer is None:
+            decision = decide_promotion(list(truth), list(challenger_labels), None, margin, seed)
+            reason = decision.reason
+        else:
+            model, champion = _load_champion(store, pointer)
+            unseen, note = unseen_by(store, champion, evaluation_set)
+            if not unseen.any():
+                decision = PromotionDecision(
+                    False,
+                    f"no evaluation row that neither model trained on ({note}): the champion "
+                    "is kept",
+                    float("nan"),
+                    None,
+                )
+            else:
+                champion_labels = predict_labels(model, evaluation_set[unseen])
+                decision = decide_promotion(
+                    list(truth[unseen]),
+                    list(challenger_labels[unseen]),
+                    champion_labels,
+                    margin,
+                    seed,
+                )
+            reason = f"{decision.reason}; champion {pointer.bundle_id}; {note}"
         outcome = PromotionOutcome(
             decision.promote,
             reason,

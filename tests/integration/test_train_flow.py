@@ -64,6 +64,7 @@ def test_train_flow_end_to_end_on_s3(
         families=("logistic_regression", "lightgbm"),
         trials=2,
         timeout_s=60,
+        profile="fast",
     )
     progress: list[StudyProgress] = []
     with listening(progress.append):
@@ -191,6 +192,7 @@ def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
         families=("logistic_regression", "linear_svm", "lightgbm"),
         trials=1,
         timeout_s=60,
+        profile="fast",
         max_concurrent_studies=1,
     )
     real_study = training_tasks.run_study
@@ -223,7 +225,7 @@ def test_a_failed_training_reruns_only_the_studies_it_had_not_finished(
     assert {row.family for row in summary.leaderboard} == set(settings.families)
 
 
-def test_with_the_accurate_profile_a_retrain_embeds_only_the_new_tickets(
+def test_with_the_standard_profile_a_retrain_embeds_only_the_new_tickets(
     tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
 ) -> None:
     from core import encoder
@@ -232,9 +234,7 @@ def test_with_the_accurate_profile_a_retrain_embeds_only_the_new_tickets(
     first, later = demo_frame.head(150), demo_frame.head(190)
     for name, frame in (("first", first), ("later", later)):
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
-    settings = Settings(
-        home=tmp_path / "home", families=("linear_svm",), trials=2, timeout_s=60, profile="accurate"
-    )
+    settings = Settings(home=tmp_path / "home", families=("linear_svm",), trials=2, timeout_s=60)
     encoder.CACHE.clear_memory()  # as a new process would start
     before = encoder.COUNTS.embedded
     summary = train(settings=settings, data_path=str(tmp_path / "first.csv"))
@@ -247,3 +247,44 @@ def test_with_the_accurate_profile_a_retrain_embeds_only_the_new_tickets(
     before = encoder.COUNTS.embedded
     train(settings=settings, data_path=str(tmp_path / "later.csv"))
     assert 0 < encoder.COUNTS.embedded - before <= 40  # only tickets it had never seen
+
+
+def test_a_retrain_on_a_changed_table_is_compared_on_rows_neither_model_trained_on(
+    tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
+) -> None:
+    """Adding rows changes the split: some of the new test rows were the champion's training
+    rows, where it would look better than it is. Both models are scored on the rest."""
+    from core.release.promotion import row_keys
+    from flows.train import train
+
+    first, later = demo_frame.head(400), demo_frame.head(500)
+    for name, frame in (("first", first), ("later", later)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    settings = Settings(
+        home=tmp_path / "home",
+        families=("logistic_regression",),
+        trials=1,
+        timeout_s=60,
+        profile="fast",
+        label_audit=False,
+    )
+    champion = train(settings=settings, data_path=str(tmp_path / "first.csv"))
+    assert champion.promoted
+    challenger = train(settings=settings, data_path=str(tmp_path / "later.csv"))
+
+    store = open_store(settings)
+    snapshots = [
+        load_bundle(store, summary.bundle_id)[1].data_snapshot for summary in (champion, challenger)
+    ]
+    assert snapshots[0] is not None and snapshots[1] is not None
+    champion_train, _ = read_snapshot(store, snapshots[0])
+    challenger_train, challenger_test = read_snapshot(store, snapshots[1])
+    seen = set(row_keys(champion_train))
+    unseen = [key for key in row_keys(challenger_test) if key not in seen]
+    assert 0 < len(unseen) < len(challenger_test), "the new split holds some of its rows"
+    assert not set(row_keys(challenger_train)) & set(row_keys(challenger_test))
+    outcome = challenger.promotion
+    assert outcome.evaluation_rows == len(unseen)
+    left_out = len(challenger_test) - len(unseen)
+    assert f"{left_out} evaluation rows left out: the champion trained on them" in outcome.reason
+    assert outcome.champion_bundle_id == champion.bundle_id
