@@ -44,6 +44,20 @@ DIMENSIONS = 384
 PREFIXES = ("query", "passage")
 #: Texts per call into the engine: it spreads a batch over the cores.
 BATCH = 64
+#: How far the same text's vector may differ between two processors. The engine is built with
+#: -ffast-math, so GCC computes 1/sqrt (every layer norm, and the final normalisation) with the
+#: processor's reciprocal-square-root estimate (vrsqrtss) and one Newton step; the estimate's
+#: low bits differ between vendors (Intel and AMD each keep their own table within the
+#: instruction's 1.5 * 2^-12 error), and the activations' int8 quantisation that follows
+#: amplifies a last-bit difference. The engine has no switch for it, so vectors are not
+#: bit-identical across CPUs. Measured (benchmarks/cross_cpu.py, 212 Spanish tickets) against
+#: the same engine with the exact 1/sqrt (qemu's emulation): components differ by 0.0027 at
+#: most (0.0003 on average), cosine >= 0.99994; the golden encoder bundle's probabilities by
+#: 0.0047 (an Intel Xeon, against the AMD EPYC that made it: 0.0018). Bounds with a margin:
+CROSS_CPU_VECTOR_BOUND = 0.01
+#: ... and for the probabilities of a model over the encoder's vectors (the golden test, a
+#: reproduction of a model on another machine).
+CROSS_CPU_PROBABILITY_BOUND = 0.02
 #: Vectors kept in memory by default (384 float32 each: 10,000 take 15 MB).
 MEMORY_ROWS = 10_000
 #: Vectors kept on disk (about 1.6 KB each: 300,000 take about 500 MB); the oldest go first.
@@ -131,8 +145,14 @@ def prepared(text: str, max_words: int) -> str:
     return " ".join(text.split()[:max_words])
 
 
-def _key(namespace: str, text: str) -> bytes:
+def cache_key(namespace: str, text: str) -> bytes:
+    """Where a text's vector is kept: ``namespace`` (``cache_namespace``) and the text."""
     return hashlib.blake2b(f"{namespace}\n{text}".encode(), digest_size=16).digest()
+
+
+def cache_namespace(prefix: str, max_words: int) -> str:
+    """Vectors of one encoder version, prefix and word limit."""
+    return f"{encoder_info().version}|{prefix}|{max_words}"
 
 
 class EmbeddingCache:
@@ -259,9 +279,9 @@ def encode(texts: Sequence[str], prefix: str = "query", max_words: int = 128) ->
     as the cache reaches)."""
     if prefix not in PREFIXES:
         raise ValueError(f"prefix must be one of {PREFIXES}, not {prefix!r}")
-    namespace = f"{encoder_info().version}|{prefix}|{max_words}"
+    namespace = cache_namespace(prefix, max_words)
     texts_in = [prepared(text, max_words) for text in texts]
-    keys = [_key(namespace, text) for text in texts_in]
+    keys = [cache_key(namespace, text) for text in texts_in]
     COUNTS.requested += len(keys)
     found = CACHE.lookup(keys)
     if len(found) < len(set(keys)):

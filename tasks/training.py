@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 from prefect import get_run_logger, task
@@ -36,7 +37,6 @@ from core.release.manifest import Manifest, MlflowRef, ReferenceProfile, Snapsho
 from core.release.promotion import (
     ALREADY_CHAMPION,
     PromotionOutcome,
-    predict_labels,
     promote_challenger,
     promotion_record,
 )
@@ -138,13 +138,15 @@ def compare_with_original(
     """A reproduction is never promoted: its outcome says how many of the original model's
     test predictions it repeats."""
     before, _ = bundle.load_bundle(open_store(settings), original.bundle_id)
-    same = snapshots.identical_predictions(
-        predict_labels(before, test), predict_labels(model, test)
+    rows = test[TEXT]
+    comparison = snapshots.compare_reproduction(
+        np.asarray(before.predict_proba(rows)),
+        [str(label) for label in before.classes_],
+        np.asarray(model.predict_proba(rows)),
+        [str(label) for label in model.classes_],
+        encoder=original.encoder is not None,
     )
-    reason = (
-        f"reproduction of model {original.model_version}: {same} of {len(test)} test "
-        "predictions identical"
-    )
+    reason = comparison.describe(original.model_version)
     get_run_logger().info(reason)
     return PromotionOutcome(
         promoted=False,
@@ -245,7 +247,8 @@ def audit_training_labels(
 ) -> list[label_audit.Suspect]:
     """Training rows whose label looks wrong, judged out of fold by the winner's configuration
     (core/training/label_audit)."""
-    probabilities, classes = label_audit.out_of_fold_probabilities(
+    kept = label_audit.kept_out_of_fold(winner.oof_probabilities, train)
+    probabilities, classes = kept or label_audit.out_of_fold_probabilities(
         winner.family,
         winner.best_params,
         train,

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.data.tables import LABEL, NOTES, SHORT
+from core.encoder import CROSS_CPU_PROBABILITY_BOUND
 from core.errors import BundleError
 from core.io.store import ArtifactStore
 from core.release.manifest import Manifest, SnapshotRef
@@ -35,6 +38,7 @@ TRAINING_SETTINGS = (
     "language",
     "families",
     "profile",
+    "ensemble",
     "trials",
     "timeout_s",
     "cv_folds",
@@ -150,6 +154,62 @@ def find_manifest(store: ArtifactStore, version: str) -> Manifest:
         if version in (bundle_id, manifest.model_version):
             return manifest
     raise BundleError(f"no stored bundle has model version {version!r} (tickets status lists them)")
+
+
+#: Probabilities a reproduction on the same kind of machine must repeat.
+EXACT = 1e-6
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """How a rebuilt model compares with the original on the original's test rows."""
+
+    rows: int
+    identical_labels: int
+    max_probability_difference: float
+    #: EXACT, or ``CROSS_CPU_PROBABILITY_BOUND`` for a model over the sentence encoder, whose
+    #: vectors differ in their last bits between processors (core/encoder.py).
+    tolerance: float
+
+    @property
+    def reproduced(self) -> bool:
+        return self.max_probability_difference <= self.tolerance
+
+    def describe(self, version: str | None) -> str:
+        verdict = "reproduced" if self.reproduced else "NOT reproduced"
+        bound = (
+            "exactly"
+            if self.tolerance <= EXACT
+            else f"within the encoder's cross-CPU bound {self.tolerance:g}"
+        )
+        return (
+            f"reproduction of model {version}: {verdict} ({bound}): {self.identical_labels} of "
+            f"{self.rows} test predictions identical, probabilities differ by at most "
+            f"{self.max_probability_difference:.2g}"
+        )
+
+
+def compare_reproduction(
+    before: np.ndarray,
+    before_classes: list[str],
+    after: np.ndarray,
+    after_classes: list[str],
+    encoder: bool,
+) -> Reproduction:
+    """The original's and the rebuilt model's probabilities on the same rows, compared class by
+    class (a rebuilt model that lost a class differs by that class's whole probability)."""
+    classes = sorted(set(before_classes) | set(after_classes))
+    aligned = []
+    for probabilities, names in ((before, before_classes), (after, after_classes)):
+        full = np.zeros((probabilities.shape[0], len(classes)))
+        full[:, [classes.index(name) for name in names]] = probabilities
+        aligned.append(full)
+    difference = float(np.abs(aligned[0] - aligned[1]).max()) if len(before) else 0.0
+    labels = sum(
+        a == b for a, b in zip(aligned[0].argmax(axis=1), aligned[1].argmax(axis=1), strict=True)
+    )
+    tolerance = CROSS_CPU_PROBABILITY_BOUND if encoder else EXACT
+    return Reproduction(len(before), int(labels), difference, tolerance)
 
 
 def identical_predictions(first: list[str], second: list[str]) -> int:
