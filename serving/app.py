@@ -71,7 +71,7 @@ def create_app(
         settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("model").set,
         name="model",
-        inline=True,
+        inline=lambda: not (model_holder.current is not None and model_holder.current.embeds),
     )
     canary_batcher = MicroBatcher(
         functools.partial(classify_canary_rows, model_holder, settings.serving.top_k),
@@ -79,7 +79,7 @@ def create_app(
         settings.serving.micro_batch_wait_ms / 1000,
         on_depth=metrics.QUEUE_DEPTH.labels("canary").set,
         name="canary",
-        inline=True,
+        inline=lambda: not (model_holder.challenger is not None and model_holder.challenger.embeds),
     )
     shadow = ShadowScorer(
         model_holder,

@@ -3,9 +3,12 @@
 A model answers a batch of 16 tickets in about four times the time of one, and a SQLite commit
 costs one fsync whatever its size, so the service funnels single predictions and log writes
 through two of these. The log's batch function runs in a thread of the batcher's own (an fsync
-waits on the disk, not the CPU); the model's runs ``inline`` on the event loop, since handing it
-to a thread only made the two trade the GIL. So the model's next batch is computed while the log
-commits the last.
+waits on the disk, not the CPU); a TF-IDF model's runs ``inline`` on the event loop, since
+handing it to a thread only made the two trade the GIL. So the model's next batch is computed
+while the log commits the last. A model with the sentence encoder spends its time in native code
+that releases the GIL (tens of milliseconds a ticket), so its batches go to the batcher's thread
+and the loop keeps parsing, logging and answering meanwhile: ``inline`` may be a function asked
+before each batch.
 
 Waiting is adaptive: a batch is what queued up while the previous call ran, so a lone request
 goes at once and a busy service batches by itself. Only when the last call had company and fewer
@@ -43,7 +46,7 @@ class MicroBatcher(Generic[Item, Result]):
         max_wait_s: float,
         on_depth: Callable[[int], None] | None = None,
         name: str = "batcher",
-        inline: bool = False,
+        inline: bool | Callable[[], bool] = False,
     ) -> None:
         self.process = process
         self.max_items = max_items
@@ -75,9 +78,15 @@ class MicroBatcher(Generic[Item, Result]):
 
     def _start(self) -> None:
         self._arrived = asyncio.Event()
-        if not self.inline:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"tickets-{self.name}")
         self._runner = asyncio.create_task(self._run())
+
+    def _inline_now(self) -> bool:
+        return self.inline() if callable(self.inline) else self.inline
+
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"tickets-{self.name}")
+        return self._executor
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -126,10 +135,10 @@ class MicroBatcher(Generic[Item, Result]):
             self._report_depth()
             flat = [item for items, _ in pending for item in items]
             try:
-                if self.inline:
+                if self._inline_now():
                     results = self.process(flat)
                 else:
-                    results = await loop.run_in_executor(self._executor, self.process, flat)
+                    results = await loop.run_in_executor(self._thread(), self.process, flat)
             except Exception as exc:
                 for _, future in pending:
                     if not future.done():
