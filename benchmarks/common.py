@@ -22,6 +22,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 IT_TICKETS = SHARED_DATA / "it_tickets_grp.csv"
 BANKING_TRAIN = SHARED_DATA / "banking77_train.csv"
 BANKING_TEST = SHARED_DATA / "banking77_test.csv"
+#: Real Spanish help-desk requests (a university's): the set Spanish quality is measured on.
+ES_UNLU = SHARED_DATA / "es_unlu_train.csv"
 IT_MIN_GROUP = 100
 
 
@@ -37,6 +39,12 @@ def it_tickets_table() -> pd.DataFrame:
     small = counts[counts < IT_MIN_GROUP].index
     frame.loc[frame["Assignment group"].isin(small), "Assignment group"] = "other"
     return frame.reset_index(drop=True)
+
+
+def es_unlu_table() -> pd.DataFrame:
+    """The Spanish help-desk requests in the canonical columns (one text column: no notes)."""
+    frame = pd.read_csv(ES_UNLU, dtype=str, keep_default_na=False, encoding="utf-8")
+    return canonical(frame, "consulta", None, "categoría")
 
 
 def canonical(frame: pd.DataFrame, short: str, notes: str | None, label: str) -> pd.DataFrame:
