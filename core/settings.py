@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         "out-of-fold probabilities; on small tables only when bias-corrected CV says it beats "
         "the linear default) instead of the single best configuration.",
     )
+    cascade: bool = Field(
+        True,
+        description="Serve a model that runs the sentence encoder behind a TF-IDF gate: the "
+        "tickets the gate is sure of (a threshold chosen so that out-of-fold macro-F1 stays "
+        "the model's) skip the encoder.",
+    )
     trials: int = Field(12, ge=1, description="Optuna trials per study.")
     timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
     cv_folds: int = Field(3, ge=2)

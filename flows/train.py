@@ -85,6 +85,7 @@ def train(
             seed=settings.seed,
             ensemble=settings.ensemble,
             encoder=tuning_data.encoder,
+            cascade=settings.cascade,
         )
         if winner is None:
             errors = "; ".join(f"{r.family}: {r.error}" for r in results)

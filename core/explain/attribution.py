@@ -5,7 +5,7 @@ and the score they add up to."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from core.explain import words as placing
 from core.explain.words import Placements, Word
 from core.models import (
+    Cascade,
     EncodedLabels,
     StackedOneVsRest,
     TemperatureScaledSVC,
@@ -87,6 +88,12 @@ def explain(
     An ensemble's are its members' parts weighted as their probabilities are, where every
     member's parts add up (linear heads, boosters); otherwise the whole ensemble is occluded."""
     row = np.asarray([[short_description, close_notes or ""]], dtype=object)
+    if isinstance(model, Cascade):
+        gate_sure = not model.unsure(np.asarray(model.gate_.predict_proba(row)))[0]
+        answered = model.gate_ if gate_sure else model.model_
+        result = explain(answered, short_description, close_notes, top_k)
+        who = "the TF-IDF gate, sure enough" if gate_sure else "the model behind the gate"
+        return replace(result, method=f"{result.method} ({who})")
     words = placing.ticket_words(short_description, close_notes)
     classes = np.asarray(model.classes_)
     if isinstance(model, WeightedEnsemble):

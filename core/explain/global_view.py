@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.explain.attribution import coefficients, explain, is_linear
-from core.models import WeightedEnsemble
+from core.models import Cascade, WeightedEnsemble
 
 
 def top_terms_per_class(model: Any, k: int = 15) -> dict[str, list[tuple[str, float]]]:
@@ -18,6 +18,8 @@ def top_terms_per_class(model: Any, k: int = 15) -> dict[str, list[tuple[str, fl
     the model sees them: normalised words, n-grams, character n-grams); an ensemble of linear
     models', its members' views weighted (a feature's weight summed over the members that have
     it). Empty for other heads."""
+    if isinstance(model, Cascade):
+        return top_terms_per_class(model.model_, k)
     if isinstance(model, WeightedEnsemble):
         return _ensemble_terms(model, k)
     head = model.steps[-1][1]

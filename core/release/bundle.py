@@ -33,6 +33,7 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "core.models.TemperatureScaledSVC",
         "core.models.StackedOneVsRest",
         "core.models.WeightedEnsemble",
+        "core.models.Cascade",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.feature_selection._univariate_selection.chi2",

@@ -187,6 +187,8 @@ class Manifest(BaseModel):
     reference_profile: ReferenceProfile | None = None
     #: The sentence encoder the model runs (core/encoder.manifest_entry), None when it runs none.
     encoder: dict[str, Any] | None = None
+    #: The TF-IDF gate the model is served behind (core/training/cascade.py), None without one.
+    cascade: dict[str, Any] | None = None
     #: The model's global view: per class, the terms that weigh most (core/explain).
     top_terms: dict[str, list[tuple[str, float]]] | None = None
     #: The exact table it trained and was tested on (core/release/snapshots.py).

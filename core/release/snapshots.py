@@ -39,6 +39,7 @@ TRAINING_SETTINGS = (
     "families",
     "profile",
     "ensemble",
+    "cascade",
     "trials",
     "timeout_s",
     "cv_folds",

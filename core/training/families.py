@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from xgboost import XGBClassifier
 
 from core.models import (
+    Cascade,
     EncodedLabels,
     StackedOneVsRest,
     TemperatureScaledSVC,
@@ -359,10 +360,24 @@ def build_head(
     return head
 
 
-def build_model(family: str, params: Params, language: str, seed: int, n_jobs: int = 1) -> Any:
+def build_model(
+    family: str,
+    params: Params,
+    language: str,
+    seed: int,
+    n_jobs: int = 1,
+    gate: dict[str, Any] | None = None,
+) -> Any:
     """The unfitted model that is trained, saved and served: a family's pipeline, or for
     ``ENSEMBLE`` a ``WeightedEnsemble`` of its members' pipelines (``params["members"]``: each
-    a family, its parameters and its weight)."""
+    a family, its parameters and its weight); with a ``gate`` (its family, parameters and
+    threshold), that model behind the gate's pipeline (``Cascade``)."""
+    if gate is not None:
+        return Cascade(
+            build_pipeline(gate["family"], gate["params"], language, seed, n_jobs),
+            build_model(family, params, language, seed, n_jobs),
+            float(gate["threshold"]),
+        )
     if family != ENSEMBLE:
         return build_pipeline(family, params, language, seed, n_jobs)
     members = list(params["members"])

@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from core.training.cascade import choose_gate
 from core.training.ensemble import (
     EnsembleCandidate,
     bias_corrected_check,
     select_ensemble,
 )
 from core.training.families import ENSEMBLE, REGISTRY, baseline_points
+from core.training.features import uses_encoder
 from core.training.selection import Candidate, bootstrap_bias_corrected
 from core.training.tuning import (
     StudyResult,
@@ -32,6 +34,74 @@ def leaderboard(results: list[StudyResult]) -> list[StudyResult]:
 
 
 def select_winner(
+    results: list[StudyResult],
+    one_standard_error: bool,
+    truth: np.ndarray | None = None,
+    seed: int = 0,
+    ensemble: bool = False,
+    encoder: bool = False,
+    cascade: bool = False,
+) -> StudyResult | None:
+    """``choose_winner``'s choice; with ``cascade``, a winner that runs the sentence encoder is
+    put behind a TF-IDF gate where the out-of-fold probabilities say the gate loses nothing
+    (core/training/cascade.py)."""
+    chosen = choose_winner(results, one_standard_error, truth, seed, ensemble, encoder)
+    if chosen is None or not cascade or truth is None:
+        return chosen
+    return _gated(chosen, leaderboard(results), truth)
+
+
+def _oof(winner: StudyResult, ranked: list[StudyResult]) -> str:
+    """The winner's out-of-fold probabilities: kept with it, or its trial's."""
+    if winner.oof_probabilities:
+        return winner.oof_probabilities
+    for result in ranked:
+        if result.family == winner.family:
+            for trial in result.trial_predictions:
+                if trial.params == winner.best_params and trial.probabilities:
+                    return trial.probabilities
+    return ""
+
+
+def _gated(winner: StudyResult, ranked: list[StudyResult], truth: np.ndarray) -> StudyResult:
+    if not uses_encoder(winner.best_params):
+        return winner
+    probabilities = _oof(winner, ranked)
+    gates = [
+        (result, trial)
+        for result in ranked
+        if REGISTRY[result.family].linear
+        for trial in result.trial_predictions
+        if trial.probabilities and not uses_encoder(trial.params)
+    ]
+    if not probabilities or not gates:
+        return replace(winner, oof_probabilities=probabilities)
+    result, trial = max(gates, key=lambda item: item[1].cv_macro_f1)
+    choice = choose_gate(
+        truth, decode_probabilities(probabilities), decode_probabilities(trial.probabilities)
+    )
+    if choice is None:
+        return replace(winner, oof_probabilities=probabilities)
+    gate = {
+        "family": result.family,
+        "params": dict(trial.params),
+        "threshold": choice.threshold,
+        "model_share": round(choice.model_share, 4),
+        "model_macro_f1": round(choice.model_macro_f1, 4),
+        "cascade_macro_f1": round(choice.cascade_macro_f1, 4),
+    }
+    served = (
+        f"; served behind a TF-IDF gate ({result.family}): the tickets it is at least "
+        f"{choice.threshold:g} sure of skip the encoder ({1 - choice.model_share:.0%} of them "
+        f"out of fold), out-of-fold macro-F1 {choice.cascade_macro_f1:.4f} against "
+        f"{choice.model_macro_f1:.4f} without the gate"
+    )
+    return replace(
+        winner, gate=gate, selection=winner.selection + served, oof_probabilities=probabilities
+    )
+
+
+def choose_winner(
     results: list[StudyResult],
     one_standard_error: bool,
     truth: np.ndarray | None = None,

@@ -34,7 +34,12 @@ def refit(winner: StudyResult, train: pd.DataFrame, settings: Settings) -> tuple
     training set."""
     started = time.perf_counter()
     model = build_model(
-        winner.family, winner.best_params, settings.language, settings.seed, os.cpu_count() or 1
+        winner.family,
+        winner.best_params,
+        settings.language,
+        settings.seed,
+        os.cpu_count() or 1,
+        gate=winner.gate,
     )
     model.fit(train[TEXT], train[LABEL].to_numpy(dtype=object))
     return model, time.perf_counter() - started
@@ -99,6 +104,7 @@ def build_manifest(
         if uses_encoder(winner.best_params)
         else None,
         top_terms=top_terms,
+        cascade=winner.gate,
         data_snapshot=snapshot,
         training_settings=training_settings(settings),
     )

@@ -115,6 +115,9 @@ class StudyResult:
     #: The chosen configuration's out-of-fold probabilities (``encode_probabilities``), when
     #: kept: the label audit reads them instead of refitting on every fold.
     oof_probabilities: str = ""
+    #: The TF-IDF gate a winner with the encoder is served behind (core/training/cascade.py):
+    #: its family, parameters and threshold, and what out-of-fold probabilities said of it.
+    gate: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

@@ -34,7 +34,14 @@ def test_a_manifest_written_before_the_types_existed_loads_unchanged() -> None:
     assert {key: again[key] for key in old if key != "mlflow"} == {
         key: value for key, value in old.items() if key != "mlflow"
     }
-    added = {"encoder", "top_terms", "data_snapshot", "training_settings", "suspected_labels"}
+    added = {
+        "encoder",
+        "cascade",
+        "top_terms",
+        "data_snapshot",
+        "training_settings",
+        "suspected_labels",
+    }
     assert set(again) - set(old) == {"reference_profile", "suspected_labels_excluded", *added}
     assert again["reference_profile"] is None and again["suspected_labels_excluded"] is False
     assert all(again[key] is None for key in added)
