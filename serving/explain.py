@@ -1,7 +1,10 @@
 """``POST /explain``: the champion's prediction for a ticket and which of its words pushed it to
 its label and to the runner-up (core/explain says how, per family). Explanations are not
 logged as predictions (an agent asking why would count the ticket twice) and run one at a time
-per worker on a lane of their own, so they never hold up /predict's threads."""
+per worker on a lane of their own, so they never hold up /predict's threads. Their work is
+bounded twice: each explanation's (core/explain caps the spans occlusion removes and scores them
+in chunks) and the queue's: beyond ``EXPLAIN_QUEUE`` waiting, a request is refused at once with
+503 and ``Retry-After`` instead of piling up."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from litestar import post
 from litestar.params import Parameter
 
 from core.explain import explain
+from serving import metrics
 from serving.errors import bad_request, unavailable
 from serving.predict import validate_tickets
 from serving.schemas import Ticket
@@ -22,6 +26,8 @@ logger = logging.getLogger("tickets.serving")
 #: One explanation at a time per worker: they are CPU-bound Python, and more in parallel would
 #: only queue for the interpreter while taking threads /predict needs.
 EXPLAIN_LIMITER = anyio.CapacityLimiter(1)
+#: Explanations that may wait for the one running; more are refused (503, Retry-After).
+EXPLAIN_QUEUE = 4
 
 
 @post("/explain", status_code=200, summary="Classify a ticket and show which words decided it")
@@ -37,6 +43,9 @@ async def explain_ticket(
         raise bad_request("true_label: /explain takes no label; send labels to /feedback")
     (ticket,) = validate_tickets([data], state.settings.serving.max_text_chars)
     served = state.served_model()
+    if EXPLAIN_LIMITER.statistics().tasks_waiting >= EXPLAIN_QUEUE:
+        metrics.EXPLAIN_REFUSED.inc()
+        raise unavailable("too many explanations at once; try again shortly", retry_after_s=2)
 
     def compute() -> dict[str, Any]:
         result = explain(served.model, ticket.short_description, ticket.close_notes or "", top_k)

@@ -85,6 +85,10 @@ ROUTED = Counter(
 WATCH_FAILURES = Counter(
     "tickets_model_watch_failures_total", "Failed checks of the champion pointer or bundle."
 )
+EXPLAIN_REFUSED = Counter(
+    "tickets_explain_refused_total",
+    "Explanations refused with 503 because too many were already waiting.",
+)
 _LIVE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 

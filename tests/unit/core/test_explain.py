@@ -172,3 +172,52 @@ def test_the_vectorised_placement_agrees_with_the_plain_one(
         for a, b in zip(one.classes, other.classes, strict=True):
             assert [w.weight for w in a.words] == pytest.approx([w.weight for w in b.words])
             assert a.other.get("unplaced", 0) == pytest.approx(b.other.get("unplaced", 0))
+
+
+class _Counting:
+    """A model whose predict_proba calls are recorded (how many rows each)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.calls = model, []
+        self.classes_ = model.classes_
+        self.steps = model.steps
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        self.calls.append(len(rows))
+        return np.asarray(self.model.predict_proba(rows))
+
+
+def test_occlusion_of_a_huge_ticket_scores_a_bounded_number_of_variants_in_chunks(
+    data: pd.DataFrame,
+) -> None:
+    """2,000 one-letter words a field: a variant per word cost 58 s and 8 GB; spans of
+    neighbouring words are removed together instead, a bounded number of them, in chunks."""
+    from core.explain.attribution import MAX_OCCLUDED_SPANS, OCCLUSION_CHUNK, _occlusion
+    from core.explain.words import ticket_words
+
+    model = _Counting(_fit("random_forest", data, n_estimators=20, k=500))
+    short, notes = " ".join(["a"] * 2000), " ".join(["b"] * 2000)
+    words = ticket_words(short, notes)
+    assert len(words) == 4000
+    probabilities = np.asarray(
+        model.model.predict_proba(np.asarray([[short, notes]], dtype=object))
+    )[0]
+    order = np.argsort(-probabilities)[:2]
+    parts = _occlusion(model, short, notes, words, order, probabilities)
+    assert sum(model.calls) <= MAX_OCCLUDED_SPANS and max(model.calls) <= OCCLUSION_CHUNK
+    assert all(len(p.word_weights) == len(words) for p in parts)
+    # every word of a span shares its drop: the weights of one field's words add up to its spans'
+    result = explain(model.model, short, notes)
+    assert result.method == "occlusion" and len(result.classes[0].words) == 4000
+
+
+def test_occlusion_spans_keep_the_fields_apart_and_every_word_once() -> None:
+    from core.explain.attribution import occlusion_spans
+    from core.explain.words import ticket_words
+
+    words = ticket_words("uno dos tres", " ".join(f"w{i}" for i in range(200)))
+    spans = occlusion_spans(words, cap=10)
+    assert len(spans) <= 10
+    assert sorted(i for span in spans for i in span) == list(range(len(words)))
+    assert all(len({words[i].field for i in span}) == 1 for span in spans)
+    assert occlusion_spans(words[:5], cap=10) == [[0], [1], [2], [3], [4]]  # short: word by word

@@ -325,3 +325,44 @@ def test_metrics_show_the_latest_drift_report(serving: TestClient, tmp_path: Pat
     assert 'tickets_drift_test_fired{test="confidence_ks"} 0.0' in text
     assert "tickets_drift_detected 1.0" in text and "tickets_drift_score 0.5" in text
     assert "tickets_drift_checked_timestamp_seconds 1.7960328e+09" in text
+
+
+def test_explanations_beyond_the_queue_are_refused_at_once_with_retry_after(
+    serving: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One explanation runs, ``EXPLAIN_QUEUE`` wait; the next is refused (503, Retry-After)
+    instead of piling up work and memory, and /predict answers throughout."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import serving.explain as explain_module
+    from serving import metrics
+
+    release = threading.Event()
+    real = explain_module.explain
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "explain", slow)
+    body = {"short_description": "no puedo entrar al portal"}
+    limiter = explain_module.EXPLAIN_LIMITER
+    refusals = metrics.EXPLAIN_REFUSED._value.get()
+    with ThreadPoolExecutor(explain_module.EXPLAIN_QUEUE + 1) as pool:
+        admitted = [
+            pool.submit(serving.post, "/explain", json=body)
+            for _ in range(explain_module.EXPLAIN_QUEUE + 1)
+        ]
+        deadline = time.monotonic() + 20
+        while limiter.statistics().tasks_waiting < explain_module.EXPLAIN_QUEUE:
+            assert time.monotonic() < deadline, "the explanations never queued"
+            time.sleep(0.02)
+        refused = serving.post("/explain", json=body)
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) > 0
+        assert "too many explanations" in refused.text
+        assert serving.post("/predict", json=body).status_code == 200
+        release.set()
+        assert [f.result().status_code for f in admitted] == [200] * len(admitted)
+    assert metrics.EXPLAIN_REFUSED._value.get() == refusals + 1
