@@ -19,6 +19,7 @@ from core.errors import ConfigurationError, TicketsError
 from core.setting_groups import HttpServer, flat_name
 from core.settings import Settings, get_settings
 from flows import cli_desk, cli_rollout
+from flows.prefect_server import temporary_prefect_api
 
 if TYPE_CHECKING:
     from core.training.refit import TrainingSummary
@@ -133,7 +134,7 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
     from flows.progress import study_progress
     from flows.train import train
 
-    with study_progress(settings.families, settings.trials):
+    with temporary_prefect_api(), study_progress(settings.families, settings.trials):
         summary = train(settings=settings, data_path=data, test_data_path=test_data)
     _print_summary(summary)
     if as_json:
@@ -149,7 +150,8 @@ def _reproduce(settings: Settings, version: str, as_json: bool) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.train import train
 
-    summary = train(settings=settings, reproduce=version)
+    with temporary_prefect_api():
+        summary = train(settings=settings, reproduce=version)
     _print_summary(summary)
     if as_json:
         print(json.dumps(summary.as_json()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -56,19 +57,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         from core.release.rollout import rollback_target
 
         rollback_target(champion_history(open_store(settings)), args.to)  # fail fast, in one line
+        from flows.prefect_server import temporary_prefect_api
         from flows.rollout import rollback
 
-        result = rollback(to=args.to, reason=args.reason, settings=settings)
+        with temporary_prefect_api():
+            result = rollback(to=args.to, reason=args.reason, settings=settings)
         print(
             f"rolled back: model {result['challenger_version']} is the champion again "
             f"(was {result['champion_version']}); the service serves it within one poll"
         )
         return 0
+    from flows.prefect_server import temporary_prefect_api
     from flows.rollout import promote_shadow
 
-    outcome = promote_shadow(
-        window=args.window or settings.rollout.evidence_window, settings=settings
-    )
+    with temporary_prefect_api():
+        outcome = promote_shadow(
+            window=args.window or settings.rollout.evidence_window, settings=settings
+        )
     verdict = "promoted" if outcome["promoted"] else "not promoted"
     print(f"shadow {outcome.get('challenger_version', '-')}: {verdict}: {outcome['reason']}")
     return 0
@@ -102,6 +107,7 @@ def status(settings: Settings, decisions: int = 10) -> dict[str, Any]:
     from core.predlog import open_prediction_log
     from core.release.bundle import champion_history, read_champion
     from core.release.rollout import read_challenger
+    from tasks.locks import PROMOTION_LOCK
 
     store = open_store(settings)
     champion, _ = read_champion(store)
@@ -109,6 +115,7 @@ def status(settings: Settings, decisions: int = 10) -> dict[str, Any]:
     since = (datetime.now(UTC) - timedelta(days=settings.feedback_retention_days)).isoformat()
     with open_prediction_log(settings) as log:
         recent = log.promotions(since)[-decisions:]
+        holder = log.lock_holder(PROMOTION_LOCK)
     history = champion_history(store)
     return {
         "champion": champion.model_dump(mode="json") if champion else None,
@@ -119,6 +126,7 @@ def status(settings: Settings, decisions: int = 10) -> dict[str, Any]:
             for e in reversed(history[:-1])
         ][:10],
         "decisions": [record.as_dict() for record in reversed(recent)],
+        "promotion_lock": asdict(holder) if holder else None,
     }
 
 
@@ -130,6 +138,16 @@ def _status(settings: Settings, as_json: bool) -> int:
     print(f"champion: {_champion_line(report['champion'])}")
     print(f"challenger: {_challenger_line(report['challenger'])}")
     print(f"canary share: {report['canary_percent']:g}%")
+    lock = report["promotion_lock"]
+    print(
+        "promotion lock: "
+        + (
+            f"held by process {lock['pid']} on {lock['host']} ({lock['purpose']}) since "
+            f"{lock['acquired_at'][:19]}, lease until {lock['expires_at'][:19]}"
+            if lock
+            else "free"
+        )
+    )
     earlier = ", ".join(e["model_version"] or e["bundle_id"] for e in report["earlier_champions"])
     print(f"earlier champions (newest first): {earlier or 'none'}")
     print("last decisions:")

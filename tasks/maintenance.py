@@ -66,7 +66,7 @@ def prune_bundles(settings: Settings) -> tuple[list[str], int]:
     all of it under the promotion lock, so no promotion in flight loses its bundle."""
     store = open_store(settings)
     younger_than = grace_cutoff(datetime.now(UTC), settings).isoformat()
-    with promotion_lock():
+    with promotion_lock(settings, "maintenance: pruning bundles"):
         pointer, _ = read_champion(store)
         bundles = stored_bundles(store)
         champion = pointer.bundle_id if pointer else None
@@ -85,7 +85,7 @@ def prune_snapshots(settings: Settings) -> int:
     the promotion lock (a training names its snapshot in the bundle it is writing)."""
     store = open_store(settings)
     younger_than = grace_cutoff(datetime.now(UTC), settings).isoformat()
-    with promotion_lock():
+    with promotion_lock(settings, "maintenance: pruning data snapshots"):
         referenced = set()
         for bundle_id, _ in stored_bundles(store):
             try:
@@ -107,7 +107,7 @@ def archive_versions(settings: Settings) -> list[str]:
     """Never-promoted model versions tagged archived, except those younger than the grace
     period (their training may be promoting them), under the promotion lock."""
     older_than_ms = int(grace_cutoff(datetime.now(UTC), settings).timestamp() * 1000)
-    with promotion_lock():
+    with promotion_lock(settings, "maintenance: archiving model versions"):
         return registry.archive_unpromoted_versions(settings, older_than_ms)
 
 

@@ -67,7 +67,7 @@ def apply_rollback(settings: Settings, plan: RollbackPlan, reason: str) -> Promo
     """Move the pointer as planned (idempotent: a retry finds it done), bring the MLflow alias
     along, keep and announce the decision."""
     store = open_store(settings)
-    with promotion_lock():
+    with promotion_lock(settings, f"rollback to {plan.target.bundle_id}"):
         pointer = roll_back(store, plan.current.bundle_id, plan.target.bundle_id, reason)
         registry.align_champion_alias(settings, store)
     record = PromotionRecord(
@@ -128,7 +128,7 @@ def promote_from_shadow(settings: Settings, window: str) -> dict[str, Any]:
         evaluation_rows=summary.labelled,
         kind="shadow",
     )
-    with promotion_lock():
+    with promotion_lock(settings, f"promoting the shadow {challenger.bundle_id}"):
         pointer = promote_shadow(store, challenger, champion.bundle_id, decision)
         registry.align_champion_alias(settings, store)
     run_id = read_manifest(store, pointer.bundle_id).mlflow.run_id

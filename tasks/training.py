@@ -354,7 +354,7 @@ def promote(
     """Promote under the promotion lock (tasks/locks.py), so promotions queue; the pointer and
     the MLflow ``champion`` alias move under that same lock. A champion that cannot be read
     refuses the promotion (the run fails, saying why)."""
-    with promotion_lock():
+    with promotion_lock(settings, f"promoting {manifest.bundle_id}"):
         try:
             outcome = promote_challenger(settings, manifest, model, evaluation_set)
         except PromotionError as exc:

@@ -1,8 +1,10 @@
 """The operational database (SQLite or PostgreSQL): predictions, feedback, webhook claims,
-retrain decisions, drift reports, promotions and hourly history. Import from here; the modules
-behind it are one per table group, plus the dialect that holds what differs between engines."""
+retrain decisions, drift reports, promotions, hourly history and named locks. Import from here;
+the modules behind it are one per table group, plus the dialect that holds what differs between
+engines."""
 
 from core.predlog.claims import Claim
+from core.predlog.locks import LockHolder
 from core.predlog.log import (
     PostgresPredictionLog,
     PredictionLog,
@@ -22,6 +24,7 @@ __all__ = [
     "COLUMNS",
     "Claim",
     "DriftWindow",
+    "LockHolder",
     "PostgresPredictionLog",
     "PredictionLog",
     "PredictionRecord",

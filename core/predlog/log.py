@@ -20,6 +20,7 @@ from core.predlog.claims import WebhookClaims
 from core.predlog.decisions import RetrainDecisions
 from core.predlog.dialect import Dialect, PostgresDialect, SqliteDialect
 from core.predlog.history import HistoryTables
+from core.predlog.locks import LeaseLocks
 from core.predlog.predictions import PredictionTables
 from core.settings import Settings, duration_seconds
 
@@ -42,7 +43,7 @@ def window_start(window: str, now: datetime | None = None, longest: str = "366d"
     return start.isoformat(timespec="microseconds")
 
 
-class PredictionLog(PredictionTables, WebhookClaims, RetrainDecisions, HistoryTables):
+class PredictionLog(PredictionTables, WebhookClaims, RetrainDecisions, HistoryTables, LeaseLocks):
     """The log on ``dialect``; a path means SQLite at that path (waiting up to ``wait_s`` for
     a lock). Thread-safe."""
 

@@ -80,6 +80,15 @@ CREATE TABLE IF NOT EXISTS promotion_decisions (
     decision TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS promotion_decisions_decided_at ON promotion_decisions (decided_at);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    purpose TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
 """
 #: Columns added after the first release; added to older databases when they are opened.
 ADDED_COLUMNS = (

@@ -129,3 +129,160 @@ def test_a_promotion_killed_at_any_step_is_repaired_by_the_rerun(
     assert pointer is not None and pointer.bundle_id == "new"
     _, manifest = load_bundle(store, pointer.bundle_id, pointer.manifest_file_sha256)
     assert manifest.model_version == pointer.model_version == champion_alias(settings) == "2"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+#: Runs ``tickets train`` in its own process, stopping inside the promotion lock until killed.
+HOLD = """
+import sys, time
+import core.release.promotion as promotion
+import flows.cli
+
+real = promotion.promote_if_better
+def promote_slowly(*args, **kwargs):
+    print("holding the promotion lock", flush=True)
+    time.sleep(3600)
+    return real(*args, **kwargs)
+
+promotion.promote_if_better = promote_slowly
+sys.exit(flows.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_training_killed_while_promoting_leaves_no_lock_behind(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    """The lock was a Prefect concurrency slot whose lease lived in the memory of the killed
+    command's own Prefect server: the next training then waited on it for good. A lease in the
+    operational database whose holder process is gone is free again; meanwhile ``tickets
+    status`` names its holder."""
+    import os
+    import signal
+    import time
+
+    from flows.train import train
+
+    data = tmp_path / "tickets.csv"
+    generate_tickets(300, "baseline", seed=5).to_csv(data, index=False)
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "TICKETS_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)  # its own Prefect server, as a command run by hand has
+    args = ["train", "--data", str(data), "--families", "logistic_regression", "--trials", "1"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, *args, "--profile", "fast"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        deadline = time.monotonic() + 300
+        for line in holder.stdout:
+            if "holding the promotion lock" in line or time.monotonic() > deadline:
+                break
+        tickets = str(Path(sys.executable).parent / "tickets")
+        shown = subprocess.run(
+            [tickets, "status"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert f"promotion lock: held by process {holder.pid} " in shown.stdout, shown.stdout
+        assert "promoting" in shown.stdout
+    finally:
+        children = _children(holder.pid)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert children, "the command ran a Prefect server of its own"
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in children), "its Prefect server outlived it"
+    settings = Settings(
+        home=home, families=("logistic_regression",), trials=1, profile="fast", label_audit=False
+    )
+    summary = train(settings=settings, data_path=str(data))
+    assert summary.promoted and summary.promotion_reason == "no champion yet"
+    shown = subprocess.run(
+        [tickets, "status"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "promotion lock: free" in shown.stdout
+
+
+#: Holds the promotion lock in a process of its own until killed.
+LOCKER = """
+import sys, time
+from pathlib import Path
+from core.settings import Settings
+from tasks.locks import promotion_lock
+with promotion_lock(Settings(home=Path(sys.argv[1])), "another promotion"):
+    print("held", flush=True)
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_while_waiting_for_the_promotion_lock_stops_the_training_at_once(
+    tmp_path: Path,
+) -> None:
+    """It took 142 s and ended in a traceback while the Prefect slot was awaited."""
+    import os
+    import signal
+
+    data = tmp_path / "tickets.csv"
+    generate_tickets(300, "baseline", seed=5).to_csv(data, index=False)
+    home = tmp_path / "home"
+    env = {**os.environ, "TICKETS_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(home)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    tickets = str(Path(sys.executable).parent / "tickets")
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "held"
+        command = [tickets, "train", "--data", str(data), "--families", "logistic_regression"]
+        training = subprocess.Popen(
+            [*command, "--trials", "1", "--profile", "fast"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert training.stdout is not None
+        seen = []
+        for line in training.stdout:
+            seen.append(line)
+            if "waiting for the promotion lock" in line:
+                break
+        assert "another promotion" in seen[-1], "".join(seen[-20:])
+        training.send_signal(signal.SIGTERM)
+        output, _ = training.communicate(timeout=60)
+        assert training.returncode != 0
+        assert "Traceback" not in output, output[-3000:]
+    finally:
+        locker.kill()
+        locker.wait(timeout=30)

@@ -178,7 +178,8 @@ class _Counting:
     """A model whose predict_proba calls are recorded (how many rows each)."""
 
     def __init__(self, model: Any) -> None:
-        self.model, self.calls = model, []
+        self.model: Any = model
+        self.calls: list[int] = []
         self.classes_ = model.classes_
         self.steps = model.steps
 
