@@ -15,7 +15,6 @@ benchmarks.monitoring``."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sqlite3
@@ -36,7 +35,7 @@ from benchmarks.load import run_load
 from benchmarks.serving import bodies_for, process, train_model
 from core.data.simulate import generate_tickets
 from core.io.store import open_store
-from core.predlog import COLUMNS, PredictionLog
+from core.predlog import COLUMNS, PredictionLog, PredictionRecord
 from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest, MlflowRef
 from core.settings import Settings
@@ -66,18 +65,17 @@ def fill_log(path: Path, rows: int, days: int, labels: list[str], seed: int = 3)
             predicted = rng.choice(labels)
             truth = rng.choice(labels) if i % 10 == 0 else None
             batch.append(
-                (
-                    f"bench-{i}",
-                    created,
-                    "1",
-                    ticket.short_description,
-                    ticket.close_notes,
-                    predicted,
-                    rng.random(),
-                    json.dumps({predicted: 0.9}),
-                    truth,
-                    created if truth else None,
-                )
+                PredictionRecord(
+                    request_id=f"bench-{i}",
+                    model_version="1",
+                    short_description=ticket.short_description,
+                    close_notes=ticket.close_notes,
+                    prediction=predicted,
+                    confidence=rng.random(),
+                    top_probabilities={predicted: 0.9},
+                    true_label=truth,
+                    created_at=created,
+                ).row()
             )
         connection.executemany(sql, batch)
         connection.commit()

@@ -30,12 +30,14 @@ import pandas as pd
 from benchmarks.common import save
 from benchmarks.load import run_load
 from core.data.simulate import generate_tickets
+from core.encoder import manifest_entry
 from core.io.store import open_store
 from core.release.bundle import read_champion, serialize_model, swap_champion, write_bundle
 from core.release.manifest import Manifest
 from core.release.rollout import start_challenger, stop_challenger
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
+from core.training.features import ENCODER_MAX_WORDS, ENCODER_PREFIX
 from deployments.stack import wait_until
 from tests.integration.conftest import free_port
 
@@ -60,11 +62,20 @@ def train_model(
 
 
 def publish(
-    settings: Settings, model: Any, bundle_id: str = "bench", champion: bool = True
+    settings: Settings,
+    model: Any,
+    bundle_id: str = "bench",
+    champion: bool = True,
+    encoder: bool = False,
 ) -> None:
+    """The model as the champion's bundle; ``encoder``: it runs the sentence encoder (the
+    manifest says so, as training's does, and the service scores it off the event loop)."""
     store = open_store(settings)
+    entry = manifest_entry(ENCODER_PREFIX, ENCODER_MAX_WORDS) if encoder else None
     manifest = write_bundle(
-        store, serialize_model(model), Manifest(bundle_id=bundle_id, family="bench")
+        store,
+        serialize_model(model),
+        Manifest(bundle_id=bundle_id, family="bench", encoder=entry),
     )
     if champion:
         _, token = read_champion(store)

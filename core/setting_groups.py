@@ -315,7 +315,9 @@ class ScaleSettings(BaseModel):
     dask_workers: int = Field(
         2, ge=1, description="Worker processes of the local Dask cluster started for a run."
     )
-    optuna_storage: str | None = Field(
+    # Secret: a PostgreSQL URL carries its password, and settings travel as flow-run parameters,
+    # which Prefect stores and shows (SecretStr shows as ****).
+    optuna_storage: SecretStr | None = Field(
         None,
         description="Optuna storage the studies share: a PostgreSQL URL, or journal:<file> "
         "for one machine; unset: in memory (one trial loop per study).",
@@ -329,7 +331,8 @@ class ScaleSettings(BaseModel):
 
     @field_validator("optuna_storage")
     @classmethod
-    def _check_storage(cls, value: str | None) -> str | None:
+    def _check_storage(cls, secret: SecretStr | None) -> SecretStr | None:
+        value = secret.get_secret_value().strip() if secret else ""
         if not value:
             return None
         if value.startswith("sqlite"):
@@ -339,7 +342,11 @@ class ScaleSettings(BaseModel):
             )
         if not value.startswith(("journal:", "postgresql", "mysql")):
             raise ValueError("expected journal:<file> or a postgresql:// URL")
-        return value
+        return SecretStr(value)
+
+    def storage_url(self) -> str | None:
+        """The Optuna storage's URL itself (it may hold a password: never log or show it)."""
+        return self.optuna_storage.get_secret_value() if self.optuna_storage else None
 
     @model_validator(mode="after")
     def _loops_share_a_storage(self) -> ScaleSettings:

@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     ensemble: bool = Field(
         True,
         description="Refit an ensemble of the search's trials (forward selection on their "
-        "out-of-fold probabilities; on small tables only when bias-corrected CV says it beats "
-        "the linear default) instead of the single best configuration.",
+        "out-of-fold probabilities, kept when bias-corrected CV says it beats the best linear "
+        "default) instead of the single best configuration.",
     )
     cascade: bool = Field(
         True,
@@ -148,6 +148,17 @@ class Settings(BaseSettings):
         le=60,
         description="Longest wait for the log (a SQLite lock, a pooled PostgreSQL connection) "
         "before a request answers 503 with Retry-After.",
+    )
+    study_cache_key: SecretStr | None = Field(
+        None,
+        description="Key signing the finished-study cache (16+ characters, not a placeholder); "
+        "every worker sharing an S3 store needs the same one. Default: one generated under "
+        "home.",
+    )
+    canary_key: SecretStr | None = Field(
+        None,
+        description="Key of the canary split's HMAC (16+ characters, not a placeholder), the "
+        "same on every worker of every machine. Default: one generated under home.",
     )
     admin_api_key: SecretStr | None = Field(
         None,
@@ -269,6 +280,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "admin_api_key",
+        "study_cache_key",
+        "canary_key",
         "prefect_api_key",
         "prefect_api_auth_string",
         "prediction_log_url",
@@ -284,7 +297,7 @@ class Settings(BaseSettings):
     def _empty_means_unset(cls, value: object) -> object:
         return unset_if_empty(value)
 
-    @field_validator("admin_api_key")
+    @field_validator("admin_api_key", "study_cache_key", "canary_key")
     @classmethod
     def _check_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:

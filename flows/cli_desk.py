@@ -46,6 +46,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
     import pandas as pd
 
+    from core.data.cells import neutralised_frame
     from core.errors import InputError
     from core.io.store import open_store
     from core.monitoring.labeling import queue_from_log
@@ -62,7 +63,7 @@ def _label_queue(settings: Settings, n: int, out: Path, window: str) -> int:
         frame = pd.DataFrame(columns=["request_id", "short_description", "prediction", "reason"])
     frame["true_label"] = ""
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    neutralised_frame(frame).to_csv(out, index=False)
     print(
         f"wrote {len(entries)} tickets to label (of {pool} unlabelled since {since[:16]}) to "
         f"{out}; fill in true_label, then: tickets feedback --file {out}"
@@ -86,18 +87,19 @@ def _model_manifest(store: ArtifactStore, version: str | None) -> Manifest:
 
 def _feedback_file(settings: Settings, path: Path) -> int:
     """The labels of a filled-in label-queue file, stored like ``POST /feedback`` stores them
-    (the same rules for a label). Every row is checked before any is written: a bad row stops
-    the command naming it, with nothing stored. Rows left without a label are skipped."""
-    import pandas as pd
-    from litestar.exceptions import HTTPException
-
+    (the same rules for a label). The file is read as the intake reads tables (any delimiter,
+    UTF-8, UTF-16 or Windows-1252, .xlsx); cells the queue wrote neutralised for spreadsheets are
+    read back as they were. Every row is checked before any is written: a bad row stops the
+    command naming it, with nothing stored. Rows left without a label are skipped."""
+    from core.data.cells import restored
+    from core.data.reading import read_table
+    from core.data.validation import require_label, require_text
     from core.errors import InputError
     from core.predlog import open_prediction_log
-    from serving.validation import require_label, require_text
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame, _ = read_table(str(path), settings)
     missing = sorted({"request_id", "true_label"} - set(frame.columns))
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; the file has {list(frame.columns)}")
@@ -105,15 +107,18 @@ def _feedback_file(settings: Settings, path: Path) -> int:
     for number, (request_id, label) in enumerate(
         zip(frame["request_id"], frame["true_label"], strict=True), start=1
     ):
-        if not label.strip():
+        if not str(label).strip():
             skipped += 1
             continue
         try:
             pairs.append(
-                (require_text(request_id, "request_id", 200), require_label(label, "true_label"))
+                (
+                    require_text(restored(str(request_id)), "request_id", 200),
+                    require_label(restored(str(label)), "true_label"),
+                )
             )
-        except HTTPException as exc:
-            raise InputError(f"{path}: row {number}: {exc.detail}") from exc
+        except InputError as exc:
+            raise InputError(f"{path}: row {number}: {exc}") from exc
     with open_prediction_log(settings) as log:
         unknown = log.add_feedback(pairs)
     print(

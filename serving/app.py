@@ -17,6 +17,7 @@ from litestar import Litestar
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
+from core.auth.local_secrets import local_secret
 from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
@@ -52,6 +53,13 @@ async def watch_champion(holder: ModelHolder) -> None:
             await anyio.to_thread.run_sync(holder.refresh)
         except Exception:
             logger.exception("the champion watch failed; it goes on")
+
+
+def routing_secret(settings: Settings) -> bytes:
+    """The canary split's HMAC key: ``TICKETS_CANARY_KEY`` (every worker of every machine
+    must share it, or a client's side depends on the worker), else one kept under ``home``."""
+    configured = settings.canary_key.get_secret_value() if settings.canary_key else None
+    return local_secret(settings.home, "canary.key", "TICKETS_CANARY_KEY", configured).encode()
 
 
 def create_app(
@@ -129,6 +137,7 @@ def create_app(
         "shadow": shadow,
         "log_batcher": log_batcher,
         "monitoring_lane": lane,
+        "routing_secret": routing_secret(settings),
     }
     handlers = [
         health,

@@ -27,7 +27,7 @@ async def _health(state: ServiceState, admin: bool) -> dict[str, Any]:
         "worker_pid": os.getpid(),
         "model": served.describe() if served else None,
         "model_watch": watch.public(),
-        "challenger": _challenger(state),
+        "challenger": _challenger(state, admin),
         "prediction_log": {"writable": log_error is None, "error_kind": log_error},
     }
     if admin:
@@ -39,9 +39,10 @@ async def _health(state: ServiceState, admin: bool) -> dict[str, Any]:
     return body
 
 
-def _challenger(state: ServiceState) -> dict[str, Any] | None:
-    """The challenger the worker serves beside the champion (shadow or canary), if any, and
-    whether its last load failed."""
+def _challenger(state: ServiceState, admin: bool) -> dict[str, Any] | None:
+    """The challenger the worker serves beside the champion, if any, and whether its last load
+    failed; how it is rolled out (shadow or canary, and its share) only to admins: knowing that
+    a canary takes some share of traffic is where steering it starts."""
     holder = state.holder
     served, rollout, status = holder.challenger, holder.rollout, holder.challenger_status
     if served is None and status.consecutive_failures == 0:
@@ -50,7 +51,7 @@ def _challenger(state: ServiceState) -> dict[str, Any] | None:
         "model": served.describe() if served else None,
         "watch": status.public(),
     }
-    if rollout is not None:
+    if rollout is not None and admin:
         body |= {
             "mode": rollout.mode,
             "percent": rollout.percent,

@@ -14,6 +14,7 @@ import numpy as np
 from litestar import Request, post
 from litestar.exceptions import NotFoundException
 
+from core.data.validation import require_label, require_text
 from core.predlog import PredictionRecord
 from serving import metrics
 from serving.errors import bad_request
@@ -30,7 +31,6 @@ from serving.schemas import (
 )
 from serving.security import label_guard, require_label_key
 from serving.state import ServiceState, require_model
-from serving.validation import require_label, require_text
 
 
 def validate_tickets(tickets: list[Ticket], limit: int, prefix: str = "") -> list[Ticket]:
@@ -76,7 +76,9 @@ def _classify(served: ServedModel, top_k: int, rows: list[tuple[str, str]]) -> l
     ]
 
 
-def _record(ticket: Ticket, prediction: Prediction, latency_ms: float) -> PredictionRecord:
+def _record(
+    ticket: Ticket, prediction: Prediction, latency_ms: float, keyed: bool
+) -> PredictionRecord:
     return PredictionRecord(
         request_id=prediction.request_id,
         model_version=prediction.model_version,
@@ -88,6 +90,7 @@ def _record(ticket: Ticket, prediction: Prediction, latency_ms: float) -> Predic
         true_label=ticket.true_label,
         route=prediction.route,
         latency_ms=round(latency_ms, 3),
+        keyed=keyed,
     )
 
 
@@ -96,7 +99,7 @@ async def _score(
 ) -> tuple[list[Scored], list[str]]:
     """Scores and routes: the champion's micro-batcher, and the canary's for the tickets whose
     key falls in its share. A canary that fails leaves its tickets to the champion."""
-    flags = canary_flags(state.holder, keys)
+    flags = canary_flags(state.holder, keys, state.routing_secret)
     if not any(flags):
         return await state.model_batcher.submit(rows), ["champion"] * len(rows)
     mine = [i for i, flag in enumerate(flags) if not flag]
@@ -142,7 +145,8 @@ async def _predict(
         Prediction(top[0].label, top[0].score, top, version, rid, route)
         for (version, top), rid, route in zip(scored, ids, routes, strict=True)
     ]
-    records = [_record(t, p, latency_ms) for t, p in zip(tickets, predictions, strict=True)]
+    keyed = client_key is not None
+    records = [_record(t, p, latency_ms, keyed) for t, p in zip(tickets, predictions, strict=True)]
     await state.log_batcher.submit(records)
     metrics.observe_predictions(
         [p.prediction for p in predictions], [p.probability for p in predictions]

@@ -50,12 +50,13 @@ class ShadowItem:
     close_notes: str
 
 
-def canary_flags(holder: ModelHolder, keys: list[str]) -> list[bool]:
-    """Per ticket, whether the canary answers it (sticky by its key); all False without one."""
+def canary_flags(holder: ModelHolder, keys: list[str], secret: bytes) -> list[bool]:
+    """Per ticket, whether the canary answers it (sticky by its key, placed by an HMAC under
+    the service's routing ``secret``); all False without one."""
     rollout, challenger = holder.rollout, holder.challenger
     if rollout is None or challenger is None or rollout.mode != "canary":
         return [False] * len(keys)
-    return [routes_to_canary(key, rollout.percent) for key in keys]
+    return [routes_to_canary(key, rollout.percent, secret) for key in keys]
 
 
 class ShadowScorer:

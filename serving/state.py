@@ -67,6 +67,8 @@ class ServiceState(State):
     shadow: ShadowScorer
     log_batcher: MicroBatcher[PredictionRecord, None]
     monitoring_lane: MonitoringLane
+    #: The key of the canary's split (core/release/rollout.canary_bucket).
+    routing_secret: bytes
 
     def served_model(self) -> ServedModel:
         return require_model(self.holder)

@@ -27,6 +27,7 @@ from litestar.exceptions import HTTPException
 
 from core import events
 from core.auth.signing import verify
+from core.data.validation import require_label, require_text
 from core.monitoring.retraining import decide_request
 from core.predlog import Claim, PredictionLog
 from core.records import RetrainDecision
@@ -34,7 +35,6 @@ from core.settings import Settings
 from serving.errors import RETRY_AFTER_S, bad_request, unavailable
 from serving.schemas import Feedback
 from serving.state import ServiceState
-from serving.validation import require_label, require_text
 
 HEADERS_DOC = "Standard Webhooks headers webhook-id, webhook-timestamp, webhook-signature."
 T = TypeVar("T")

@@ -47,11 +47,18 @@ def task_runner(settings: Settings) -> TaskRunner[Any]:
 
     if scale.dask_address:
         return cast("TaskRunner[Any]", DaskTaskRunner(address=scale.dask_address))
+    import dask
+
+    # Off means not listening: the scheduler and the workers start an HTTP server whatever the
+    # dashboard setting (the scheduler's on 127.0.0.1:8787), so it gets a free port and, like
+    # the workers', no routes at all (the config reaches the worker processes with their nanny).
+    dask.config.set({"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []})
     cluster = {
         "n_workers": scale.dask_workers,
         "threads_per_worker": 1,
         "processes": True,
-        "dashboard_address": None,
+        "dashboard_address": "127.0.0.1:0",
+        "scheduler_kwargs": {"dashboard": False},
     }
     return cast(
         "TaskRunner[Any]",
@@ -85,7 +92,7 @@ def run_studies(
 def _shared_studies(
     runner: TaskRunner[Any], settings: Settings, data: TuningData, use_cache: bool
 ) -> list[StudyResult]:
-    storage = settings.scale.optuna_storage
+    storage = settings.scale.storage_url()
     if not storage:
         raise ConfigurationError("TICKETS_WORKERS_PER_STUDY above 1 needs TICKETS_OPTUNA_STORAGE")
     run_key = str(flow_run.id or uuid.uuid4())
@@ -130,7 +137,7 @@ def start_shared_study(
         if result is not None:
             get_run_logger().info("%s: study finished earlier on the same data, cached", family)
             return result
-    prepare_shared_study(family, data, settings.trials, str(settings.scale.optuna_storage), name)
+    prepare_shared_study(family, data, settings.trials, str(settings.scale.storage_url()), name)
     return None
 
 
@@ -147,7 +154,7 @@ def tune_trial_loop(family: str, data: TuningData, settings: Settings, name: str
         data,
         settings.trials,
         settings.timeout_s,
-        str(settings.scale.optuna_storage),
+        str(settings.scale.storage_url()),
         name,
         loop,
         training.threads_per_study(settings),
@@ -162,7 +169,7 @@ def finish_shared_study(
     family: str, data: TuningData, settings: Settings, name: str, seconds: float
 ) -> StudyResult:
     """The study's result, read from the shared storage, and cached like any study's."""
-    result = collect_study(family, data, str(settings.scale.optuna_storage), name, seconds)
+    result = collect_study(family, data, str(settings.scale.storage_url()), name, seconds)
     get_run_logger().info(
         "%s: best CV macro-F1 %.4f after %d trials", family, result.cv_macro_f1, result.trials
     )

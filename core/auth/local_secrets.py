@@ -10,6 +10,9 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from core.errors import ConfigurationError
+from core.setting_groups import check_api_key
+
 
 def new_api_key() -> str:
     return secrets.token_urlsafe(24)
@@ -19,11 +22,18 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def local_secret(home: Path, name: str, variable: str) -> str:
-    """The value of environment ``variable`` when set, else the one kept in ``<home>/<name>``,
-    created with ``new_api_key`` (or ``new_webhook_secret`` for webhook secrets) on first use."""
-    configured = os.environ.get(variable, "").strip()
+def local_secret(home: Path, name: str, variable: str, configured: str | None = None) -> str:
+    """``configured`` (a setting's value) when given, else environment ``variable`` when set,
+    else the value kept in ``<home>/<name>``, created with ``new_api_key`` (or
+    ``new_webhook_secret`` for webhook secrets) on first use. A configured value that is short
+    or a placeholder (CHANGE-ME) is refused with ConfigurationError: a key anyone can guess
+    would let them forge what it signs."""
+    configured = (configured or os.environ.get(variable, "")).strip()
     if configured:
+        try:
+            check_api_key(configured)
+        except ValueError as exc:
+            raise ConfigurationError(f"{variable}: {exc}") from exc
         return configured
     path = home / name
     if not path.exists():

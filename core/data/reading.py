@@ -4,6 +4,7 @@ intake limits. Errors name the file and the problem; core/data/tables.py validat
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass
@@ -114,8 +115,14 @@ def _check_header(location: str, text: str, delimiter: str, limits: IntakeLimits
 
 
 def decode_text(location: str, data: bytes, encoding: str | None = None) -> tuple[str, str]:
-    """The file's text and the encoding that read it: ``encoding`` if given, else the first of
-    ``ENCODINGS`` that decodes every byte."""
+    """The file's text and the encoding that read it: ``encoding`` if given, UTF-16 when the
+    file starts with its byte-order mark (what spreadsheets save as "Unicode text"), else the
+    first of ``ENCODINGS`` that decodes every byte."""
+    if encoding is None and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{location}: not UTF-16 text despite its byte-order mark") from exc
     for candidate in (encoding,) if encoding else ENCODINGS:
         try:
             return data.decode(candidate), _encoding_name(candidate)

@@ -139,8 +139,12 @@ def judge_canary(
 ) -> CanaryVerdict:
     """Whether the canary (``canary_version``) should be rolled back, from the log's rows
     since it started (``route``, ``model_version``, ``latency_ms``, ``confidence``,
-    ``prediction``, ``true_label``). Health needs ``min_predictions`` canary tickets; quality
-    ``min_feedback`` labelled tickets on each side."""
+    ``prediction``, ``true_label``, ``keyed``). Health needs ``min_predictions`` canary
+    tickets; quality ``min_feedback`` labelled tickets on each side. Only tickets whose side the
+    service drew count: a client whose ``X-Client-Key`` chose its side could have tried keys
+    until its tickets (gibberish, say) landed on the canary, and so steered the verdict."""
+    if "keyed" in rows:
+        rows = rows[rows["keyed"].fillna(0).astype(int) == 0]
     route = rows["route"].astype(str)
     version = rows["model_version"].astype(str)
     canary = rows[((route == "canary") & (version == canary_version)) | (route == FALLBACK)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -65,6 +66,9 @@ class SqliteDialect(Dialect):
 
     def __init__(self, path: Path, wait_s: float = 5.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Ticket texts: readable by the owner only, like the store's files (SQLite gives its
+        # -wal and -shm files the database file's permissions).
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self.path = path
         self.wait_ms = int(wait_s * 1000)
         self._lock = threading.Lock()

@@ -34,6 +34,7 @@ COLUMNS = (
     "feedback_at",
     "route",
     "latency_ms",
+    "keyed",
 )
 #: Filled in by the shadow after the row is written (``record_shadow``).
 SHADOW_COLUMNS = ("shadow_version", "shadow_prediction", "shadow_confidence")
@@ -67,6 +68,9 @@ class PredictionRecord:
     route: str = "champion"
     #: Milliseconds from the request's arrival to its scores (the log write not included).
     latency_ms: float | None = None
+    #: Whether the client's ``X-Client-Key`` chose the side that answered (a canary is judged
+    #: only on tickets whose side the service drew: core/monitoring/rollout.py).
+    keyed: bool = False
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -82,6 +86,7 @@ class PredictionRecord:
             self.created_at if self.true_label else None,
             self.route,
             self.latency_ms,
+            int(self.keyed),
         )
 
 

@@ -101,6 +101,8 @@ ADDED_COLUMNS = (
     ("predictions", "shadow_version", "TEXT"),
     ("predictions", "shadow_prediction", "TEXT"),
     ("predictions", "shadow_confidence", "DOUBLE PRECISION"),
+    # Whether the client's key chose the side (canaries are judged on the rest).
+    ("predictions", "keyed", "INTEGER NOT NULL DEFAULT 0"),
 )
 HOUR_BACKFILL = f"""
 INSERT INTO prediction_hours (hour, model_version, prediction, n, confidence_sum, low)

@@ -8,6 +8,7 @@ around the moves of the champion pointer (flows/rollout.py)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -121,20 +122,27 @@ def stop_challenger(
     raise StoreError("the challenger pointer kept changing; try again")
 
 
-def canary_bucket(key: str) -> float:
-    """Where a client key falls in [0, 100): the same key always lands in the same place, in
-    every worker and after every restart, so a client stays on one side of the split."""
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+def _place(digest: bytes) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * 100
 
 
-def routes_to_canary(key: str, percent: float) -> bool:
-    return percent > 0 and canary_bucket(key) < percent
+def canary_bucket(key: str, secret: bytes) -> float:
+    """Where a key falls in [0, 100): the same key always lands in the same place, in every
+    worker and after every restart (so a client stays on one side of the split), but only the
+    service knows where: the place is an HMAC of the key under the service's routing secret, so
+    nobody can pick keys that land on the canary without trying them on the service."""
+    return _place(hmac.new(secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).digest())
 
 
-def shadow_selected(key: str, share: float) -> bool:
-    """Whether the shadow scores this ticket (a stable share, independent of the canary's)."""
-    return share >= 1 or canary_bucket(f"shadow:{key}") < share * 100
+def routes_to_canary(key: str, percent: float, secret: bytes) -> bool:
+    return percent > 0 and canary_bucket(key, secret) < percent
+
+
+def shadow_selected(request_id: str, share: float) -> bool:
+    """Whether the shadow scores this ticket: a stable share of the service's own request ids
+    (which nobody else chooses), independent of the canary's split."""
+    digest = hashlib.sha256(f"shadow:{request_id}".encode()).digest()
+    return share >= 1 or _place(digest) < share * 100
 
 
 @dataclass(frozen=True)

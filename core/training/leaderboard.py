@@ -110,11 +110,11 @@ def choose_winner(
     encoder: bool = False,
 ) -> StudyResult | None:
     """What to refit. With ``ensemble``, ``truth`` (label codes) and every study's out-of-fold
-    probabilities: an ensemble of the search's trials (core/training/ensemble.py), which on
-    small tables (``one_standard_error``) must also beat the best linear default (with the
-    encoder where the search offered it: ``encoder``) on bias-corrected CV, or that default is
-    refitted. Otherwise, on large tables: the best mean CV macro-F1; on small ones, with every
-    study's out-of-fold predictions, bias-corrected selection (core/training/selection.py)
+    probabilities: an ensemble of the search's trials (core/training/ensemble.py), which must
+    also beat the best linear default (with the encoder where the search offered it:
+    ``encoder``) on bias-corrected CV, or that default is refitted. Otherwise, on large tables:
+    the best mean CV macro-F1; on small ones, with every study's out-of-fold predictions,
+    bias-corrected selection (core/training/selection.py)
     between the best linear default and the best configuration of the search, and without
     them, the simplest configuration within one standard error of the best (a linear family's
     default, a linear family's best, a tree family's default, a tree family's best; the higher
@@ -161,6 +161,11 @@ def choose_winner(
     return replace(chosen, selection=why)
 
 
+#: Bootstrap rounds of the ensemble's bias-corrected check: on large tables one fold plan's
+#: out-of-fold rows are many and the check's noise small, so fewer rounds do.
+SMALL_TABLE_ROUNDS, LARGE_TABLE_ROUNDS = 200, 60
+
+
 def _is_point(params: dict[str, Any], points: list[dict[str, Any]]) -> bool:
     """Whether a trial's parameters are one of ``points`` (a point may carry keys its trial
     never suggested, such as the encoder's weight on fully normalised text)."""
@@ -174,9 +179,9 @@ def _ensemble_winner(
     small: bool,
     encoder: bool,
 ) -> StudyResult | None:
-    """The ensemble (or, when forward selection keeps one trial, that trial), or on a small
-    table the best linear default when bias-corrected CV prefers it; None when a study kept no
-    out-of-fold probabilities (too many rows x classes, or restored from an older cache)."""
+    """The ensemble (or, when forward selection keeps one trial, that trial), or the best linear
+    default when bias-corrected CV prefers it; None when a study kept no out-of-fold
+    probabilities (too many rows x classes, or restored from an older cache)."""
     if any(not any(t.probabilities for t in r.trial_predictions) for r in ranked):
         return None
     pool: list[tuple[StudyResult, TrialPredictions]] = []
@@ -203,8 +208,9 @@ def _ensemble_winner(
         f"{choice.macro_f1:.4f}, optimistic: chosen on the same rows)"
     )
     check = ""
-    if small and any(c.baseline for c in candidates):
-        outcome = bias_corrected_check(candidates, truth, seed)
+    if any(c.baseline for c in candidates):
+        rounds = SMALL_TABLE_ROUNDS if small else LARGE_TABLE_ROUNDS
+        outcome = bias_corrected_check(candidates, truth, seed, rounds)
         check = (
             f"; bias-corrected CV ({outcome.rounds} bootstrap rounds): the ensemble "
             f"{outcome.ensemble_macro_f1:.4f}, the best linear default "

@@ -168,6 +168,7 @@ def open_study_cache(settings: Settings) -> StudyCache:
     ``home`` (``study-cache.key``, created on first use, readable by its owner only, unless
     ``TICKETS_STUDY_CACHE_KEY`` gives one), shared through the artifact store when that is S3."""
     home = settings.home
-    secret = local_secret(home, "study-cache.key", "TICKETS_STUDY_CACHE_KEY")
+    configured = settings.study_cache_key.get_secret_value() if settings.study_cache_key else None
+    secret = local_secret(home, "study-cache.key", "TICKETS_STUDY_CACHE_KEY", configured)
     shared = open_store(settings) if settings.artifact_store_url().startswith("s3://") else None
     return StudyCache(home / "study-results", secret, shared=shared)

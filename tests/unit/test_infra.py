@@ -516,7 +516,7 @@ def test_the_dask_cluster_is_where_the_settings_point_and_its_commands_parse() -
         {k: v for k, v in config.items() if k.startswith("TICKETS_")} | storage
     )
     assert settings.scale.task_runner == "dask" and settings.scale.workers_per_study >= 2
-    assert str(settings.scale.optuna_storage).startswith("postgresql://")
+    assert str(settings.scale.storage_url()).startswith("postgresql://")
     address = str(settings.scale.dask_address)
     host, port = address.removeprefix("tcp://").rsplit(":", 1)
     service = manifests[("Service", host.split(".")[0])]

@@ -123,7 +123,7 @@ def test_a_sqlite_optuna_storage_and_loops_without_a_storage_are_refused(
     for name, value in {**from_environment, "TICKETS_WORKERS_PER_STUDY": "2"}.items():
         monkeypatch.setenv(name, value)
     scale = Settings().scale
-    assert (scale.task_runner, scale.optuna_storage, scale.workers_per_study) == (
+    assert (scale.task_runner, scale.storage_url(), scale.workers_per_study) == (
         "dask",
         "journal:/j.log",
         2,

@@ -181,3 +181,18 @@ def test_the_history_tables_are_pruned(tmp_path: Path) -> None:
     assert counts == {"drift_reports": 1, "promotion_decisions": 1, "daily_metrics": 1}
     assert list(log.daily()) == ["2026-11-30"]
     assert [r.checked_at for r in log.drift_reports("2000-01-01")] == ["2026-12-01T00:00:00"]
+
+
+def test_the_log_and_its_wal_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """They hold ticket texts; the database was created 0644."""
+    import stat
+
+    from core.predlog import PredictionRecord
+
+    path = tmp_path / "home" / "predictions.db"
+    with PredictionLog(path) as log:
+        log.record_each([PredictionRecord("r1", "1", "texto", "", "a", 0.9, {})])
+        created = [p for p in path.parent.iterdir() if p.name.startswith("predictions.db")]
+        assert {p.name for p in created} >= {"predictions.db", "predictions.db-wal"}
+        for file in created:
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name

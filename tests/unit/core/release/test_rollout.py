@@ -45,15 +45,27 @@ def _champion(store: LocalStore, bundle_id: str, version: str) -> None:
     assert swap_champion(store, manifest, token)
 
 
+SECRET = b"the-service-routing-secret"
+
+
 def test_canary_routing_is_sticky_and_close_to_its_share() -> None:
     keys = [str(uuid.uuid4()) for _ in range(20_000)]
     for percent in (1, 10, 37.5):
-        share = sum(routes_to_canary(key, percent) for key in keys) / len(keys) * 100
+        share = sum(routes_to_canary(key, percent, SECRET) for key in keys) / len(keys) * 100
         assert abs(share - percent) < 1.0, (percent, share)
-    assert all(canary_bucket(key) == canary_bucket(key) for key in keys[:100])
+    assert all(canary_bucket(key, SECRET) == canary_bucket(key, SECRET) for key in keys[:100])
     # Raising the share only adds clients: nobody on the canary at 10% leaves it at 20%.
-    assert all(routes_to_canary(k, 20) for k in keys if routes_to_canary(k, 10))
-    assert not any(routes_to_canary(key, 0) for key in keys[:1000])
+    assert all(routes_to_canary(k, 20, SECRET) for k in keys if routes_to_canary(k, 10, SECRET))
+    assert not any(routes_to_canary(key, 0, SECRET) for key in keys[:1000])
+
+
+def test_which_keys_go_to_the_canary_depends_on_the_services_secret() -> None:
+    """An unkeyed hash let a client compute offline which keys land on the canary."""
+    keys = [f"client-{i}" for i in range(5000)]
+    ours = {k for k in keys if routes_to_canary(k, 10, SECRET)}
+    theirs = {k for k in keys if routes_to_canary(k, 10, b"another-secret")}
+    assert 400 < len(ours) < 600 and 400 < len(theirs) < 600
+    assert len(ours & theirs) < 100  # about 10% of 10%: unrelated
 
 
 def test_a_challenger_starts_verified_and_stops_only_when_it_is_the_expected_one(
