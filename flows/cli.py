@@ -144,9 +144,11 @@ def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) 
 
 def _reproduce(settings: Settings, version: str, as_json: bool) -> int:
     from core.io.store import open_store
+    from core.release.registry import manifest_voucher
     from core.release.snapshots import find_manifest
 
-    find_manifest(open_store(settings), version)  # fail fast, in one line
+    store = open_store(settings)
+    find_manifest(store, version, manifest_voucher(settings, store))  # fail fast, in one line
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.train import train
 

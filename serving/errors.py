@@ -1,7 +1,8 @@
 """Errors to HTTP answers, in one place: the app registers ``EXCEPTION_HANDLERS`` once, so
 handlers raise the project's own errors and never pick status codes for them.
 
-- bad input (``InputError``, a body that is not UTF-8): 400 with a message naming the field;
+- bad input (``InputError``, a body that is not UTF-8 or nests deeper than a parser recurses):
+  400 with a message naming the field or the body;
 - a webhook whose signature, timestamp or id does not verify (``WebhookError``): 401;
 - a model without a reference profile to compare against: 409;
 - our own faults (``LogUnavailableError``; ``unavailable(...)``): 503 with ``Retry-After``.
@@ -58,6 +59,16 @@ def _invalid_utf8(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> R
     return _answer(HTTP_400_BAD_REQUEST, "request body is not valid UTF-8")
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """The JSON decoders recurse once per level of nesting: a 2 KB body of nested arrays made
+    them give up with RecursionError, answered 500 before. No handler of ours recurses over
+    request data, so here it is the body's doing; it is logged, in case that ever changes."""
+    logger.warning(
+        "%s %s: refused a body nested too deeply (%s)", request.method, request.url.path, exc
+    )
+    return _answer(HTTP_400_BAD_REQUEST, "request body: JSON nested too deeply")
+
+
 def _bad_signature(request: Request[Any, Any, Any], exc: WebhookError) -> Response[Any]:
     return _answer(HTTP_401_UNAUTHORIZED, str(exc))
 
@@ -79,6 +90,7 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
     InputError: _input_error,
     WebhookError: _bad_signature,
     UnicodeDecodeError: _invalid_utf8,
+    RecursionError: _too_deep,
     NoReferenceProfile: _no_reference,
     LogUnavailableError: _log_unavailable,
 }

@@ -124,7 +124,14 @@ def _parse(
         if any(ticket.true_label is not None for ticket in raw):
             raise Fallback  # labels need the label key: Litestar's handler checks it
         return validate_tickets(raw, serving.max_text_chars, prefix), key
-    except (msgspec.DecodeError, msgspec.ValidationError, HTTPException, InputError, ValueError):
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        HTTPException,
+        InputError,
+        ValueError,
+        RecursionError,
+    ):
         raise Fallback from None
 
 

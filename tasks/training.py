@@ -7,6 +7,7 @@ failed after some studies finished reruns only the others."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
@@ -107,7 +108,7 @@ def load_snapshot(
 ) -> tuple[Manifest, pd.DataFrame, pd.DataFrame, DataReport]:
     """The manifest of model ``version`` and the table it was trained and tested on."""
     store = open_store(settings)
-    manifest = snapshots.find_manifest(store, version)
+    manifest = snapshots.find_manifest(store, version, registry.manifest_voucher(settings, store))
     if manifest.data_snapshot is None:
         raise TrainingError(
             f"model {version} was trained before training data was kept: it cannot be reproduced"
@@ -342,6 +343,9 @@ def write_bundle(settings: Settings, model: Any, manifest: Manifest) -> tuple[Ma
     """The manifest as stored (with the model file's digest) and the bundle's URI."""
     store = open_store(settings)
     stored = bundle.write_bundle(store, bundle.serialize_model(model), manifest)
+    if stored.mlflow.model_version:
+        digest = hashlib.sha256(stored.to_json()).hexdigest()
+        registry.record_manifest_digest(settings, stored.mlflow.model_version, digest)
     uri = bundle.bundle_uri(store, manifest.bundle_id)
     get_run_logger().info("bundle written to %s", uri)
     return stored, uri

@@ -6,10 +6,12 @@ core/monitoring/tracking.py."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from core.io.store import ArtifactStore
-from core.release.bundle import read_champion
+from core.release.bundle import champion_history, read_champion
+from core.release.manifest import Manifest
 from core.release.retention import ARCHIVED_TAG
 from core.settings import Settings
 
@@ -83,6 +85,48 @@ def align_champion_alias(settings: Settings, store: ArtifactStore) -> str | None
         return None
     set_champion_alias(settings, wanted)
     return wanted
+
+
+#: The model version's tag holding its bundle manifest's sha256 (what ``--reproduce`` checks).
+MANIFEST_DIGEST_TAG = "manifest_sha256"
+
+
+def record_manifest_digest(settings: Settings, version: str, digest: str) -> None:
+    """Vouch for a bundle's manifest from outside the artifact store: whoever can rewrite the
+    manifest in the store cannot rewrite this."""
+    mlflow_client(settings).set_model_version_tag(
+        settings.registered_model_name, version, MANIFEST_DIGEST_TAG, digest
+    )
+
+
+def manifest_digest(settings: Settings, version: str) -> str | None:
+    """The manifest digest recorded for a registered model version, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow_client(settings).get_model_version(settings.registered_model_name, version)
+    except MlflowException:
+        return None
+    value = (found.tags or {}).get(MANIFEST_DIGEST_TAG)
+    return str(value) if value else None
+
+
+def manifest_voucher(settings: Settings, store: ArtifactStore) -> Callable[[Manifest], str | None]:
+    """A manifest's digest as recorded outside its bundle: on its registry version, else in the
+    champion pointer that once named it."""
+    named = {
+        entry.bundle_id: entry.manifest_file_sha256
+        for entry in champion_history(store)
+        if entry.manifest_file_sha256
+    }
+
+    def digest(manifest: Manifest) -> str | None:
+        version = manifest.mlflow.model_version
+        return (manifest_digest(settings, version) if version else None) or named.get(
+            manifest.bundle_id
+        )
+
+    return digest
 
 
 def log_promotion(settings: Settings, run_id: str, outcome: dict[str, Any]) -> None:

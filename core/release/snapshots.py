@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -143,17 +144,38 @@ def reproduction_settings(settings: Settings, recorded: dict[str, Any]) -> Setti
     return settings.model_copy(update=known)
 
 
-def find_manifest(store: ArtifactStore, version: str) -> Manifest:
-    """The stored bundle's manifest whose model version (or bundle id) is ``version``."""
-    from core.release.bundle import read_manifest, stored_bundles
+def find_manifest(
+    store: ArtifactStore, version: str, vouched: Callable[[Manifest], str | None] | None = None
+) -> Manifest:
+    """The stored bundle's manifest whose model version (or bundle id) is ``version``. With
+    ``vouched`` (a manifest's digest as something outside the store recorded it), the stored
+    file must have that digest, or none is given: a manifest edited in the store (other
+    training settings, another table) would otherwise be reproduced as if it were the model's."""
+    from core.release.bundle import MANIFEST_FILE, bundle_key, read_manifest, stored_bundles
 
     for bundle_id, _ in sorted(stored_bundles(store), key=lambda pair: pair[1], reverse=True):
         try:
             manifest = read_manifest(store, bundle_id)
         except BundleError:
             continue  # being written, or damaged: not one to reproduce
-        if version in (bundle_id, manifest.model_version):
+        if version not in (bundle_id, manifest.model_version):
+            continue
+        if vouched is None:
             return manifest
+        digest = vouched(manifest)
+        if digest is None:
+            raise BundleError(
+                f"model {version}: nothing outside the store vouches for its manifest (no "
+                "champion pointer named it, no registry version records its digest): it "
+                "cannot be reproduced safely"
+            )
+        data = store.get(bundle_key(bundle_id, MANIFEST_FILE))
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BundleError(
+                f"model {version}: its {MANIFEST_FILE} does not match the digest recorded for "
+                "it (edited in the store?): it will not be reproduced"
+            )
+        return manifest
     raise BundleError(f"no stored bundle has model version {version!r} (tickets status lists them)")
 
 

@@ -181,6 +181,25 @@ def test_bad_single_requests_get_a_400_naming_the_problem(
     assert field in response.text
 
 
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/explain"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 1000 + b"]" * 1000,
+        b'{"short_description": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"tickets": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+    ],
+)
+def test_a_body_nested_too_deeply_gets_a_400_not_a_500(service, path: str, body: bytes) -> None:
+    """2 KB of nested arrays made the JSON decoder give up with RecursionError: 500, unlogged."""
+    url, _ = service
+    response = httpx.post(
+        f"{url}{path}", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.json()["detail"]
+
+
 def test_batch_limits_and_body_size(service) -> None:
     url, settings = service
     too_many = {"tickets": [{"short_description": "hola"}] * (settings.serving.max_batch + 1)}

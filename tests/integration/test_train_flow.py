@@ -17,6 +17,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from core.errors import BundleError
 from core.io.store import open_store
 from core.progress import StudyProgress, listening
 from core.release.bundle import champion_bundle_id, load_bundle
@@ -139,8 +140,8 @@ def test_train_flow_end_to_end_on_s3(
     again = train(settings=today, reproduce=str(summary.model_version))
     rows = snapshot.test_rows
     assert again.promotion_reason == (
-        f"reproduction of model {summary.model_version}: {rows} of {rows} test "
-        "predictions identical"
+        f"reproduction of model {summary.model_version}: reproduced (exactly): {rows} of "
+        f"{rows} test predictions identical, probabilities differ by at most 0"
     )
     assert not again.promoted and champion_bundle_id(store) == summary.bundle_id
     assert {row.family for row in again.leaderboard} == {"logistic_regression", "lightgbm"}
@@ -164,6 +165,15 @@ def test_train_flow_end_to_end_on_s3(
         str(client.get_model_version_by_alias(settings.registered_model_name, "champion").version)
         == summary.model_version
     )
+
+    # A manifest edited in the store (other training settings) is not reproduced: its digest,
+    # recorded on the registry version when it was written, no longer matches.
+    key = f"models/bundles/{summary.bundle_id}/manifest.json"
+    edited = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    edited["training_settings"]["trials"] = 7
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(edited).encode())
+    with pytest.raises(BundleError, match="does not match the digest recorded for it"):
+        train(settings=today, reproduce=str(summary.model_version))
 
 
 class _RunsCode:
