@@ -34,7 +34,7 @@ import anyio
 from core.predlog import PredictionLog, open_prediction_log
 from core.settings import Settings
 from serving.errors import unavailable
-from serving.lane_process import run_niced, warm
+from serving.lane_process import exit_with_parent, run_niced, warm
 
 T = TypeVar("T")
 
@@ -72,6 +72,7 @@ class MonitoringLane:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.threads,
                 mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
             )
         return self._executor
 

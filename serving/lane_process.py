@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +27,24 @@ def _lower_priority() -> None:
         with contextlib.suppress(OSError):
             os.nice(LANE_NICE)
         _lowered = True
+
+
+#: How often a helper process checks that the worker that started it is still there.
+PARENT_CHECK_S = 1.0
+
+
+def exit_with_parent() -> None:
+    """The initializer of the lane's and the shadow's processes: a thread that ends the process
+    once the worker that started it is gone. A worker killed with SIGKILL never stops its
+    pools, and their processes (300-400 MB each) lived on, re-parented, for good."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def run_niced(compute: Callable[..., T], *args: Any) -> T:

@@ -27,6 +27,7 @@ from core.release.rollout import routes_to_canary, shadow_selected
 from core.settings import Settings
 from serving import metrics, shadow_process
 from serving.lane import stop_pool
+from serving.lane_process import exit_with_parent
 from serving.model_holder import ModelHolder
 
 logger = logging.getLogger("tickets.serving")
@@ -123,7 +124,9 @@ class ShadowScorer:
         could hang."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=exit_with_parent,
             )
         return self._executor
 

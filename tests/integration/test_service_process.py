@@ -191,3 +191,38 @@ def _group(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 members.append(int(entry.name))
     return members
+
+
+def test_a_worker_killed_with_sigkill_leaves_no_helper_process_behind(
+    tmp_path: Path, demo_frame: pd.DataFrame
+) -> None:
+    """Its monitoring lane's and shadow's processes (300-400 MB each) were re-parented and
+    lived on for good: they now leave once the worker that started them is gone."""
+    from core.io.store import open_store
+    from core.release.rollout import start_challenger
+
+    settings = Settings(home=tmp_path / "home")
+    publish_model(settings, demo_frame)
+    publish_model(settings, demo_frame.head(300), "shadow-bundle", "8", champion=False)
+    start_challenger(open_store(settings), "8", "shadow")
+    with serve_process(settings.home) as (url, server):
+        group = os.getpgid(server.pid)
+        for _ in range(20):  # the shadow's process starts with its first ticket
+            assert (
+                httpx.post(f"{url}/predict", json={"short_description": "clave"}).status_code == 200
+            )
+        wait_for(lambda: len(_group(group)) >= 3, "the lane's and the shadow's processes", 120)
+        helpers = [pid for pid in _group(group) if pid not in _serve_commands(group)]
+        assert len(helpers) >= 2, helpers
+        for pid in _serve_commands(group):
+            os.kill(pid, signal.SIGKILL)
+        server.wait(timeout=30)
+        wait_for(lambda: not any(_alive(pid) for pid in helpers), "the helpers to exit", 30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
