@@ -189,6 +189,12 @@ class ServingSettings(BaseModel):
         description="The HTTP server of `tickets serve`: uvicorn (uvloop, httptools; the faster "
         "on one core in benchmarks/results/serving.json) or granian (Rust HTTP handling).",
     )
+    serve_routes: Literal["all", "api", "webhooks"] = Field(
+        "all",
+        description="What a service process answers: all of it; api, everything but the "
+        "webhooks (a public prediction service that holds no Prefect credential); webhooks, "
+        "only the webhooks and health (the one process that sends Prefect events).",
+    )
     model_poll_s: float = Field(10.0, gt=0, description="How often serving checks the champion.")
     max_batch: int = Field(1000, ge=1, description="Tickets per /predict/batch request.")
     max_text_chars: int = Field(10_000, ge=1, description="Characters per text field.")

@@ -18,6 +18,7 @@ ENV_FILE = Path(__file__).resolve().parents[1] / "infra" / ".env"
 REQUIRED = (
     "POSTGRES_PASSWORD",
     "MINIO_ROOT_PASSWORD",
+    "MINIO_READER_PASSWORD",
     "PREFECT_API_AUTH_STRING",
     "MLFLOW_ADMIN_PASSWORD",
     "MLFLOW_FLASK_SERVER_SECRET_KEY",

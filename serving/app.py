@@ -139,15 +139,13 @@ def create_app(
         "monitoring_lane": lane,
         "routing_secret": routing_secret(settings),
     }
+    probes = [health, livez, ready, prometheus_metrics]
+    hooks = [webhooks.retrain_webhook, webhooks.tickets_webhook]
     handlers = [
-        health,
-        livez,
-        ready,
         predict,
         predict_batch,
         explain_ticket,
         feedback,
-        prometheus_metrics,
         dashboard,
         monitoring.metrics,
         monitoring.save_metrics,
@@ -155,11 +153,12 @@ def create_app(
         monitoring.drift,
         monitoring.shadow,
         labeling.labeling_queue,
-        webhooks.retrain_webhook,
-        webhooks.tickets_webhook,
+    ]
+    handlers = probes + {"all": handlers + hooks, "api": handlers, "webhooks": hooks}[
+        settings.serving.serve_routes
     ]
     endpoints = {path for handler in handlers for path in handler.paths}
-    return TicketsApp(
+    app = TicketsApp(
         route_handlers=[*handlers, docs_assets()],
         state=ServiceState(state),
         lifespan=[lifespan],
@@ -174,6 +173,8 @@ def create_app(
             render_plugins=[offline_swagger_ui()],
         ),
     )
+    app.fast_path = "/predict" in endpoints  # a webhooks-only process answers no prediction
+    return app
 
 
 class TicketsApp(Litestar):

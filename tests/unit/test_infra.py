@@ -58,13 +58,101 @@ def _settings_from(environment: dict[str, str]) -> Settings:
 def test_compose_settings_are_real_and_valid() -> None:
     compose = _compose()
     environment = compose["x-tickets-env"]
-    settings = _settings_from(environment)
-    assert settings.artifact_store_url().startswith("s3://")
-    assert settings.prediction_log_url is not None
-    assert settings.prediction_log_url.get_secret_value().startswith("postgresql://")
-    for name in ("api", "worker", "bootstrap"):
+    for anchor in ("x-tickets-env", "x-api-env", "x-webhooks-env"):
+        settings = _settings_from(compose[anchor])
+        assert settings.artifact_store_url().startswith("s3://")
+        assert settings.prediction_log_url is not None
+        assert settings.prediction_log_url.get_secret_value().startswith("postgresql://")
+    for name in ("worker", "bootstrap"):
         assert compose["services"][name]["environment"] == environment
+    assert compose["services"]["api"]["environment"] == compose["x-api-env"]
+    assert compose["services"]["webhooks"]["environment"] == compose["x-webhooks-env"]
     assert compose["services"]["mlflow"]["environment"].items() >= environment.items()
+
+
+#: Credentials that let a process change models, run code or read everything: none of them may
+#: reach the public prediction service.
+PRIVILEGED = (
+    "TICKETS_OPTUNA_STORAGE",
+    "TICKETS_STUDY_CACHE_KEY",
+    "TICKETS_MLFLOW_TRACKING_URI",
+    "TICKETS_PREFECT_API_AUTH_STRING",
+    "TICKETS_PREFECT_API_URL",
+    "TICKETS_WEBHOOK_SECRETS",
+    "TICKETS_DASK_ADDRESS",
+    "PREFECT_API_AUTH_STRING",
+    "PREFECT_API_URL",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+)
+
+
+def test_the_public_api_holds_no_credential_it_does_not_use() -> None:
+    """One Secret with every credential was loaded by every pod, the public API's included, and
+    in compose the API held the MinIO root and MLflow admin credentials."""
+    compose = _compose()
+    api = compose["services"]["api"]["environment"]
+    assert not [name for name in PRIVILEGED if name in api]
+    assert "MINIO_ROOT" not in json.dumps(api) and "MINIO_READER_PASSWORD" in json.dumps(api)
+    assert api["TICKETS_SERVE_ROUTES"] == "api"
+    assert compose["services"]["webhooks"]["environment"]["TICKETS_SERVE_ROUTES"] == "webhooks"
+    setup = " ".join(compose["services"]["minio-setup"]["command"])
+    assert "policy attach local readonly" in setup, "the reader can only read"
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in _manifests()}
+    (container,) = manifests[("Deployment", "tickets-api")]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    names: set[str] = set()
+    for source in container["envFrom"]:
+        kind, ref = (
+            ("ConfigMap", source["configMapRef"])
+            if "configMapRef" in source
+            else (
+                "Secret",
+                source["secretRef"],
+            )
+        )
+        manifest = manifests[(kind, ref["name"])]
+        names |= set(manifest.get("data") or manifest.get("stringData") or {})
+    assert names and not [name for name in PRIVILEGED if name in names]
+    secrets = [name for kind, name in manifests if kind == "Secret"]
+    assert len(secrets) >= 4, "a secret per component"
+    users: dict[str, set[str]] = {}
+    for (kind, name), manifest in manifests.items():
+        if kind == "Deployment":
+            for c in manifest["spec"]["template"]["spec"]["containers"]:
+                for source in c.get("envFrom", []):
+                    if "secretRef" in source:
+                        users.setdefault(source["secretRef"]["name"], set()).add(name)
+    assert all(len(deployments) <= 2 for deployments in users.values()), users
+
+
+def test_the_public_api_is_not_admitted_to_dask() -> None:
+    """A Dask client runs any code on the workers, and Dask has no authentication here."""
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in _manifests()}
+    policy = manifests[("NetworkPolicy", "tickets-dask")]
+    admitted = [peer["podSelector"]["matchLabels"] for peer in policy["spec"]["ingress"][0]["from"]]
+    for name in ("tickets-api", "tickets-webhooks"):
+        labels = manifests[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+        assert not any(selector.items() <= labels.items() for selector in admitted), name
+    worker = manifests[("Deployment", "tickets-worker")]["spec"]["template"]["metadata"]["labels"]
+    assert any(selector.items() <= worker.items() for selector in admitted), "the worker is"
+    flow_run = _kubernetes_pool()["variables"]["properties"]["labels"]["default"]
+    assert any(selector.items() <= flow_run.items() for selector in admitted), "flow runs too"
+    egress = manifests[("NetworkPolicy", "tickets-api-egress")]["spec"]["egress"]
+    ports = {p["port"] for rule in egress for p in rule["ports"]}
+    assert 8786 not in ports and 4200 not in ports and 5000 not in ports
+
+
+def test_every_compose_service_is_hardened() -> None:
+    """No service dropped capabilities or had limits."""
+    for name, service in _compose()["services"].items():
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert service.get("mem_limit") and service.get("cpus"), name
+        assert "/tmp" in service.get("tmpfs", []), name
 
 
 def test_compose_commands_parse_with_the_real_cli() -> None:
@@ -313,11 +401,11 @@ def test_the_compose_stack_has_no_default_secret_and_requires_each_one() -> None
     assert services["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"].startswith(
         "${PREFECT_API_AUTH_STRING:?"
     )
-    for name in ("worker", "bootstrap", "api"):
+    for name in ("worker", "bootstrap"):
         environment = services[name]["environment"]
         assert "PREFECT_API_AUTH_STRING" in environment, f"{name} signs in to Prefect"
-        assert "TICKETS_PREFECT_API_AUTH_STRING" in environment, f"{name}'s webhooks too"
         assert "MLFLOW_TRACKING_PASSWORD" in environment, f"{name} signs in to MLflow"
+    assert "TICKETS_PREFECT_API_AUTH_STRING" in services["webhooks"]["environment"]
     assert "--app-name=basic-auth" in services["mlflow"]["command"]
     assert "GF_SECURITY_ADMIN_PASSWORD" in services["grafana"]["environment"]
 
@@ -363,6 +451,7 @@ def test_kubernetes_pods_are_locked_down() -> None:
     deployments = [m for m in manifests if m["kind"] == "Deployment"]
     assert {m["metadata"]["name"] for m in deployments} == {
         "tickets-api",
+        "tickets-webhooks",
         "tickets-worker",
         "tickets-kubernetes-worker",
         "tickets-dask-scheduler",
@@ -398,6 +487,7 @@ def test_kubernetes_pods_are_locked_down() -> None:
     allowed = [p for p in policies if p["spec"].get("ingress")]
     assert [p["spec"]["podSelector"]["matchLabels"] for p in allowed] == [
         {"app.kubernetes.io/name": "tickets-api"},
+        {"app.kubernetes.io/name": "tickets-webhooks"},
         {"app.kubernetes.io/component": "dask"},
     ]
     assert allowed[0]["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
@@ -469,7 +559,9 @@ def test_the_kubernetes_work_pool_template_resolves_into_a_valid_job() -> None:
         # The image's entrypoint is `tickets`: /usr/bin/env runs the worker's command as given.
         assert container["command"] == ["/usr/bin/env"] and container["workingDir"] == "/tmp"
         sources = [next(iter(source.values()))["name"] for source in container["envFrom"]]
-        assert sources == ["tickets-config", "tickets-secrets"] and set(sources) <= set(config)
+        assert sources == ["tickets-config", "tickets-flows-secrets"] and set(sources) <= set(
+            config
+        )
         mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
         assert {"/tmp", "/app/.tickets"} <= mounts
     workers = [m for m in _manifests() if m["metadata"]["name"] == "tickets-kubernetes-worker"]
@@ -510,7 +602,7 @@ def test_the_dask_cluster_is_where_the_settings_point_and_its_commands_parse() -
 
     manifests = {(m["kind"], m["metadata"]["name"]): m for m in _manifests()}
     config = manifests[("ConfigMap", "tickets-config")]["data"]
-    secret = manifests[("Secret", "tickets-secrets")]["stringData"]
+    secret = manifests[("Secret", "tickets-dask-secrets")]["stringData"]
     storage = {"TICKETS_OPTUNA_STORAGE": secret["TICKETS_OPTUNA_STORAGE"]}
     settings = _settings_from(
         {k: v for k, v in config.items() if k.startswith("TICKETS_")} | storage

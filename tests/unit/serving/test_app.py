@@ -366,3 +366,25 @@ def test_explanations_beyond_the_queue_are_refused_at_once_with_retry_after(
         release.set()
         assert [f.result().status_code for f in admitted] == [200] * len(admitted)
     assert metrics.EXPLAIN_REFUSED._value.get() == refusals + 1
+
+
+def test_a_process_serves_only_the_routes_it_is_for(
+    tmp_path: Path, golden_model: ServedModel
+) -> None:
+    """The public prediction service holds no Prefect credential: the webhooks, which send
+    Prefect events, are served by a process of their own (TICKETS_SERVE_ROUTES)."""
+    body = {"short_description": "no puedo entrar"}
+
+    def client(routes: str) -> TestClient:
+        settings = Settings(home=tmp_path / routes, serving=ServingSettings(serve_routes=routes))
+        return TestClient(create_app(settings, holder=FakeHolder(golden_model)))  # type: ignore[arg-type]
+
+    with client("api") as api:
+        assert api.post("/predict", json=body).status_code == 200
+        assert api.post("/webhooks/retrain", json={}).status_code == 404
+        assert api.get("/ready").status_code == 200
+    with client("webhooks") as hooks:
+        assert hooks.post("/predict", json=body).status_code == 404  # the fast path too
+        assert hooks.post("/predict/batch", json={"tickets": [body]}).status_code == 404
+        assert hooks.post("/webhooks/retrain", json={}).status_code != 404
+        assert hooks.get("/livez").status_code == 200
