@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: SecretStr | None = Field(
         None, description="Default: SQLite at <home>/mlflow.db."
     )
-    mlflow_experiment: str = "tickets"
-    registered_model_name: str = "ticket-classifier"
+    mlflow_experiment: str = Field("tickets", description="MLflow experiment of the trainings.")
+    registered_model_name: str = Field(
+        "ticket-classifier", description="MLflow registered model the champions belong to."
+    )
     data_path: str | None = Field(None, description="Training table: CSV/Parquet, local or s3://.")
     data_encoding: str | None = Field(
         None,
@@ -90,10 +92,16 @@ class Settings(BaseSettings):
     intake_max_columns: int = Field(
         500, ge=1, description="Most columns a training table may have."
     )
-    text_columns: Annotated[tuple[str, ...], NoDecode] = ("short_description", "close_notes")
-    label_column: str = "label"
-    language: str = "spanish"
-    families: Annotated[tuple[str, ...], NoDecode] = FAMILIES
+    text_columns: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("short_description", "close_notes"),
+        description="Text columns of a training table, comma-separated; the first is the short "
+        "description, the second (optional) the close notes.",
+    )
+    label_column: str = Field("label", description="Label column of a training table.")
+    language: str = Field("spanish", description="Language of the stop words and the stemmer.")
+    families: Annotated[tuple[str, ...], NoDecode] = Field(
+        FAMILIES, description="Model families to tune, comma-separated (default: all seven)."
+    )
     profile: Literal["standard", "fast"] = Field(
         "standard",
         description="standard: the linear families may add a multilingual sentence encoder "
@@ -116,7 +124,7 @@ class Settings(BaseSettings):
     )
     trials: int = Field(12, ge=1, description="Optuna trials per study.")
     timeout_s: float = Field(150.0, gt=0, description="Time budget per study, seconds.")
-    cv_folds: int = Field(3, ge=2)
+    cv_folds: int = Field(3, ge=2, description="Cross-validation folds on large tables.")
     small_table_rows: int = Field(
         2000,
         ge=0,
@@ -124,9 +132,13 @@ class Settings(BaseSettings):
         "bias-corrected selection between the best linear default and the search's best "
         "(0 turns it off).",
     )
-    test_size: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
-    max_concurrent_studies: int = Field(2, ge=1)
+    test_size: float = Field(
+        0.2, gt=0, lt=1, description="Share of the table held out as the test split."
+    )
+    seed: int = Field(42, description="Seed of splits, folds, samplers and models.")
+    max_concurrent_studies: int = Field(
+        2, ge=1, description="Studies running side by side (each gets its share of the cores)."
+    )
     label_audit: bool = Field(
         True,
         description="Flag training rows whose label looks wrong (confident learning on the "
@@ -136,7 +148,9 @@ class Settings(BaseSettings):
         False, description="Refit the winner without the rows the label audit flags."
     )
     promotion_margin: float = Field(0.01, ge=0, description="Macro-F1 gain needed to promote.")
-    demo_rows: int = Field(5000, ge=100)
+    demo_rows: int = Field(
+        5000, ge=100, description="Demo tickets `tickets run` generates when there is no data."
+    )
     prediction_log_path: Path | None = Field(None, description="Default: <home>/predictions.db.")
     # Secret for the same reason: postgresql://user:password@host/db.
     prediction_log_url: SecretStr | None = Field(
