@@ -21,7 +21,7 @@ from core.auth.local_secrets import local_secret
 from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord, open_prediction_log
 from core.settings import Settings, get_settings
-from serving import labeling, metrics, monitoring, webhooks
+from serving import label_page, labeling, metrics, monitoring, webhooks
 from serving.batcher import MicroBatcher
 from serving.dashboard import dashboard
 from serving.docs import docs_assets, offline_swagger_ui
@@ -37,6 +37,7 @@ from serving.predict import (
     feedback,
     predict,
     predict_batch,
+    take_back_feedback,
 )
 from serving.rollout import ShadowScorer
 from serving.state import LogProbe, ServiceState
@@ -146,7 +147,9 @@ def create_app(
         predict_batch,
         explain_ticket,
         feedback,
+        take_back_feedback,
         dashboard,
+        *label_page.HANDLERS,
         monitoring.metrics,
         monitoring.save_metrics,
         monitoring.saved_metrics,
@@ -154,9 +157,12 @@ def create_app(
         monitoring.shadow,
         labeling.labeling_queue,
     ]
-    handlers = probes + {"all": handlers + hooks, "api": handlers, "webhooks": hooks}[
-        settings.serving.serve_routes
-    ]
+    handlers = (
+        probes
+        + {"all": handlers + hooks, "api": handlers, "webhooks": hooks}[
+            settings.serving.serve_routes
+        ]
+    )
     endpoints = {path for handler in handlers for path in handler.paths}
     app = TicketsApp(
         route_handlers=[*handlers, docs_assets()],

@@ -77,6 +77,7 @@ def render(data: DashboardData) -> str:
         _confidence(data),
         _class_mix(data),
         _feedback(data),
+        _labels(data),
         *_drift_charts(data),
         _latest_report(data),
         _shadow(data),
@@ -92,6 +93,7 @@ def render(data: DashboardData) -> str:
         '<link rel="icon" href="data:,">'
         f"<title>Tickets: monitoring ({escape(data.window)})</title><style>{STYLE}</style>"
         f"</head><body><header><h1>Ticket classifier: monitoring</h1>Window: {links}"
+        f'<a href="/label">Etiquetar tickets (labelling page)</a>'
         f'<span class="muted">since {escape(data.since[:16])} UTC, '
         f"generated {escape(data.generated_at[:16])}</span></header>"
         f"<main>{''.join(sections)}</main></body></html>"
@@ -262,6 +264,19 @@ def _feedback(data: DashboardData) -> str:
     series = [("accuracy on feedback", accuracy), ("macro-F1 on feedback", macro)]
     series.append(("macro-F1 estimated (no labels)", list(data.estimated)))
     return _section(title, line_chart(data, series, top=1.0), "feedback")
+
+
+def _labels(data: DashboardData) -> str:
+    """What the desk sends back: labels received per day (by the day they arrived), and where
+    agents label (the page's link)."""
+    title = "Labels received per day"
+    link = '<p><a href="/label">Label tickets</a> (the desk\'s labelling page; label key)</p>'
+    if not data.labels_per_day:
+        return _section(title, link + _empty("No labels received in this window."))
+    total = sum(n for _, n in data.labels_per_day)
+    points = [(day, float(n)) for day, n in data.labels_per_day]
+    summary = f"<p>{total} labels in this window.</p>"
+    return _section(title, link + summary + line_chart(data, [("labels", points)]), "labels")
 
 
 def _drift_charts(data: DashboardData) -> list[str]:

@@ -53,6 +53,7 @@ def queue_report(
         "window": window,
         "since": since,
         "model_version": manifest.model_version,
+        "labels": list(manifest.labels),
         "unlabelled_considered": pool,
         "tickets": [entry.as_dict() for entry in entries],
     }

@@ -11,8 +11,10 @@ from typing import Any
 
 import anyio
 import numpy as np
-from litestar import Request, post
-from litestar.exceptions import NotFoundException
+from litestar import Request, delete, post
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_409_CONFLICT
 
 from core.data.validation import require_label, require_text
 from core.predlog import PredictionRecord
@@ -226,3 +228,34 @@ async def feedback(data: Feedback | list[Feedback], state: ServiceState) -> Feed
     if len(unknown) == len(items):
         raise NotFoundException(detail=f"unknown request_id(s): {unknown[:10]}")
     return FeedbackResult(len(items) - len(unknown), unknown)
+
+
+@delete(
+    "/feedback/{request_id:str}",
+    status_code=200,
+    guards=[label_guard],
+    summary="Take back one true label (a labeller's undo; needs a label key in X-API-Key)",
+)
+async def take_back_feedback(
+    request_id: str,
+    state: ServiceState,
+    true_label: str | None = Parameter(
+        default=None,
+        description="Take it back only if the ticket's label is still this one (409 if not).",
+    ),
+) -> dict[str, Any]:
+    """The ticket goes back to the label queue. With ``true_label`` a label set since by
+    someone else is never undone by mistake."""
+    limit = state.settings.serving.max_text_chars
+    request_id = require_text(request_id, "request_id", limit)
+    expected = None if true_label is None else require_label(true_label, "true_label")
+    outcome = await anyio.to_thread.run_sync(state.log.clear_feedback, request_id, expected)
+    if outcome == "unknown":
+        raise NotFoundException(detail=f"request_id {request_id!r} has no label to take back")
+    if outcome == "changed":
+        raise ClientException(
+            status_code=HTTP_409_CONFLICT,
+            detail=f"request_id {request_id!r}: its label is no longer {expected!r} (it was "
+            "relabelled since); it stays",
+        )
+    return {"request_id": request_id, "cleared": True}

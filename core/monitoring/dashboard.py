@@ -62,6 +62,8 @@ class DashboardData:
     top_terms: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     #: Per monitor run: (checked at, macro-F1 estimated without labels by the default estimator).
     estimated: list[tuple[str, float]] = field(default_factory=list)
+    #: (day, labels received that day), by when they arrived: the desk's side of the loop.
+    labels_per_day: list[tuple[str, int]] = field(default_factory=list)
 
 
 def dashboard_data(
@@ -104,6 +106,7 @@ def dashboard_data(
         shadow=shadow,
         top_terms=dict(manifest.top_terms or {}) if manifest is not None else {},
         estimated=estimated_history(reports),
+        labels_per_day=log.labels_by_day(since),
     )
 
 

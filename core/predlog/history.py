@@ -114,6 +114,18 @@ class HistoryTables(Tables):
             cursor.execute(self._sql(sql), [since])
             return [(str(d), str(t), str(p), int(n)) for d, t, p, n in cursor.fetchall()]
 
+    def labels_by_day(self, since: str) -> list[tuple[str, int]]:
+        """(day, labels received that day) since ``since``, by when the label arrived (not
+        when the ticket was predicted: labels come days later)."""
+        sql = (
+            "SELECT substr(feedback_at, 1, 10), COUNT(*) FROM predictions "
+            "WHERE feedback_at IS NOT NULL AND feedback_at >= ? "
+            "GROUP BY substr(feedback_at, 1, 10) ORDER BY 1"
+        )
+        with self._read() as cursor:
+            cursor.execute(self._sql(sql), [since])
+            return [(str(day), int(n)) for day, n in cursor.fetchall()]
+
     def record_drift_report(
         self,
         checked_at: str,

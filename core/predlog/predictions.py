@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -214,6 +214,31 @@ class PredictionTables(Tables):
                 if webhook_id is not None and index == len(chunks) - 1:
                     finish_claim(cursor, self.dialect, webhook_id)
         return [request_id for request_id, _ in pairs if request_id in missing]
+
+    def clear_feedback(
+        self, request_id: str, expected_label: str | None = None
+    ) -> Literal["cleared", "unknown", "changed"]:
+        """Take back the true label of one ticket (a labeller's undo): ``"cleared"``,
+        ``"unknown"`` (no such ticket, or no label to take back) or ``"changed"`` (its label is
+        no longer ``expected_label``: someone relabelled it since, and their label stays)."""
+        sql = (
+            "UPDATE predictions SET true_label = NULL, feedback_at = NULL "
+            "WHERE request_id = ? AND true_label IS NOT NULL"
+        )
+        params: list[str] = [request_id]
+        if expected_label is not None:
+            sql += " AND true_label = ?"
+            params.append(expected_label)
+        with self._write() as cursor:  # one statement: no other writer slips in between
+            cursor.execute(self._sql(sql), params)
+            if cursor.rowcount == 1:
+                return "cleared"
+            cursor.execute(
+                self._sql("SELECT true_label FROM predictions WHERE request_id = ?"),
+                (request_id,),
+            )
+            row = cursor.fetchone()
+        return "unknown" if row is None or row[0] is None else "changed"
 
     def window(
         self, since: str | None = None, limit: int | None = None, until: str | None = None

@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS prediction_hours (
 );
 CREATE INDEX IF NOT EXISTS predictions_feedback
     ON predictions (created_at, true_label, prediction) WHERE true_label IS NOT NULL;
+CREATE INDEX IF NOT EXISTS predictions_labelled_at
+    ON predictions (feedback_at) WHERE feedback_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS drift_reports (
     report_id TEXT PRIMARY KEY,
     checked_at TEXT NOT NULL,

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import random
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 
+from core.data.simulate import generate_tickets
 from core.io.store import open_store
 from core.predlog import PredictionLog, PredictionRecord
 from core.records import PromotionRecord
@@ -180,6 +183,7 @@ def test_every_dashboard_chart_has_data_and_nothing_leaves_the_origin(
         "confidence",
         "mix",
         "feedback",
+        "labels",
         "drift-text_length_ks",
         "drift-vocabulary_js",
         "drift-low_confidence_share",
@@ -191,6 +195,7 @@ def test_every_dashboard_chart_has_data_and_nothing_leaves_the_origin(
     assert page.locator("section[data-chart='drift-vocabulary_js'] circle[r='4']").count() == 1
     assert "tokens nuevos «cripto», «billetera»" in page.content(), "UTF-8 as it is"
     assert "Champions and promotion decisions" in page.content()
+    assert page.locator("header a[href='/label']").count() == 1, "the labelling page is linked"
     RESULTS.mkdir(exist_ok=True)
     page.screenshot(path=str(RESULTS / "dashboard.png"), full_page=True)
     assert errors == [] and _same_origin(requests, page_service) == []
@@ -206,3 +211,102 @@ def test_the_api_docs_work_without_the_internet(page_service: str, browser: Any)
     assert operations >= 12, operations
     assert "/predict/batch" in page.locator("#swagger-container").inner_text()
     assert errors == [] and _same_origin(requests, page_service) == []
+
+
+LABEL_KEY = "label-page-key-of-16+"
+
+
+@pytest.fixture(scope="module")
+def label_service(
+    tmp_path_factory: pytest.TempPathFactory, demo_frame: pd.DataFrame
+) -> Iterator[tuple[str, Settings]]:
+    """A champion, forty logged tickets to label and a label key."""
+    settings = Settings(home=tmp_path_factory.mktemp("label"), label_api_keys=(LABEL_KEY,))
+    _champion(settings, demo_frame)
+    tickets = generate_tickets(40, "baseline", seed=31)
+    with running(create_app(settings)) as url:
+        bodies = [
+            {"short_description": row.short_description, "close_notes": row.close_notes}
+            for row in tickets.itertuples()
+        ]
+        assert httpx.post(f"{url}/predict/batch", json={"tickets": bodies}).status_code == 200
+        yield url, settings
+
+
+def _labelled(settings: Settings) -> dict[str, str]:
+    log = PredictionLog(settings.predictions_path())
+    try:
+        rows = log.window()
+    finally:
+        log.close()
+    labelled = rows[rows["true_label"].notna()]
+    return dict(zip(labelled["request_id"], labelled["true_label"], strict=True))
+
+
+def _until(page: Any, expression: str, timeout_s: float = 30) -> None:
+    """Poll ``expression`` in the page (the page's Content-Security-Policy forbids the string
+    evaluation ``wait_for_function`` relies on, and the test keeps it on)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
+def _current(page: Any) -> str:
+    return str(page.get_attribute("#ticket", "data-request-id"))
+
+
+def test_an_agent_labels_five_tickets_with_the_keyboard_and_undoes_one(
+    label_service: tuple[str, Settings], browser: Any
+) -> None:
+    url, settings = label_service
+    page, requests, errors = _visit(browser, f"{url}/label")
+    assert page.evaluate("document.activeElement.id") == "key", "the key field has the focus"
+
+    page.fill("#key", "not-the-label-key-at-all")
+    page.press("#key", "Enter")
+    _until(page, "document.getElementById('problem').textContent.length > 0")
+    assert "Clave incorrecta" in page.inner_text("#problem")
+    assert page.evaluate("sessionStorage.length") == 0 and _labelled(settings) == {}
+
+    page.fill("#key", LABEL_KEY)
+    page.press("#key", "Enter")
+    page.wait_for_selector("#work:not([hidden])")
+    assert page.inner_text("#problem") == ""
+    labels = page.eval_on_selector_all("#labels button", "bs => bs.map(b => b.dataset.label)")
+    assert len(labels) >= 3 and page.get_attribute("#labels button", "aria-keyshortcuts") == "1"
+
+    expected: dict[str, str] = {}
+    skipped = []
+    for key in ("Enter", "2", "s", "3", "1", "Enter"):
+        ticket = _current(page)
+        # The words that pushed the suggestion are in (from /explain), highlighted in the text.
+        _until(page, "!document.getElementById('why-title').textContent.includes('…')")
+        if key == "Enter":
+            assert page.locator("#why li").count() > 0 and page.locator("mark").count() > 0
+            expected[ticket] = page.inner_text("#suggested")
+        elif key == "s":
+            skipped.append(ticket)
+        else:
+            expected[ticket] = labels[int(key) - 1]
+        page.keyboard.press(key)
+        _until(page, f"document.getElementById('ticket').dataset.requestId !== {ticket!r}")
+    assert page.inner_text("#done") == "5" and len(expected) == 5
+    assert _labelled(settings) == expected
+
+    last = list(expected)[-1]
+    page.keyboard.press("z")
+    _until(page, f"document.getElementById('ticket').dataset.requestId === {last!r}")
+    assert page.inner_text("#done") == "4" and "Deshecho" in page.inner_text("#status")
+    del expected[last]
+    assert _labelled(settings) == expected, "exactly four labels, the chosen categories"
+    assert not set(skipped) & set(_labelled(settings))
+
+    RESULTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(RESULTS / "label.png"), full_page=True)
+    # The key is in this tab's sessionStorage only: not in the page, a URL or a cookie.
+    assert LABEL_KEY not in page.content() and LABEL_KEY not in page.url
+    assert not [u for u in requests if LABEL_KEY in u] and page.context.cookies() == []
+    assert _same_origin(requests, url) == []
+    # The only console errors are the browser's report of the wrong key's 401.
+    assert [e for e in errors if "401" not in e] == [], errors

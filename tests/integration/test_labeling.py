@@ -102,6 +102,29 @@ def test_the_label_queue_over_http(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ).json()
         assert first["request_id"] not in {e["request_id"] for e in again["tickets"]}
         assert again["unlabelled_considered"] == len(bodies) - 1
+        assert set(body["labels"]) >= set(per_class), "the categories a labeller picks from"
+
+        # Undo (the labelling page's): only with the key, only the label it set, and the
+        # ticket is back in the queue; a label someone changed since stays.
+        undo = f"{url}/feedback/{first['request_id']}"
+        mine = {"true_label": first["prediction"]}
+        assert httpx.delete(undo, params=mine).status_code == 401
+        other = {"true_label": "otra_categoria"}
+        changed = httpx.delete(undo, params=other, headers=LABELLED)
+        assert changed.status_code == 409 and "relabelled" in changed.json()["detail"]
+        assert httpx.delete(undo, params=mine, headers=LABELLED).json() == {
+            "request_id": first["request_id"],
+            "cleared": True,
+        }
+        gone = httpx.delete(undo, params=mine, headers=LABELLED)
+        assert gone.status_code == 404 and "no label to take back" in gone.json()["detail"]
+        too_long = httpx.delete(undo, params={"true_label": "x" * 101}, headers=LABELLED)
+        assert too_long.status_code == 400 and "true_label" in too_long.json()["detail"]
+        back = httpx.get(
+            f"{url}/labeling/queue", params={"n": n}, headers=LABELLED, timeout=TIMEOUT
+        ).json()
+        assert back["unlabelled_considered"] == len(bodies)
+        assert httpx.post(f"{url}/feedback", json=feedback, headers=LABELLED).status_code == 200
 
         # The command line chooses the same tickets, into a file to fill in.
         monkeypatch.setenv("TICKETS_HOME", str(settings.home))

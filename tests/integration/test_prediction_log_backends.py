@@ -64,6 +64,17 @@ def test_records_feedback_window_daily_and_webhook_ids(log: PredictionLog) -> No
     assert ("sesión bloqueada ñandú", "pagos") in {
         (r.short_description, r.label) for r in log.feedback_rows().itertuples()
     }
+    today = row["feedback_at"][:10]
+    received = dict(log.labels_by_day("2000-01-01"))
+    assert received[today] >= 1
+    # A labeller's undo: only the label it set, and the ticket is unlabelled again.
+    assert log.clear_feedback(ids[1], "acceso") == "changed"
+    assert log.clear_feedback(ids[1], "pagos") == "cleared"
+    assert log.clear_feedback(ids[1]) == "unknown" and log.clear_feedback("nope") == "unknown"
+    cleared = log.window().set_index("request_id").loc[ids[1]]
+    assert cleared["true_label"] is None and cleared["feedback_at"] is None
+    assert dict(log.labels_by_day("2000-01-01")).get(today, 0) == received[today] - 1
+    assert log.add_feedback([(ids[1], "pagos")]) == []
     log.save_daily(f"{prefix}-day", {"count": 1})
     log.save_daily(f"{prefix}-day", {"count": 2})
     assert log.daily()[f"{prefix}-day"] == {"count": 2}
