@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test docs coverage lint format typecheck unit integration lock clean benchmark-quality \
 	benchmark-serving benchmark-profiles benchmark-small-tables benchmark-drift benchmark-scale benchmark-faults benchmark-monitoring benchmark-text \
-	deploy stack demo
+	deploy demo
 
 install: $(STAMP)
 
@@ -72,16 +72,13 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-# Needs PREFECT_API_URL pointing at a running server (make stack starts one and deploys itself).
+# Needs PREFECT_API_URL pointing at a running server (make run starts one and deploys itself).
 # The process pool's deployments; the kubernetes-* ones are deployed from a cluster (README).
 PROCESS_DEPLOYMENTS := --name hourly --name every-six-hours --name daily --name manual --name on-event
 deploy: install
 	$(BIN)/prefect work-pool create tickets-process --type process --overwrite
 	$(BIN)/prefect --no-prompt deploy $(PROCESS_DEPLOYMENTS)
 	$(BIN)/python -m deployments.notifications
-
-stack: install
-	$(BIN)/python -m deployments.stack
 
 demo: install
 	$(BIN)/python -m deployments.demo

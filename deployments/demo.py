@@ -1,14 +1,18 @@
-"""The monitoring story end to end, for a person (``make demo``) and for the end-to-end test.
+"""The whole loop end to end, as a newcomer gets it from ``make run``: for a person (``make demo``)
+and for the end-to-end test.
 
-A local stack (Prefect server and process worker, an S3 server on loopback, MLflow on SQLite, the
-prediction service) trains and serves a first model; drifted traffic arrives with feedback through
-the signed tickets webhook; ``prefect deployment run monitor/hourly`` detects the drift and emits
-``tickets.drift.detected``; the triggered ``retrain/on-event`` run trains on base data plus
-feedback and promotes the better model; the service swaps to it. Then drift that retraining
-cannot fix (tickets closed with contradictory categories) meets three monitor runs and is
-retrained once; a label without the label key is refused; a signed retrain webhook starts a
-run, while an unsigned and a replayed one start nothing. The last line of stdout is one JSON
-object.
+``tickets run`` starts on an S3 server over loopback, trains the first model and runs the loop
+(a Prefect server with the deployments, a process worker, the service, the MLflow UI); the first
+``/predict`` is timed from the command's start. Then, against it, as a person would: the four
+deployments are listed with their schedules; drifted traffic arrives with feedback through the
+signed tickets webhook; ``prefect deployment run monitor/hourly`` detects the drift, its report
+shows on ``/dashboard`` and the triggered ``retrain/on-event`` run trains on base data plus
+feedback and promotes the better model, which the service swaps to. Drift that retraining cannot
+fix (tickets closed with contradictory categories) meets three monitor runs and is retrained
+once; a label without the label key is refused; a signed retrain webhook starts a run that
+promotes or says why not, while an unsigned and a replayed one start nothing. Last, Ctrl-C
+(SIGINT) stops ``tickets run`` and no process it started is left. The last line of stdout is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,14 @@ from core import events
 from core.auth.local_secrets import new_api_key, new_webhook_secret
 from core.auth.signing import sign
 from core.data.simulate import generate_tickets
-from deployments.stack import LocalStack, StackError, http_json, wait_until
+from deployments.stack import (
+    BIN,
+    LocalStack,
+    StackError,
+    http_json,
+    processes_with,
+    wait_until,
+)
 
 TEXT = ["short_description", "close_notes"]
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -137,8 +152,6 @@ def send_drifted_traffic(
 
 
 def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
-    say("training the first model through train/manual")
-    wait_for_run(stack, run_deployment(stack, "train/manual"), "train/manual", 900)
     old_version = wait_until("the service to load a model", lambda: served_version(stack), 60)
     say(f"serving model version {old_version}; sending {traffic} drifted tickets with feedback")
     send_drifted_traffic(stack, secret, traffic, seed=11)
@@ -152,7 +165,8 @@ def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
         events.DRIFT_DETECTED, lambda: events_since(stack, events.DRIFT_DETECTED, started), 60
     )
     fired = drift_events[0]["payload"].get("fired")
-    say(f"drift detected: {fired}; waiting for the triggered retrain")
+    on_dashboard = dashboard_report(stack, started)
+    say(f"drift detected: {fired}; on the dashboard: {on_dashboard}; waiting for the retrain")
     retrain = wait_until(
         "the triggered retrain run",
         lambda: [r for r in runs_of(stack, "retrain/on-event") if r["id"] not in before],
@@ -168,12 +182,36 @@ def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
     say(f"retrained and promoted: the service now serves version {new_version}")
     return {
         "drift_detected": bool(drift_events),
+        "drift_report_on_dashboard": on_dashboard,
         "monitor_flow_run_id": monitor_run,
         "retrain_flow_run_id": retrain["id"],
         "promoted": new_version != old_version,
         "old_version": old_version,
         "new_version": new_version,
         "served_version": served_version(stack),
+    }
+
+
+def dashboard_report(stack: LocalStack, since: str) -> bool:
+    """Whether /dashboard shows a drift report checked after ``since`` that asked for a
+    retrain."""
+    with urllib.request.urlopen(f"{stack.service_url}/dashboard", timeout=60) as response:
+        page = response.read().decode()
+    found = re.search(r"checked (\d{4}-\d\d-\d\dT\d\d:\d\d); retrain: ([a-z-]+)", page)
+    if found is None:
+        return False
+    return found.group(1) >= since[:16] and found.group(2) == "requested"
+
+
+def deployments_and_schedules(stack: LocalStack) -> dict[str, list[str]]:
+    """Every deployment on the server as ``flow/deployment``, with its schedules (cron)."""
+    flows = {f["id"]: f["name"] for f in http_json("POST", f"{stack.prefect_api}/flows/filter", {})}
+    found = http_json("POST", f"{stack.prefect_api}/deployments/filter", {})
+    return {
+        f"{flows[d['flow_id']]}/{d['name']}": sorted(
+            str(s["schedule"].get("cron") or s["schedule"]) for s in d.get("schedules") or []
+        )
+        for d in found
     }
 
 
@@ -255,13 +293,80 @@ def webhook_story(stack: LocalStack, secret: str) -> dict[str, Any]:
         30,
     )
     say(f"webhook: signed 202 -> run {started[0]['id']}; unsigned {unsigned}, replayed {replayed}")
+    wait_for_run(stack, started[0]["id"], "the webhook's retrain/on-event", 900)
+    decided = wait_until(
+        "the webhook retrain's decision",
+        lambda: (
+            events_since(stack, events.MODEL_PROMOTED, since)
+            + events_since(stack, events.MODEL_REJECTED, since)
+        ),
+        30,
+    )[0]
+    outcome = "promoted" if decided["event"] == events.MODEL_PROMOTED else "not promoted"
+    say(f"the webhook's retrain: {outcome} ({decided['payload'].get('reason')})")
     return {
+        "webhook_outcome": outcome,
+        "webhook_outcome_reason": decided["payload"].get("reason"),
         "webhook_flow_run_id": started[0]["id"],
         "unsigned_status": unsigned,
         "replayed_status": replayed,
         "retrain_events": len(requested),
         "runs_started_by_rejected_webhooks": len(extra),
     }
+
+
+def start_run(home: Path, env: dict[str, str], args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """``tickets run`` as ``make run`` starts it, in a session of its own (so that the SIGINT
+    sent at the end is the only one it gets), its output in ``<home>/logs/tickets-run.log``."""
+    log = home / "logs" / "tickets-run.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(BIN / "tickets"), "run", "--port", str(args.api_port)]
+    command += ["--prefect-port", str(args.prefect_port), "--mlflow-port", str(args.mlflow_port)]
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def first_prediction_s(stack: LocalStack, run: subprocess.Popen[bytes], started: float) -> float:
+    """Seconds from the command's start to the first answered /predict."""
+
+    def answered() -> bool:
+        if run.poll() is not None:
+            raise StackError(f"tickets run exited with {run.returncode}; see {stack.home}/logs")
+        body = {"short_description": "no puedo entrar a mi cuenta"}
+        return bool(http_json("POST", f"{stack.service_url}/predict", body).get("prediction"))
+
+    wait_until("the first /predict", answered, 600, interval_s=0.25)
+    return round(time.monotonic() - started, 1)
+
+
+def wait_ready(stack: LocalStack, run: subprocess.Popen[bytes]) -> None:
+    log = stack.home / "logs" / "tickets-run.log"
+
+    def ready() -> bool:
+        if run.poll() is not None:
+            raise StackError(f"tickets run exited with {run.returncode}:\n{log.read_text()}")
+        return "Ctrl-C stops everything." in log.read_text(errors="replace")
+
+    wait_until("tickets run to start the loop", ready, 600, interval_s=0.5)
+
+
+def ctrl_c(run: subprocess.Popen[bytes], home: Path) -> dict[str, Any]:
+    """SIGINT, as Ctrl-C in its terminal sends; then which processes of the run are left."""
+    started = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    try:
+        code = run.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        code = None
+    left = processes_with("TICKETS_HOME", str(home))
+    say(f"Ctrl-C: exit {code} after {time.monotonic() - started:.0f}s; processes left: {left}")
+    return {"ctrl_c_exit": code, "processes_left": left}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--prefect-port", type=int, default=4300)
     parser.add_argument("--api-port", type=int, default=8300)
+    parser.add_argument("--mlflow-port", type=int, default=5300, help="the MLflow UI (0: none)")
     args = parser.parse_args(argv)
     from moto.server import ThreadedMotoServer
 
@@ -297,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "TICKETS_HOME": str(home),
         "TICKETS_STORE_URL": "s3://tickets-demo/models",
         "TICKETS_S3_ENDPOINT_URL": f"http://{host}:{port}",
         "TICKETS_DATA_PATH": str(data),
@@ -308,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "TICKETS_MONITOR_WINDOW": "1h",
         "TICKETS_WEBHOOK_SECRETS": secret,
         "TICKETS_LABEL_API_KEYS": label_key,
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
     import boto3
 
@@ -318,24 +426,41 @@ def main(argv: list[str] | None = None) -> int:
         aws_secret_access_key="demo",
         region_name="us-east-1",
     ).create_bucket(Bucket="tickets-demo")
-    stack = LocalStack(
-        home, env, args.prefect_port, args.api_port, mlflow_port=None, worker_poll_s=2
-    )
-    say(f"home {home}; S3 on {env['TICKETS_S3_ENDPOINT_URL']}; starting the stack")
+    # A handle on what `tickets run` starts, to reach it (this process starts nothing with it).
+    stack = LocalStack(home, env, args.prefect_port, args.api_port, mlflow_port=args.mlflow_port)
+    say(f"home {home}; S3 on {env['TICKETS_S3_ENDPOINT_URL']}; tickets run")
+    started = time.monotonic()
+    run = start_run(home, env, args)
+    result: dict[str, Any] = {}
     try:
-        with stack:
-            say(f"labels need X-API-Key: {label_key} (TICKETS_LABEL_API_KEYS)")
-            result = story(stack, secret, args.traffic)
-            result |= persistent_drift_story(stack, secret)
-            result |= label_story(stack, label_key)
-            result |= webhook_story(stack, secret)
+        result["first_prediction_s"] = first_prediction_s(stack, run, started)
+        say(f"first /predict answered {result['first_prediction_s']}s after tickets run started")
+        wait_ready(stack, run)
+        result["deployments"] = deployments_and_schedules(stack)
+        if args.mlflow_port:
+            with urllib.request.urlopen(f"http://127.0.0.1:{args.mlflow_port}/health") as ui:
+                result["mlflow_ui"] = ui.status
+        say(f"deployments: {result['deployments']}")
+        result |= story(stack, secret, args.traffic)
+        result |= persistent_drift_story(stack, secret)
+        result |= label_story(stack, label_key)
+        result |= webhook_story(stack, secret)
+        # Ctrl-C comes while the worker runs a flow (in a session of its own): it goes too.
+        manual = run_deployment(stack, "train/manual")
+        result["running_at_ctrl_c"] = wait_until(
+            "train/manual to run",
+            lambda: (s := flow_run_state(stack, manual)) in {"RUNNING", *FINAL_STATES} and s,
+            120,
+            interval_s=0.5,
+        )
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        result |= ctrl_c(run, home)
         s3.stop()
     print(json.dumps(result))
-    return 0 if result["promoted"] and result["served_version"] == result["new_version"] else 1
+    return 0 if result["promoted"] and not result["processes_left"] else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ every channel the settings configure:
 - ``TICKETS_NOTIFY_WEBHOOK_URL``: a generic JSON webhook, through Prefect's webhook block: one
   object with ``event``, ``subject``, ``text``, the entry's ``fields`` and the links.
 
-``python -m deployments.notifications`` (run by ``make deploy`` and ``make stack``) needs
+``python -m deployments.notifications`` (run by ``make deploy`` and ``make run``) needs
 ``PREFECT_API_URL``; with no channel configured it says so and changes nothing.
 """
 

@@ -1,13 +1,13 @@
-"""A full local stack without Docker: a Prefect server on SQLite, the process work pool with its
-deployments (prefect.yaml), a process worker, the prediction service and the MLflow UI.
+"""The loop without Docker: a Prefect server on SQLite, the process work pool with its deployments
+(prefect.yaml), a process worker, the prediction service and the MLflow UI, as processes of
+their own, stopped together.
 
-``python -m deployments.stack`` (``make stack``) runs it until Ctrl-C; ``deployments/demo.py``
-and the end-to-end test use ``LocalStack`` the same way.
+``tickets run`` (``make run``, flows/supervisor.py) starts it around the first model;
+``deployments/demo.py`` and the end-to-end test drive that command.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -18,12 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from core.auth.local_secrets import label_key_help, local_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -60,11 +59,76 @@ def wait_until(what: str, check: Any, timeout_s: float, interval_s: float = 0.5)
     raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
+def _answers(url: str) -> bool:
+    """Whether ``url`` answers 200 (of any content type)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bool(response.status == 200)
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: Every component's environment carries its stack's id under this name, and so does every
+#: process they start, whatever session it runs in: what finds them all when the stack stops.
+STACK_ID = "TICKETS_STACK_ID"
+
+
+def processes_of(stack_id: str) -> list[int]:
+    """The processes started by the stack ``stack_id``."""
+    return processes_with(STACK_ID, stack_id)
+
+
+def processes_with(variable: str, value: str) -> list[int]:
+    """Processes whose environment sets ``variable`` to ``value``, but this one and its
+    ancestors (on Linux, where /proc says; elsewhere none are found)."""
+    marker = f"{variable}={value}".encode()
+    mine = set(_ancestors())
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid in mine:
+            continue
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0") and _running(pid):
+                found.append(pid)
+    return found
+
+
+def _ancestors() -> list[int]:
+    """This process and its parents up to init."""
+    chain = [os.getpid()]
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        while chain[-1] > 1:
+            status = Path(f"/proc/{chain[-1]}/status").read_text()
+            chain.append(int(status.split("PPid:")[1].split()[0]))
+    return chain
+
+
+def stop_pids(pids: list[int], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL to whichever of ``pids`` still runs after ``grace_s``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _running(pid)]
+            time.sleep(0.2)
+        if not pids:
+            return
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @dataclass
@@ -77,8 +141,11 @@ class LocalStack:
     api_port: int = 8000
     mlflow_port: int | None = 5000
     worker_poll_s: int = 5
+    #: Where the service listens (127.0.0.1: this host only).
+    host: str = "127.0.0.1"
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     notifications: str = ""
+    stack_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def prefect_api(self) -> str:
@@ -100,6 +167,7 @@ class LocalStack:
             **base,
             **self.tickets_env,
             "TICKETS_HOME": str(self.home),
+            STACK_ID: self.stack_id,
             "TICKETS_PREFECT_API_URL": self.prefect_api,
             "PREFECT_API_URL": self.prefect_api,
             "PREFECT_HOME": str(self.home / "prefect"),
@@ -141,30 +209,47 @@ class LocalStack:
         if process.poll() is not None:
             raise StackError(f"{name} exited with {process.returncode}; see {self.home}/logs")
 
-    def start(self) -> LocalStack:
+    def start_servers(self) -> None:
+        """The Prefect server and the service (which needs Prefect only to send events, so it
+        starts while the server boots); returns once the Prefect API answers."""
         self.home.mkdir(parents=True, exist_ok=True)
-        prefect = str(BIN / "prefect")
         self._start(
             "prefect-server",
-            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+            [
+                str(BIN / "prefect"),
+                *("server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)),
+            ],
         )
-        # The service needs Prefect only to send events, so it starts while the server boots.
         self._start(
             "service",
-            [str(BIN / "tickets"), "serve", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            [str(BIN / "tickets"), "serve", "--host", self.host, "--port", str(self.api_port)],
         )
         wait_until(
             "the Prefect server", lambda: http_json("GET", f"{self.prefect_api}/health"), 120
         )
+
+    def start_loop(self) -> None:
+        """The deployments, a worker to run them, the MLflow UI; returns once the service
+        answers."""
         self.deploy()
-        self._start("worker", [prefect, "worker", "start", "--pool", POOL, "--type", "process"])
+        self._start(
+            "worker",
+            [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+        )
         wait_until(
             "the prediction service", lambda: http_json("GET", f"{self.service_url}/health"), 90
         )
         if self.mlflow_port:
+            # After the first training, which created its database: two processes creating
+            # MLflow's tables at once on SQLite can collide.
             self._start("mlflow-ui", self._mlflow_command())
+            wait_until("the MLflow UI", lambda: _answers(f"{self.urls()['mlflow_ui']}/health"), 90)
         for name in self.processes:
             self._check_alive(name)
+
+    def start(self) -> LocalStack:
+        self.start_servers()
+        self.start_loop()
         return self
 
     def deploy(self) -> None:
@@ -194,6 +279,9 @@ class LocalStack:
         ]
 
     def stop(self) -> None:
+        """SIGTERM to every component's process group, SIGKILL to what is left after 15 s;
+        then the same for any process still carrying this stack's id in its environment
+        (flow runs that a worker started in sessions of their own)."""
         for process in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -205,6 +293,7 @@ class LocalStack:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
         self.processes.clear()
+        stop_pids(processes_of(self.stack_id))
 
     def __enter__(self) -> LocalStack:
         """Start everything; what already started is stopped again if a component fails (the
@@ -233,43 +322,3 @@ class LocalStack:
         if self.mlflow_port:
             urls["mlflow_ui"] = f"http://127.0.0.1:{self.mlflow_port}"
         return urls
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops the stack the way Ctrl-C does (the components are in their own sessions)."""
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make stack", description=__doc__)
-    parser.add_argument("--home", default=os.environ.get("TICKETS_HOME", ".tickets"))
-    parser.add_argument("--prefect-port", type=int, default=4200)
-    parser.add_argument("--api-port", type=int, default=8000)
-    parser.add_argument("--mlflow-port", type=int, default=5000)
-    args = parser.parse_args(argv)
-    home = Path(args.home).resolve()
-    env = {k: v for k, v in os.environ.items() if k.startswith("TICKETS_")}
-    env["TICKETS_WEBHOOK_SECRETS"] = local_secret(home, "webhook_secret", "TICKETS_WEBHOOK_SECRETS")
-    env["TICKETS_LABEL_API_KEYS"] = local_secret(home, "label_api_key", "TICKETS_LABEL_API_KEYS")
-    stack = LocalStack(home, env, args.prefect_port, args.api_port, args.mlflow_port)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with stack:
-            print(json.dumps(stack.urls(), indent=2))
-            print(stack.notifications.strip())
-            print(f"webhook secret in {home / 'webhook_secret'}; logs in {home / 'logs'}")
-            print(label_key_help(stack.service_url, home / "label_api_key"))
-            print("Ctrl-C stops everything.", flush=True)
-            while all(p.poll() is None for p in stack.processes.values()):
-                time.sleep(1)
-            print(f"a component exited; see {home / 'logs'}", file=sys.stderr)
-            return 1
-    except KeyboardInterrupt:
-        return 0
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

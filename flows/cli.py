@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,11 +13,10 @@ from pydantic import ValidationError
 from core.errors import ConfigurationError, TicketsError
 from core.setting_groups import HttpServer, flat_name
 from core.settings import Settings, get_settings
-from flows import cli_desk, cli_rollout
-from flows.prefect_server import temporary_prefect_api
+from flows import cli_desk, cli_rollout, cli_train, supervisor
 
 if TYPE_CHECKING:
-    from core.training.refit import TrainingSummary
+    pass
 
 EXIT_USAGE = 2
 
@@ -68,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true")
     run.add_argument("--no-serve", action="store_true", help="stop after training")
     run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--port", type=int, default=8000, help="the prediction service's port")
+    run.add_argument("--prefect-port", type=int, default=4200, help="Prefect's UI and API")
+    run.add_argument("--mlflow-port", type=int, default=5000, help="the MLflow UI (0: none)")
 
     serve = commands.add_parser("serve", help="serve the champion over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
@@ -106,60 +102,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**{**base.model_dump(exclude_unset=True), **given})
 
 
-def _print_summary(summary: TrainingSummary) -> None:
-    print("\nLeaderboard (cross-validated macro-F1 on the training split, +/- standard error):")
-    for row in summary.leaderboard:
-        score = "failed" if row.cv_macro_f1 is None else f"{row.cv_macro_f1:.4f}"
-        spread = f"+/- {row.cv_std_error:.4f}" if row.cv_std_error is not None else ""
-        print(
-            f"  {row.family:<20} {score:>8} {spread:<10} {row.cv_folds:>2} folds "
-            f"{row.trials:>3} trials  {row.fit_seconds:>7.1f}s"
-        )
-    if summary.selection:
-        print(f"Selected: {summary.selection}")
-    print(
-        f"\nChampion candidate: {summary.champion_family}  test macro-F1 "
-        f"{summary.test_macro_f1:.4f}  weighted F1 {summary.test_weighted_f1:.4f}  "
-        f"accuracy {summary.test_accuracy:.4f}"
-    )
-    print(f"Model version {summary.model_version}; bundle {summary.bundle_uri}")
-    print(f"Promoted: {summary.promoted} ({summary.promotion_reason})")
-
-
-def _train(settings: Settings, data: str, test_data: str | None, as_json: bool) -> int:
-    from core.data.tables import load_training_data
-
-    load_training_data(settings, data, test_data)  # fail fast, before Prefect starts
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.progress import study_progress
-    from flows.train import train
-
-    with temporary_prefect_api(), study_progress(settings.families, settings.trials):
-        summary = train(settings=settings, data_path=data, test_data_path=test_data)
-    _print_summary(summary)
-    if as_json:
-        print(json.dumps(summary.as_json()))
-    return 0
-
-
-def _reproduce(settings: Settings, version: str, as_json: bool) -> int:
-    from core.io.store import open_store
-    from core.release.registry import manifest_voucher
-    from core.release.snapshots import find_manifest
-
-    store = open_store(settings)
-    find_manifest(store, version, manifest_voucher(settings, store))  # fail fast, in one line
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.train import train
-
-    with temporary_prefect_api():
-        summary = train(settings=settings, reproduce=version)
-    _print_summary(summary)
-    if as_json:
-        print(json.dumps(summary.as_json()))
-    return 0
-
-
 def _simulate(args: argparse.Namespace) -> int:
     from core.data.simulate import generate_tickets
 
@@ -172,141 +114,6 @@ def _simulate(args: argparse.Namespace) -> int:
         frame.to_csv(out, index=False)
     print(f"wrote {len(frame)} tickets ({args.scenario}) to {out}")
     return 0
-
-
-#: The first model ``tickets run`` trains when there is none: the two linear families, which
-#: train in seconds and are usually the best on text, on their default settings and the fast
-#: profile (no sentence encoder to run over every ticket first), so a newcomer gets an answer in
-#: a couple of minutes; the full training, with the encoder, then runs in the background.
-QUICK_FAMILIES = ("linear_svm", "logistic_regression")
-QUICK_TRIALS = 1
-
-
-def _run_data(settings: Settings) -> str:
-    """The training table: ``data_path``, else demo tickets generated once under ``home``."""
-    if settings.data_path:
-        return settings.data_path
-    path = settings.default_data_path()
-    if not path.exists():
-        from core.data.simulate import generate_tickets
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame = generate_tickets(settings.demo_rows, "baseline", settings.seed)
-        frame.to_csv(path, index=False)
-        print(f"generated {settings.demo_rows} demo tickets at {path}")
-    return str(path)
-
-
-def _phase(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
-
-
-def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from core.io.store import open_store
-    from core.release.bundle import champion_bundle_id
-
-    background: subprocess.Popen[bytes] | None = None
-    owed = _owed_full_training(settings)
-    if champion_bundle_id(open_store(settings)) is not None:
-        print(f"a champion exists in {settings.artifact_store_url()}; skipping training")
-        if owed is not None and not args.no_serve:
-            print("the full training of an earlier `tickets run` was interrupted: resuming it")
-            background = _train_in_background(settings, owed)
-    elif args.no_serve or set(settings.families) <= set(QUICK_FAMILIES):
-        _train(settings, _run_data(settings), None, args.json)
-    else:
-        data = _run_data(settings)
-        _phase(
-            f"phase 1 of 2: a quick first model ({' and '.join(QUICK_FAMILIES)}, "
-            f"{QUICK_TRIALS} trials each)"
-        )
-        # The quick model is replaced by the full one within minutes: its label audit (three
-        # more fits) would only delay the first answer; the full training audits.
-        quick = settings.model_copy(
-            update={
-                "families": QUICK_FAMILIES,
-                "trials": QUICK_TRIALS,
-                "label_audit": False,
-                "profile": "fast",
-            }
-        )
-        _train(quick, data, None, args.json)
-        background = _train_in_background(settings, data)
-    if args.no_serve:
-        return 0
-    if not settings.label_api_keys:
-        from core.auth.local_secrets import label_key_help, local_secret
-
-        key_file = settings.home / "label_api_key"
-        os.environ["TICKETS_LABEL_API_KEYS"] = local_secret(
-            settings.home, key_file.name, "TICKETS_LABEL_API_KEYS"
-        )
-        print(label_key_help(f"http://{args.host}:{args.port}", key_file.resolve()))
-    # uvicorn re-raises the SIGTERM it stopped on once it is done; without a handler of ours that
-    # kills the process before the cleanup below, leaving the background training running.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        return _serve(settings, args.host, args.port, 1)
-    finally:
-        if background is not None:
-            _stop(background)
-
-
-def _stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM to the process group, SIGKILL after ``grace_s``: a training flow takes SIGTERM
-    as a crash but still waits for the studies' threads to finish, which can take minutes (a
-    killed training resumes from its finished studies next time)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace_s)
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _owed_marker(settings: Settings) -> Path:
-    return settings.home / "full-training.pending"
-
-
-def _owed_full_training(settings: Settings) -> str | None:
-    """The data of a background full training that started and never finished (Ctrl-C, a
-    reboot), or None."""
-    marker = _owed_marker(settings)
-    try:
-        return str(json.loads(marker.read_text(encoding="utf-8"))["data"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        marker.unlink(missing_ok=True)  # unreadable: nothing to resume
-        return None
-
-
-def _train_in_background(settings: Settings, data: str) -> subprocess.Popen[bytes]:
-    """Phase 2: every configured family with the full search, in a process of its own; its model
-    replaces the quick one only if it beats it under the usual promotion rule. A marker under
-    ``home`` says it is owed until it succeeds, so a ``tickets run`` after an interruption
-    resumes it (its finished studies come from the study cache)."""
-    log = settings.home / "logs" / "full-training.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    marker = _owed_marker(settings)
-    marker.write_text(json.dumps({"data": data}), encoding="utf-8")
-    command = [str(Path(sys.executable).with_name("tickets")), "train", "--data", data]
-    command += ["--done-marker", str(marker)]
-    families = ", ".join(settings.families)
-    _phase(
-        f"phase 2 of 2: training {len(settings.families)} families ({families}) in the "
-        f"background, log in {log.resolve()}; the service swaps to that model by itself only if "
-        "it beats the quick one"
-    )
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
 
 
 def _serve(
@@ -322,7 +129,9 @@ def _serve(
     metrics_directory(settings.home, port, workers)
     base = f"http://{host}:{port}"
     chosen = server or settings.serving.server
-    _phase(f"serving on {base} ({chosen})  API docs: {base}/schema  dashboard: {base}/dashboard")
+    supervisor.phase(
+        f"serving on {base} ({chosen})  API docs: {base}/schema  dashboard: {base}/dashboard"
+    )
     sys.stdout.flush()
     run_server(chosen, host, port, workers, access_log)
     return 0
@@ -350,17 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings, args.host, args.port, args.workers, args.access_log, args.server
             )
         if args.command == "run":
-            return _run(settings, args)
+            return supervisor.run(settings, args)
         if args.command in cli_rollout.COMMANDS:
             return cli_rollout.run(settings, args)
         if args.command in cli_desk.COMMANDS:
             return cli_desk.run(settings, args)
         if args.reproduce:
-            return _reproduce(settings, args.reproduce, args.json)
+            return cli_train.reproduce_and_report(settings, args.reproduce, args.json)
         data = args.data or settings.data_path
         if not data:
             raise ConfigurationError("no training data: pass --data or set TICKETS_DATA_PATH")
-        status = _train(settings, data, args.test_data, args.json)
+        status = cli_train.train_and_report(settings, data, args.test_data, args.json)
         if args.done_marker:
             Path(args.done_marker).unlink(missing_ok=True)
         return status

@@ -1,4 +1,4 @@
-"""Secrets for a one-machine setup (``make run``, ``make stack``): generated once, kept in a file
+"""Secrets for a one-machine setup (``make run``): generated once, kept in a file
 under ``TICKETS_HOME`` that only its owner can read, and reused on the next start."""
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_simulate_writes_a_table(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_full_training_interrupted_by_ctrl_c_is_resumed_by_the_next_run(
-    tmp_path: Path, demo_frame: pd.DataFrame, prefect_api: str
+    tmp_path: Path, demo_frame: pd.DataFrame
 ) -> None:
     """`tickets run` was stopped during its background full training (the marker it leaves says
     the training is owed); the next `tickets run` finds a champion, resumes that training, and
@@ -138,10 +138,10 @@ def test_a_full_training_interrupted_by_ctrl_c_is_resumed_by_the_next_run(
         "TICKETS_PROFILE": "fast",
         "TICKETS_TRIALS": "1",
         "TICKETS_TIMEOUT_S": "60",
-        "PREFECT_API_URL": prefect_api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    command = [TICKETS, "run", "--port", str(free_port())]
+    ports = ["--port", str(free_port()), "--prefect-port", str(free_port()), "--mlflow-port", "0"]
+    command = [TICKETS, "run", *ports]
     run = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

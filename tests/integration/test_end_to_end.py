@@ -1,5 +1,7 @@
-"""The acceptance story of the monitoring loop, run exactly as ``make demo`` runs it: a real Prefect
-server and process worker, an S3 server, MLflow on SQLite and the service, as separate processes."""
+"""The acceptance story of the loop, run exactly as ``make demo`` runs it: ``tickets run`` (what
+``make run`` runs) on an S3 server over loopback starts a real Prefect server with the
+deployments, a process worker, the service and the MLflow UI as processes of their own; the
+story is driven against it over HTTP and the Prefect CLI, and ends with Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) -> None:
+def test_make_run_runs_the_loop_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
@@ -27,6 +29,8 @@ def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) ->
         "--prefect-port",
         str(free_port()),
         "--api-port",
+        str(free_port()),
+        "--mlflow-port",
         str(free_port()),
         "--families",
         "linear_svm",
@@ -42,6 +46,13 @@ def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) ->
     )
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{logs}"
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"first /predict {result['first_prediction_s']}s after tickets run started")
+    schedules = result["deployments"]
+    assert schedules["monitor/hourly"] == ["0 * * * *"]
+    assert schedules["maintenance/daily"] == ["15 0 * * *"]
+    assert schedules["retrain/on-event"] == [] and schedules["train/manual"] == []
+    assert result["mlflow_ui"] == 200
+    assert result["drift_report_on_dashboard"] is True
     assert result["drift_detected"] is True
     assert result["retrain_flow_run_id"] and result["promoted"] is True
     assert result["old_version"] != result["new_version"] == result["served_version"]
@@ -54,3 +65,10 @@ def test_drift_triggers_a_retrain_that_is_promoted_and_served(tmp_path: Path) ->
     first, *later = result["persistent_drift_decisions"]
     assert first == "requested" and all(d.startswith("suppressed") for d in later), later
     assert len(later) == 2 and result["persistent_drift_retrains"] == 1
+    # The signed webhook's retrain finished and said whether it promoted, and why.
+    assert result["webhook_outcome"] in ("promoted", "not promoted")
+    assert len(result["webhook_outcome_reason"] or "") > 10, result["webhook_outcome_reason"]
+    # Ctrl-C while a flow run is running: `tickets run` exits cleanly and no process it
+    # started (the worker's flow run included) is left.
+    assert result["running_at_ctrl_c"] == "RUNNING"
+    assert result["ctrl_c_exit"] == 0 and result["processes_left"] == []

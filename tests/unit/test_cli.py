@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreError, TrainingError
-from flows import cli
+from flows import cli, supervisor
 
 
 def _table(path: Path, text: str) -> Path:
@@ -178,12 +178,12 @@ def test_a_background_training_that_ignores_sigterm_is_killed() -> None:
         start_new_session=True,
     )
     assert stubborn.stdout is not None and stubborn.stdout.readline().strip() == b"1"
-    cli._stop(stubborn, grace_s=0.5)
+    supervisor.stop(stubborn, grace_s=0.5)
     assert stubborn.poll() == -signal.SIGKILL
     polite = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
     )
-    cli._stop(polite, grace_s=5)
+    supervisor.stop(polite, grace_s=5)
     assert polite.poll() == -signal.SIGTERM
 
 
