@@ -256,7 +256,13 @@ def test_with_the_standard_profile_a_retrain_embeds_only_the_new_tickets(
     encoder.CACHE.clear_memory()
     before = encoder.COUNTS.embedded
     train(settings=settings, data_path=str(tmp_path / "later.csv"))
-    assert 0 < encoder.COUNTS.embedded - before <= 40  # only tickets it had never seen
+    second_pass = encoder.COUNTS.embedded - before
+    # Only tickets it had never embedded: the 40 new ones and the first test rows the TF-IDF
+    # gate answered without the encoder; no text is embedded twice across the two trainings.
+    assert second_pass >= 40 * 0.8  # at least the new training rows
+    assert first_pass + second_pass <= len(
+        later[["short_description", "close_notes"]].drop_duplicates()
+    )
 
 
 def test_a_retrain_on_a_changed_table_is_compared_on_rows_neither_model_trained_on(
