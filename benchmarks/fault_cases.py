@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 TEXT = ["short_description", "close_notes"]
 EXPLAIN_CLIENTS = 8
 EXPLAIN_GOAL_S, RSS_GOAL_MB = 5.0, 300.0
+#: /predict's p99 while explanations run, at most this many times its p99 before.
+P99_FACTOR = 2.0
+TREE_QUIET_S = 8.0
 PROMOTION_GOAL_S = 120.0
 POSTGRES_DOWN_S, POSTGRES_GOAL_S = 120.0, 10.0
 ORPHAN_WAIT_S = 30.0
@@ -84,6 +87,11 @@ def explain_huge_tree_ticket(bench: Bench, _: float) -> tuple[float, dict[str, A
         if time.monotonic() - started > 120:
             raise TimeoutError("the tree champion was not served")
         time.sleep(0.2)
+    # /predict's p99 on the tree champion before any explanation: the tree costs more per
+    # ticket than the linear model the harness's quiet p99 was measured on.
+    tree_from = time.perf_counter()
+    time.sleep(TREE_QUIET_S)
+    tree_p99 = bench.load.p99_ms(tree_from)
     words = " ".join("a" for _ in range(5000))
     body = {"short_description": words, "close_notes": words}
     baseline = group_rss_mb(bench.server_pgid)
@@ -102,8 +110,10 @@ def explain_huge_tree_ticket(bench: Bench, _: float) -> tuple[float, dict[str, A
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    explaining_from = time.perf_counter()
     with ThreadPoolExecutor(EXPLAIN_CLIENTS) as pool:
         answers = list(pool.map(ask, range(EXPLAIN_CLIENTS)))
+    p99 = bench.load.p99_ms(explaining_from)
     done.set()
     sampler.join()
     bench.released += 1
@@ -118,7 +128,13 @@ def explain_huge_tree_ticket(bench: Bench, _: float) -> tuple[float, dict[str, A
         "answer_goal_s": EXPLAIN_GOAL_S,
         "rss_growth_mb": round(growth, 1),
         "rss_goal_mb": RSS_GOAL_MB,
-        "met": slowest <= EXPLAIN_GOAL_S and growth < RSS_GOAL_MB,
+        "predict_p99_tree_quiet_ms": tree_p99,
+        "predict_p99_while_explaining_ms": p99,
+        "met": slowest <= EXPLAIN_GOAL_S
+        and growth < RSS_GOAL_MB
+        and p99 is not None
+        and tree_p99 is not None
+        and p99 <= P99_FACTOR * tree_p99,
     }
 
 

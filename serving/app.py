@@ -29,8 +29,8 @@ from serving.errors import EXCEPTION_HANDLERS
 from serving.explain import explain_ticket
 from serving.fast_path import fast_predict, wants_fast_path
 from serving.health import health, livez, prometheus_metrics, ready
-from serving.lane import MonitoringLane
-from serving.model_holder import ModelHolder
+from serving.lane import ExplainProcess, MonitoringLane
+from serving.model_holder import ModelHolder, ServedModel
 from serving.predict import (
     classify_canary_rows,
     classify_rows,
@@ -45,13 +45,19 @@ from serving.state import LogProbe, ServiceState
 logger = logging.getLogger("tickets.serving")
 
 
-async def watch_champion(holder: ModelHolder) -> None:
-    """Check the champion pointer forever. ``refresh`` counts its own failures and never raises;
-    the guard below is for anything else, so that this loop cannot end while the service runs."""
+async def watch_champion(
+    holder: ModelHolder, on_new: Callable[[ServedModel], None] | None = None
+) -> None:
+    """Check the champion pointer forever; ``on_new`` hears of each champion it loads.
+    ``refresh`` counts its own failures and never raises; the guard below is for anything
+    else, so that this loop cannot end while the service runs."""
     while True:
         await asyncio.sleep(holder.next_delay())
         try:
+            before = holder.current
             await anyio.to_thread.run_sync(holder.refresh)
+            if on_new is not None and holder.current is not None and holder.current is not before:
+                on_new(holder.current)
         except Exception:
             logger.exception("the champion watch failed; it goes on")
 
@@ -61,6 +67,51 @@ def routing_secret(settings: Settings) -> bytes:
     must share it, or a client's side depends on the worker), else one kept under ``home``."""
     configured = settings.canary_key.get_secret_value() if settings.canary_key else None
     return local_secret(settings.home, "canary.key", "TICKETS_CANARY_KEY", configured).encode()
+
+
+def model_batchers(settings: Settings, holder: ModelHolder) -> tuple[MicroBatcher, MicroBatcher]:
+    """The champion's and the canary's micro-batchers: a model that runs the sentence encoder
+    scores its batches off the event loop, a TF-IDF model inline."""
+    model_batcher = MicroBatcher(
+        functools.partial(classify_rows, holder, settings.serving.top_k),
+        settings.serving.micro_batch_max,
+        settings.serving.micro_batch_wait_ms / 1000,
+        on_depth=metrics.QUEUE_DEPTH.labels("model").set,
+        name="model",
+        inline=lambda: not (holder.current is not None and holder.current.embeds),
+    )
+    canary_batcher = MicroBatcher(
+        functools.partial(classify_canary_rows, holder, settings.serving.top_k),
+        settings.serving.micro_batch_max,
+        settings.serving.micro_batch_wait_ms / 1000,
+        on_depth=metrics.QUEUE_DEPTH.labels("canary").set,
+        name="canary",
+        inline=lambda: not (holder.challenger is not None and holder.challenger.embeds),
+    )
+    return model_batcher, canary_batcher
+
+
+def route_handlers(settings: Settings) -> list[Any]:
+    """The probes, plus the API, the webhooks or both (``serve_routes``)."""
+    probes = [health, livez, ready, prometheus_metrics]
+    hooks = [webhooks.retrain_webhook, webhooks.tickets_webhook]
+    handlers = [
+        predict,
+        predict_batch,
+        explain_ticket,
+        feedback,
+        take_back_feedback,
+        dashboard,
+        *label_page.HANDLERS,
+        monitoring.metrics,
+        monitoring.save_metrics,
+        monitoring.saved_metrics,
+        monitoring.drift,
+        monitoring.shadow,
+        labeling.labeling_queue,
+    ]
+    chosen = {"all": handlers + hooks, "api": handlers, "webhooks": hooks}
+    return probes + chosen[settings.serving.serve_routes]
 
 
 def create_app(
@@ -74,22 +125,7 @@ def create_app(
         settings.serving.model_watch_max_backoff_s,
     )
     log = open_prediction_log(settings)
-    model_batcher = MicroBatcher(
-        functools.partial(classify_rows, model_holder, settings.serving.top_k),
-        settings.serving.micro_batch_max,
-        settings.serving.micro_batch_wait_ms / 1000,
-        on_depth=metrics.QUEUE_DEPTH.labels("model").set,
-        name="model",
-        inline=lambda: not (model_holder.current is not None and model_holder.current.embeds),
-    )
-    canary_batcher = MicroBatcher(
-        functools.partial(classify_canary_rows, model_holder, settings.serving.top_k),
-        settings.serving.micro_batch_max,
-        settings.serving.micro_batch_wait_ms / 1000,
-        on_depth=metrics.QUEUE_DEPTH.labels("canary").set,
-        name="canary",
-        inline=lambda: not (model_holder.challenger is not None and model_holder.challenger.embeds),
-    )
+    model_batcher, canary_batcher = model_batchers(settings, model_holder)
     shadow = ShadowScorer(
         model_holder,
         log,
@@ -111,17 +147,27 @@ def create_app(
         processes=settings.serving.monitoring_isolation == "process",
     )
 
+    explainer = ExplainProcess()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        preload = None
         if warm_monitoring:
             lane.warm()
+            if settings.serving.explain_isolation == "process":
+                # The explanations' process loads each new champion as it is served, not
+                # when the first agent asks why.
+                preload = functools.partial(explainer.preload, settings)
         await anyio.to_thread.run_sync(model_holder.refresh)
-        watcher = asyncio.create_task(watch_champion(model_holder))
+        if preload is not None and model_holder.current is not None:
+            preload(model_holder.current)
+        watcher = asyncio.create_task(watch_champion(model_holder, preload))
         try:
             yield
         finally:
             watcher.cancel()
             lane.close()
+            explainer.close()
             shadow.close()
             await model_batcher.stop()
             await canary_batcher.stop()
@@ -138,31 +184,10 @@ def create_app(
         "shadow": shadow,
         "log_batcher": log_batcher,
         "monitoring_lane": lane,
+        "explain_process": explainer,
         "routing_secret": routing_secret(settings),
     }
-    probes = [health, livez, ready, prometheus_metrics]
-    hooks = [webhooks.retrain_webhook, webhooks.tickets_webhook]
-    handlers = [
-        predict,
-        predict_batch,
-        explain_ticket,
-        feedback,
-        take_back_feedback,
-        dashboard,
-        *label_page.HANDLERS,
-        monitoring.metrics,
-        monitoring.save_metrics,
-        monitoring.saved_metrics,
-        monitoring.drift,
-        monitoring.shadow,
-        labeling.labeling_queue,
-    ]
-    handlers = (
-        probes
-        + {"all": handlers + hooks, "api": handlers, "webhooks": hooks}[
-            settings.serving.serve_routes
-        ]
-    )
+    handlers = route_handlers(settings)
     endpoints = {path for handler in handlers for path in handler.paths}
     app = TicketsApp(
         route_handlers=[*handlers, docs_assets()],

@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 from litestar import post
+from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 
 from core.explain import explain
@@ -27,7 +28,7 @@ logger = logging.getLogger("tickets.serving")
 #: only queue for the interpreter while taking threads /predict needs.
 EXPLAIN_LIMITER = anyio.CapacityLimiter(1)
 #: Explanations that may wait for the one running; more are refused (503, Retry-After).
-EXPLAIN_QUEUE = 4
+EXPLAIN_QUEUE = 1
 
 
 @post("/explain", status_code=200, summary="Classify a ticket and show which words decided it")
@@ -47,14 +48,22 @@ async def explain_ticket(
         metrics.EXPLAIN_REFUSED.inc()
         raise unavailable("too many explanations at once; try again shortly", retry_after_s=2)
 
+    settings = state.settings
+    short, notes = ticket.short_description, ticket.close_notes or ""
+
     def compute() -> dict[str, Any]:
-        result = explain(served.model, ticket.short_description, ticket.close_notes or "", top_k)
+        if settings.serving.explain_isolation == "process":
+            arguments = (settings, served.bundle_id, served.manifest_sha256, short, notes, top_k)
+            return state.explain_process.run(*arguments)
+        result = explain(served.model, short, notes, top_k)
         return {"model_version": served.version, "family": served.manifest.family} | (
             result.as_dict()
         )
 
     try:
         return await anyio.to_thread.run_sync(compute, limiter=EXPLAIN_LIMITER)
+    except HTTPException:
+        raise
     except Exception as exc:  # a model the explainer cannot read is our fault, not the client's
         logger.exception("explaining a ticket failed")
         raise unavailable(f"the explanation failed ({type(exc).__name__})") from exc

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import functools
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,10 +33,11 @@ from typing import Any, TypeVar
 
 import anyio
 
-from core.predlog import PredictionLog, open_prediction_log
-from core.settings import Settings
+from serving import explain_process
 from serving.errors import unavailable
-from serving.lane_process import exit_with_parent, run_niced, warm
+from serving.lane_process import exit_with_parent, lane_log, run_niced, warm
+
+__all__ = ["ExplainProcess", "MonitoringLane", "lane_log", "stop_pool"]
 
 T = TypeVar("T")
 
@@ -73,6 +76,7 @@ class MonitoringLane:
                 max_workers=self.threads,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
@@ -164,17 +168,54 @@ def stop_pool(executor: ProcessPoolExecutor) -> None:
             process.terminate()
 
 
-_LANE_LOGS: dict[str, PredictionLog] = {}
+class ExplainProcess:
+    """The worker's explanations' process (``explain_isolation="process"``): started on first
+    use or by ``warm``, with "spawn" (a fork of a worker whose threads hold locks could hang),
+    at a lower CPU priority, gone with the worker (serving/lane_process.py)."""
 
+    def __init__(self) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
 
-def lane_log(settings: Settings) -> PredictionLog:
-    """The prediction log as the monitoring lane's process sees it: opened on first use and
-    kept for the life of the process (reads only)."""
-    where = (
-        settings.prediction_log_url.get_secret_value()
-        if settings.prediction_log_url
-        else str(settings.predictions_path())
-    )
-    if where not in _LANE_LOGS:
-        _LANE_LOGS[where] = open_prediction_log(settings)
-    return _LANE_LOGS[where]
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
+            return self._executor
+
+    def warm(self) -> None:
+        self._pool().submit(explain_process.warm)
+
+    def preload(self, settings: Any, served: Any) -> None:
+        """Load ``served``'s bundle in the process now (in the background; a failure there
+        only means the first explanation loads it)."""
+        arguments = (settings, served.bundle_id, served.manifest_sha256)
+        with contextlib.suppress(BrokenProcessPool, RuntimeError):
+            future = self._pool().submit(explain_process.load, *arguments)
+            future.add_done_callback(lambda done: done.exception())
+
+    def process_ids(self) -> list[int]:
+        """The explanations' process (none before the first explanation or ``warm``)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return sorted(int(pid) for pid in processes)
+
+    def run(self, *args: Any) -> dict[str, Any]:
+        """``explain_process.explain_bundle(*args)`` in the process (blocking: call it from a
+        thread); 503 if the process died (the next call starts a new one)."""
+        try:
+            return self._pool().submit(explain_process.explain_bundle, *args).result()
+        except BrokenProcessPool as exc:
+            with self._lock:
+                self._executor = None
+            raise unavailable("the explanations' process stopped; try again") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._executor is not None:
+                stop_pool(self._executor)
+                self._executor = None

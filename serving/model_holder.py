@@ -31,6 +31,9 @@ class ServedModel:
     manifest: Manifest
     classes: np.ndarray
     loaded_at: str
+    #: The digest its pointer pinned the manifest with (a helper process loading the same
+    #: bundle checks it too).
+    manifest_sha256: str | None = None
 
     @property
     def version(self) -> str:
@@ -195,7 +198,9 @@ class ModelHolder:
     def _load(self, bundle_id: str, manifest_sha256: str | None) -> ServedModel:
         model, manifest = load_bundle(self.store, bundle_id, manifest_sha256)
         loaded_at = datetime.now(UTC).isoformat()
-        served = ServedModel(bundle_id, model, manifest, np.asarray(model.classes_), loaded_at)
+        served = ServedModel(
+            bundle_id, model, manifest, np.asarray(model.classes_), loaded_at, manifest_sha256
+        )
         probabilities = served.predict_proba(WARM_UP)
         if probabilities.shape != (1, len(model.classes_)):
             raise BundleError(f"bundle {bundle_id}: warm-up returned shape {probabilities.shape}")

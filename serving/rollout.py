@@ -127,6 +127,7 @@ class ShadowScorer:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=exit_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._executor
 

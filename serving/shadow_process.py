@@ -5,10 +5,10 @@ to the prediction log, and writes the shadow's answers into the rows already the
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable
 from typing import Any
+
+from serving.lane_process import lane_log, lower_priority
 
 SHADOW_NICE = 10
 #: Tickets per model call.
@@ -25,12 +25,7 @@ def score(
     """Score (request id, short description, close notes) items with the challenger
     ``bundle_id`` (loaded and verified once per process) and record its answers; returns how
     many were written."""
-    if not _state.get("lowered"):
-        with contextlib.suppress(OSError):
-            os.nice(SHADOW_NICE)
-        _state["lowered"] = True
-    from serving.lane import lane_log
-
+    lower_priority(SHADOW_NICE)
     model, classes, version = _model(settings, bundle_id, manifest_sha256)
     scores = shadow_scores(model, classes, version, items, CHUNK)
     lane_log(settings).record_shadow(scores)

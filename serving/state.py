@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from core.predlog import PredictionLog, PredictionRecord
 from core.settings import Settings
 from serving.errors import unavailable
-from serving.lane import MonitoringLane
+from serving.lane import ExplainProcess, MonitoringLane
 from serving.model_holder import ModelHolder, ServedModel
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class ServiceState(State):
     shadow: ShadowScorer
     log_batcher: MicroBatcher[PredictionRecord, None]
     monitoring_lane: MonitoringLane
+    explain_process: ExplainProcess
     #: The key of the canary's split (core/release/rollout.canary_bucket).
     routing_secret: bytes
 

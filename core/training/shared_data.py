@@ -37,6 +37,10 @@ class SharedRows:
     encoder: bool
     settings: Settings
 
+    def load(self) -> TuningData:
+        """What a pickled ``TuningData`` becomes in another process (``load`` below)."""
+        return load(self)
+
 
 _loaded: OrderedDict[str, TuningData] = OrderedDict()
 _lock = threading.Lock()

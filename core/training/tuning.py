@@ -145,6 +145,8 @@ class TuningData:
         self.cv_folds = cv_folds
         self.small_table_rows = small_table_rows
         #: Where ``publish`` (core/training/shared_data.py) put the rows for other processes.
+        #: Set by core/training/shared_data.publish: a ``SharedRows`` whose ``load`` rebuilds
+        #: this table in another process.
         self.shared: Any = None
         #: Whether the linear SVM may add the sentence-encoder block (the accurate profile).
         self.encoder = encoder
@@ -169,9 +171,7 @@ class TuningData:
         its own caches (core/training/shared_data.py); otherwise the rows and the settings,
         from which the other process builds its own caches."""
         if self.shared is not None:
-            from core.training.shared_data import load
-
-            return load, (self.shared,)
+            return self.shared.load, ()
         arguments = (self.frame, self.language, self.cv_folds, self.seed, self.capacity)
         return TuningData, (*arguments, self.small_table_rows, self.encoder)
 

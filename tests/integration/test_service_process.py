@@ -134,7 +134,8 @@ def test_metrics_sum_every_worker(tmp_path: Path, demo_frame: pd.DataFrame) -> N
             while len(pids) < 2 and sent < MAX_ROUNDS * 24:
                 pids |= set(pool.map(predict, range(sent, sent + 24)))
                 sent += 24
-        httpx.post(f"{url}/predict", json={"short_description": ""})
+        empty = httpx.post(f"{url}/predict", json={"short_description": ""})
+        assert empty.status_code == 400, empty.text
         assert len(pids) == 2, "both workers answered"
         text = httpx.get(f"{url}/metrics").text
     predicted = sum(_samples(text, "tickets_predictions_total").values())

@@ -52,7 +52,8 @@ def golden_model() -> ServedModel:
 
 
 def _client(tmp_path: Path, served: ServedModel | None, **overrides: Any) -> TestClient:
-    limits = ServingSettings(max_text_chars=200, max_batch=5)
+    # explain_isolation: the fake holder's model is in no store a helper process could load.
+    limits = ServingSettings(max_text_chars=200, max_batch=5, explain_isolation="thread")
     settings = Settings(home=tmp_path / "home", serving=limits, **overrides)
     return TestClient(create_app(settings, holder=FakeHolder(served)))  # type: ignore[arg-type]
 
