@@ -27,8 +27,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from deployments.stack import LocalStack
 
 #: The first model ``tickets run`` trains when there is none: the two linear families, which
 #: train in seconds and are usually the best on text, on their default settings and the fast
@@ -153,14 +157,11 @@ def train_only(settings: Settings, data: str, owed: bool, as_json: bool) -> int:
     return status
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    from core.auth.local_secrets import label_key_help, local_secret
-    from deployments.stack import LocalStack, StackError
+def stack_environment(settings: Settings, data: str) -> dict[str, str]:
+    """The ``TICKETS_*`` environment every component of the run gets: this shell's, the data,
+    and the local webhook secret and label key (created once under ``home``)."""
+    from core.auth.local_secrets import local_secret
 
-    owed = owed_full_training(settings)
-    data = owed or run_data(settings)
-    if args.no_serve:
-        return train_only(settings, data, owed is not None, args.json)
     home = settings.home.resolve()
     environment = {k: v for k, v in os.environ.items() if k.startswith("TICKETS_")}
     environment["TICKETS_DATA_PATH"] = data
@@ -173,9 +174,56 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     environment["TICKETS_LABEL_API_KEYS"] = local_secret(
         home, "label_api_key", "TICKETS_LABEL_API_KEYS"
     )
+    return environment
+
+
+def first_model(settings: Settings, data: str, as_json: bool, owed: bool) -> bool:
+    """Train what the service answers with first, unless a champion exists; returns whether
+    the full training is owed after it (``owed``: one was interrupted before)."""
+    if has_champion(settings):
+        print(f"a champion exists in {settings.artifact_store_url()}; no training needed")
+        return owed
+    if set(settings.families) <= set(QUICK_FAMILIES):
+        train_and_report(settings, data, as_json)  # quick already: nothing owed after
+        owed_marker(settings).unlink(missing_ok=True)
+        return False
+    phase(
+        f"a quick first model ({' and '.join(QUICK_FAMILIES)}, {QUICK_TRIALS} trial "
+        "each, TF-IDF only); the service answers as soon as it is published"
+    )
+    train_and_report(quick_settings(settings), data, as_json)
+    return True
+
+
+def print_urls(stack: LocalStack) -> None:
+    """Where everything is, and how to try it."""
+    from core.auth.local_secrets import label_key_help
+
+    urls = stack.urls()
+    width = max(len(name) for name in urls)
+    for name, url in urls.items():
+        print(f"  {name.replace('_', ' '):<{width}}  {url}")
+    print(f"  {'labelling':<{width}}  {stack.service_url}/label")
+    print(stack.notifications.strip())
+    print(f"webhook secret in {stack.home / 'webhook_secret'}; logs in {stack.home / 'logs'}")
+    print(label_key_help(stack.service_url, stack.home / "label_api_key"))
+    print(
+        f"try: PREFECT_API_URL={stack.prefect_api} .venv/bin/prefect deployment run monitor/hourly"
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """``tickets run``: the first model, the service and the loop around it, until Ctrl-C;
+    then every process it started is stopped."""
+    from deployments.stack import LocalStack, StackError
+
+    owed = owed_full_training(settings)
+    data = owed or run_data(settings)
+    if args.no_serve:
+        return train_only(settings, data, owed is not None, args.json)
     stack = LocalStack(
-        home,
-        environment,
+        settings.home.resolve(),
+        stack_environment(settings, data),
         prefect_port=args.prefect_port,
         api_port=args.port,
         mlflow_port=args.mlflow_port or None,
@@ -188,34 +236,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         stack.start_servers()
         # This process's flow runs (the first model) report to that server, as the worker's do.
         os.environ.update({k: v for k, v in stack.env().items() if k.startswith("PREFECT_")})
-        owe_full = owed is not None
-        if has_champion(settings):
-            print(f"a champion exists in {settings.artifact_store_url()}; no training needed")
-        elif set(settings.families) <= set(QUICK_FAMILIES):
-            train_and_report(settings, data, args.json)  # quick already: nothing owed after
-            owed_marker(settings).unlink(missing_ok=True)
-            owe_full = False
-        else:
-            phase(
-                f"a quick first model ({' and '.join(QUICK_FAMILIES)}, {QUICK_TRIALS} trial "
-                "each, TF-IDF only); the service answers as soon as it is published"
-            )
-            train_and_report(quick_settings(settings), data, args.json)
-            owe_full = True
+        owe_full = first_model(settings, data, args.json, owed is not None)
         phase("the loop: the deployments, a worker to run them, the MLflow UI")
         stack.start_loop()
-        urls = stack.urls()
-        width = max(len(name) for name in urls)
-        for name, url in urls.items():
-            print(f"  {name.replace('_', ' '):<{width}}  {url}")
-        print(f"  {'labelling':<{width}}  {stack.service_url}/label")
-        print(stack.notifications.strip())
-        print(f"webhook secret in {home / 'webhook_secret'}; logs in {home / 'logs'}")
-        print(label_key_help(stack.service_url, home / "label_api_key"))
-        print(
-            f"try: PREFECT_API_URL={stack.prefect_api} .venv/bin/prefect deployment run "
-            "monitor/hourly"
-        )
+        print_urls(stack)
         if owe_full:
             if owed is not None:
                 print("the full training of an earlier run was interrupted: resuming it")
@@ -224,7 +248,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         while all(p.poll() is None for p in stack.processes.values()):
             time.sleep(1)
         stopped = [name for name, p in stack.processes.items() if p.poll() is not None]
-        print(f"error: {', '.join(stopped)} stopped; see {home / 'logs'}", file=sys.stderr)
+        print(f"error: {', '.join(stopped)} stopped; see {stack.home / 'logs'}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stopping everything", flush=True)

@@ -30,8 +30,8 @@ from core.release.rollout import (
 )
 from core.settings import Settings
 from tasks.locks import promotion_lock
+from tasks.publishing import announce_decision
 from tasks.retries import RETRY_TRANSIENT
-from tasks.training import announce_decision
 
 
 def _now() -> str:

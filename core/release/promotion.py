@@ -11,7 +11,7 @@ keeps, and the sequence, in the order that makes every crash repairable:
 A crash after 1 leaves an unreferenced bundle (the maintenance deletes it); after 3 a pointer
 the alias lags behind, which the next promotion's step 2 repairs; a rerun of the same promotion
 finds "already champion" and repairs the alias too. The pointer is the truth. Callers hold the
-promotion lock around all of it (tasks/training.py)."""
+promotion lock around all of it (tasks/publishing.py)."""
 
 from __future__ import annotations
 

@@ -237,7 +237,7 @@ def test_a_promotion_retried_after_the_pointer_moved_is_recorded_and_announced_o
 ) -> None:
     from prefect import flow
 
-    from tasks.training import announce_promotion, promote
+    from tasks.publishing import announce_promotion, promote
 
     proxy = faulty_proxy
     settings = Settings(

@@ -101,7 +101,7 @@ def _announce(settings: Settings) -> None:
     from prefect import flow
 
     from tasks.monitoring import emit_drift_event
-    from tasks.training import announce_promotion
+    from tasks.publishing import announce_promotion
 
     report = DriftReport(
         tests=[

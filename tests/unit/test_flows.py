@@ -18,6 +18,7 @@ from core.settings import Settings
 from core.training.tuning import StudyResult
 from flows import monitor as monitor_flow
 from flows import train as train_flow
+from flows import train_steps
 
 
 def _report(fired: bool) -> DriftReport:
@@ -163,10 +164,10 @@ def test_train_fails_clearly_when_no_family_completes(
     monkeypatch: pytest.MonkeyPatch, settings: Settings, demo_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
     failed = StudyResult("logistic_regression", {}, float("nan"), 0, 0, 1.0, error="boom")
-    monkeypatch.setattr(train_flow, "run_studies", lambda *args, **kwargs: [failed])
-    monkeypatch.setattr(train_flow, "snapshot_data", lambda *args: None)
+    monkeypatch.setattr(train_steps, "run_studies", lambda *args, **kwargs: [failed])
+    monkeypatch.setattr(train_steps, "snapshot_data", lambda *args: None)
     monkeypatch.setattr(
-        train_flow, "load_data", lambda *a: (demo_frame, demo_frame, type("R", (), {})())
+        train_steps, "load_data", lambda *a: (demo_frame, demo_frame, type("R", (), {})())
     )
     with pytest.raises(TrainingError, match="logistic_regression: boom"):
         train_flow.train.fn(settings=settings, data_path=str(tmp_path / "x.csv"))

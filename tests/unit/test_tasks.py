@@ -15,7 +15,7 @@ from core.predlog import PredictionLog, PredictionRecord
 from core.release.bundle import read_champion, swap_champion
 from core.settings import Settings
 from core.training.tuning import StudyResult, TuningData
-from tasks import monitoring, training
+from tasks import monitoring, publishing, training, training_data
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +36,7 @@ def _winner() -> StudyResult:
 
 
 def test_load_data_splits_the_table(task_settings: Settings, demo_csv: Path) -> None:
-    train, test, report = training.load_data.fn(task_settings, str(demo_csv), None)
+    train, test, report = training_data.load_data.fn(task_settings, str(demo_csv), None)
     assert len(train) + len(test) == report.rows_kept and report.classes == 9
     assert set(test["label"]) <= set(train["label"])
 
@@ -64,7 +64,7 @@ def test_refit_write_and_check_drift_on_the_champion(
     manifest = build_manifest(
         _winner(), evaluation, profile, MlflowRef(), {}, task_settings, labels
     )
-    stored, uri = training.write_bundle.fn(task_settings, model, manifest)
+    stored, uri = publishing.write_bundle.fn(task_settings, model, manifest)
     assert uri.endswith(f"bundles/{manifest.bundle_id}") and "model.skops" in stored.files
 
     assert monitoring.check_drift.fn(task_settings, "1h") is None, "no champion yet"
@@ -95,7 +95,7 @@ def test_add_feedback_joins_labelled_production_rows(
     log.record(records)
     log.close()
     train, test = demo_frame.iloc[:450], demo_frame.iloc[450:]
-    merged_train, merged_test, report = training.add_feedback.fn(task_settings, train, test)
+    merged_train, merged_test, report = training_data.add_feedback.fn(task_settings, train, test)
     assert report["rows_read"] == 15 and report["rows_dropped_small_new_classes"] == 2
     assert report["new_classes"] == ["fraude"]
     assert report["train_rows"] + report["evaluation_rows"] == 13
