@@ -21,8 +21,6 @@ import argparse
 import json
 import logging
 import os
-import random
-import re
 import signal
 import subprocess
 import sys
@@ -35,8 +33,23 @@ from typing import Any
 
 from core import events
 from core.auth.local_secrets import new_api_key, new_webhook_secret
-from core.auth.signing import sign
 from core.data.simulate import generate_tickets
+from deployments.demo_calls import (
+    FINAL_STATES,
+    dashboard_report,
+    deployments_and_schedules,
+    events_since,
+    flow_run_state,
+    post_raw,
+    retrain_decision,
+    run_deployment,
+    runs_of,
+    say,
+    send_drifted_traffic,
+    send_signed,
+    served_version,
+    wait_for_run,
+)
 from deployments.stack import (
     BIN,
     LocalStack,
@@ -45,110 +58,6 @@ from deployments.stack import (
     processes_with,
     wait_until,
 )
-
-TEXT = ["short_description", "close_notes"]
-FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def say(message: str) -> None:
-    print(f"[demo {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
-
-
-def flow_run_state(stack: LocalStack, run_id: str) -> str:
-    return str(http_json("GET", f"{stack.prefect_api}/flow_runs/{run_id}")["state"]["type"])
-
-
-def wait_for_run(stack: LocalStack, run_id: str, what: str, timeout_s: float) -> None:
-    state = wait_until(
-        what,
-        lambda: (s := flow_run_state(stack, run_id)) in FINAL_STATES and s,
-        timeout_s,
-        interval_s=1,
-    )
-    if state != "COMPLETED":
-        raise StackError(f"{what} ended {state}; see {stack.home}/logs/worker.log")
-
-
-def run_deployment(stack: LocalStack, name: str, *params: str) -> str:
-    """``prefect deployment run NAME`` as a person would type it; returns the flow run id."""
-    output = stack.run(
-        str(Path(sys.executable).parent / "prefect"), "deployment", "run", name, *params
-    )
-    found = re.search(r"UUID: ([0-9a-f-]{36})", output)
-    if not found:
-        raise StackError(
-            f"no flow run id in the output of prefect deployment run {name}:\n{output}"
-        )
-    return found.group(1)
-
-
-def runs_of(stack: LocalStack, deployment: str) -> list[dict[str, Any]]:
-    found = http_json("GET", f"{stack.prefect_api}/deployments/name/{deployment}")
-    body = {"deployments": {"id": {"any_": [found["id"]]}}, "sort": "EXPECTED_START_TIME_DESC"}
-    return list(http_json("POST", f"{stack.prefect_api}/flow_runs/filter", body))
-
-
-def events_since(stack: LocalStack, name: str, since: str) -> list[dict[str, Any]]:
-    body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since}}}
-    return list(http_json("POST", f"{stack.prefect_api}/events/filter", body)["events"])
-
-
-def served_version(stack: LocalStack) -> str | None:
-    model = http_json("GET", f"{stack.service_url}/health")["model"]
-    return str(model["model_version"]) if model else None
-
-
-def send_signed(stack: LocalStack, secret: str, path: str, body: Any, webhook_id: str) -> int:
-    raw = json.dumps(body).encode()
-    headers = sign([secret], raw, webhook_id)
-    return post_raw(f"{stack.service_url}{path}", raw, headers)
-
-
-def post_raw(url: str, raw: bytes, headers: dict[str, str]) -> int:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        url, data=raw, method="POST", headers={**headers, "content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
-def send_drifted_traffic(
-    stack: LocalStack, secret: str, n: int, seed: int, scenario: str = "new_category"
-) -> None:
-    """Tickets of a category the model never saw, classified by the service, then closed with
-    their true category through the signed tickets webhook (feedback). With scenario
-    ``contradictory`` the tickets are ordinary but closed with random categories: labels that
-    contradict each other, a drift no retraining can fix."""
-    if scenario == "contradictory":
-        tickets = generate_tickets(n, "baseline", seed=seed)
-        rng = random.Random(seed)
-        categories = sorted(tickets["label"].unique())
-        tickets["label"] = [rng.choice(categories) for _ in range(n)]
-    else:
-        tickets = generate_tickets(n, scenario, seed=seed)
-    for start in range(0, n, 100):
-        chunk = tickets.iloc[start : start + 100]
-        answer = http_json(
-            "POST",
-            f"{stack.service_url}/predict/batch",
-            {"tickets": chunk[TEXT].to_dict("records")},
-            timeout=60,
-        )
-        closed = [
-            {"request_id": p["request_id"], "true_label": label}
-            for p, label in zip(answer["predictions"], chunk["label"], strict=True)
-        ]
-        status = send_signed(
-            stack, secret, "/webhooks/tickets", {"tickets": closed}, f"closed-{seed}-{start}"
-        )
-        if status != 200:
-            raise StackError(f"the tickets webhook answered {status}")
 
 
 def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
@@ -190,41 +99,6 @@ def story(stack: LocalStack, secret: str, traffic: int) -> dict[str, Any]:
         "new_version": new_version,
         "served_version": served_version(stack),
     }
-
-
-def dashboard_report(stack: LocalStack, since: str) -> bool:
-    """Whether /dashboard shows a drift report checked after ``since`` that asked for a
-    retrain."""
-    with urllib.request.urlopen(f"{stack.service_url}/dashboard", timeout=60) as response:
-        page = response.read().decode()
-    found = re.search(r"checked (\d{4}-\d\d-\d\dT\d\d:\d\d); retrain: ([a-z-]+)", page)
-    if found is None:
-        return False
-    return found.group(1) >= since[:16] and found.group(2) == "requested"
-
-
-def deployments_and_schedules(stack: LocalStack) -> dict[str, list[str]]:
-    """Every deployment on the server as ``flow/deployment``, with its schedules (cron)."""
-    flows = {f["id"]: f["name"] for f in http_json("POST", f"{stack.prefect_api}/flows/filter", {})}
-    found = http_json("POST", f"{stack.prefect_api}/deployments/filter", {})
-    return {
-        f"{flows[d['flow_id']]}/{d['name']}": sorted(
-            str(s["schedule"].get("cron") or s["schedule"]) for s in d.get("schedules") or []
-        )
-        for d in found
-    }
-
-
-def retrain_decision(stack: LocalStack, monitor_run: str) -> str:
-    """What a monitor run decided about retraining, as its drift-report artifact says."""
-    body = {
-        "artifacts": {"key": {"any_": ["drift-report"]}},
-        "flow_runs": {"id": {"any_": [monitor_run]}},
-    }
-    artifacts = http_json("POST", f"{stack.prefect_api}/artifacts/filter", body)
-    text = str(artifacts[0]["data"]) if artifacts else ""
-    found = re.search(r"\*\*Retrain: ([^.*]+)\.\*\*", text)
-    return found.group(1) if found else "no decision"
 
 
 def persistent_drift_story(stack: LocalStack, secret: str) -> dict[str, Any]:
@@ -369,7 +243,7 @@ def ctrl_c(run: subprocess.Popen[bytes], home: Path) -> dict[str, Any]:
     return {"ctrl_c_exit": code, "processes_left": left}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--home", help="working folder (default: a new temporary one)")
     parser.add_argument("--rows", type=int, default=2000, help="baseline training tickets")
@@ -385,27 +259,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefect-port", type=int, default=4300)
     parser.add_argument("--api-port", type=int, default=8300)
     parser.add_argument("--mlflow-port", type=int, default=5300, help="the MLflow UI (0: none)")
-    args = parser.parse_args(argv)
-    from moto.server import ThreadedMotoServer
+    return parser.parse_args(argv)
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    home = Path(args.home or tempfile.mkdtemp(prefix="tickets-demo-")).resolve()
-    data = home / "data" / "baseline.csv"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    generate_tickets(args.rows, "baseline", seed=1).to_csv(data, index=False)
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    s3.start()
-    host, port = s3.get_host_and_port()
-    secret = new_webhook_secret()
-    label_key = new_api_key()
-    env = {
+def demo_environment(
+    home: Path, data: Path, s3_url: str, args: argparse.Namespace, secret: str, label_key: str
+) -> dict[str, str]:
+    """What ``tickets run`` gets: the S3 server, the data, a small search, quick polling."""
+    return {
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
         "AWS_DEFAULT_REGION": "us-east-1",
         "TICKETS_HOME": str(home),
         "TICKETS_STORE_URL": "s3://tickets-demo/models",
-        "TICKETS_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "TICKETS_S3_ENDPOINT_URL": s3_url,
         "TICKETS_DATA_PATH": str(data),
         "TICKETS_FAMILIES": args.families,
         "TICKETS_TRIALS": str(args.trials),
@@ -417,6 +284,47 @@ def main(argv: list[str] | None = None) -> int:
         "TICKETS_LABEL_API_KEYS": label_key,
         "PREFECT_WORKER_QUERY_SECONDS": "2",
     }
+
+
+def stories(
+    stack: LocalStack, args: argparse.Namespace, secret: str, label_key: str
+) -> dict[str, Any]:
+    """Everything the demo shows against a running loop, in order; ends with a flow running
+    (``train/manual``, in a session of its own), so Ctrl-C must stop it too."""
+    result: dict[str, Any] = {"deployments": deployments_and_schedules(stack)}
+    if args.mlflow_port:
+        with urllib.request.urlopen(f"http://127.0.0.1:{args.mlflow_port}/health") as ui:
+            result["mlflow_ui"] = ui.status
+    say(f"deployments: {result['deployments']}")
+    result |= story(stack, secret, args.traffic)
+    result |= persistent_drift_story(stack, secret)
+    result |= label_story(stack, label_key)
+    result |= webhook_story(stack, secret)
+    manual = run_deployment(stack, "train/manual")
+    result["running_at_ctrl_c"] = wait_until(
+        "train/manual to run",
+        lambda: (s := flow_run_state(stack, manual)) in {"RUNNING", *FINAL_STATES} and s,
+        120,
+        interval_s=0.5,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    home = Path(args.home or tempfile.mkdtemp(prefix="tickets-demo-")).resolve()
+    data = home / "data" / "baseline.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    generate_tickets(args.rows, "baseline", seed=1).to_csv(data, index=False)
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s3.start()
+    host, port = s3.get_host_and_port()
+    secret, label_key = new_webhook_secret(), new_api_key()
+    env = demo_environment(home, data, f"http://{host}:{port}", args, secret, label_key)
     import boto3
 
     boto3.client(
@@ -436,23 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         result["first_prediction_s"] = first_prediction_s(stack, run, started)
         say(f"first /predict answered {result['first_prediction_s']}s after tickets run started")
         wait_ready(stack, run)
-        result["deployments"] = deployments_and_schedules(stack)
-        if args.mlflow_port:
-            with urllib.request.urlopen(f"http://127.0.0.1:{args.mlflow_port}/health") as ui:
-                result["mlflow_ui"] = ui.status
-        say(f"deployments: {result['deployments']}")
-        result |= story(stack, secret, args.traffic)
-        result |= persistent_drift_story(stack, secret)
-        result |= label_story(stack, label_key)
-        result |= webhook_story(stack, secret)
-        # Ctrl-C comes while the worker runs a flow (in a session of its own): it goes too.
-        manual = run_deployment(stack, "train/manual")
-        result["running_at_ctrl_c"] = wait_until(
-            "train/manual to run",
-            lambda: (s := flow_run_state(stack, manual)) in {"RUNNING", *FINAL_STATES} and s,
-            120,
-            interval_s=0.5,
-        )
+        result |= stories(stack, args, secret, label_key)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -114,11 +114,9 @@ def route_handlers(settings: Settings) -> list[Any]:
     return probes + chosen[settings.serving.serve_routes]
 
 
-def create_app(
-    settings: Settings, holder: ModelHolder | None = None, warm_monitoring: bool = False
-) -> TicketsApp:
-    """The service for ``settings``; the champion is loaded at start-up and watched after. An
-    unreachable store or a bad pointer at start-up leaves the service up but not ready."""
+def service_parts(settings: Settings, holder: ModelHolder | None) -> dict[str, Any]:
+    """What the handlers share (``ServiceState``): the model, the log, the batchers, the shadow,
+    the monitoring lane and the explanations' process."""
     model_holder = holder or ModelHolder(
         open_store(settings),
         settings.serving.model_poll_s,
@@ -126,73 +124,83 @@ def create_app(
     )
     log = open_prediction_log(settings)
     model_batcher, canary_batcher = model_batchers(settings, model_holder)
-    shadow = ShadowScorer(
-        model_holder,
-        log,
-        settings.rollout.shadow_queue,
-        settings if settings.rollout.shadow_isolation == "process" else None,
-    )
-    log_batcher = MicroBatcher(
-        _writer(log),
-        max_items=10 * settings.serving.max_batch,
-        max_wait_s=0.0,
-        on_depth=metrics.QUEUE_DEPTH.labels("log").set,
-        name="log",
-    )
-
-    lane = MonitoringLane(
-        settings.serving.monitoring_threads,
-        settings.serving.monitoring_queue,
-        settings.serving.monitoring_cache_s,
-        processes=settings.serving.monitoring_isolation == "process",
-    )
-
-    explainer = ExplainProcess()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        preload = None
-        if warm_monitoring:
-            lane.warm()
-            if settings.serving.explain_isolation == "process":
-                # The explanations' process loads each new champion as it is served, not
-                # when the first agent asks why.
-                preload = functools.partial(explainer.preload, settings)
-        await anyio.to_thread.run_sync(model_holder.refresh)
-        if preload is not None and model_holder.current is not None:
-            preload(model_holder.current)
-        watcher = asyncio.create_task(watch_champion(model_holder, preload))
-        try:
-            yield
-        finally:
-            watcher.cancel()
-            lane.close()
-            explainer.close()
-            shadow.close()
-            await model_batcher.stop()
-            await canary_batcher.stop()
-            await log_batcher.stop()
-            log.close()
-
-    state = {
+    return {
         "settings": settings,
         "holder": model_holder,
         "log": log,
         "log_probe": LogProbe(log, settings.serving.ready_cache_s),
         "model_batcher": model_batcher,
         "canary_batcher": canary_batcher,
-        "shadow": shadow,
-        "log_batcher": log_batcher,
-        "monitoring_lane": lane,
-        "explain_process": explainer,
+        "shadow": ShadowScorer(
+            model_holder,
+            log,
+            settings.rollout.shadow_queue,
+            settings if settings.rollout.shadow_isolation == "process" else None,
+        ),
+        "log_batcher": MicroBatcher(
+            _writer(log),
+            max_items=10 * settings.serving.max_batch,
+            max_wait_s=0.0,
+            on_depth=metrics.QUEUE_DEPTH.labels("log").set,
+            name="log",
+        ),
+        "monitoring_lane": MonitoringLane(
+            settings.serving.monitoring_threads,
+            settings.serving.monitoring_queue,
+            settings.serving.monitoring_cache_s,
+            processes=settings.serving.monitoring_isolation == "process",
+        ),
+        "explain_process": ExplainProcess(),
         "routing_secret": routing_secret(settings),
     }
+
+
+def service_lifespan(
+    parts: dict[str, Any], warm_monitoring: bool
+) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+    """Start-up (the helper processes warmed in a server, the champion loaded, then watched)
+    and shut-down (everything stopped, the log closed last)."""
+    settings: Settings = parts["settings"]
+    holder: ModelHolder = parts["holder"]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        preload = None
+        if warm_monitoring:
+            parts["monitoring_lane"].warm()
+            if settings.serving.explain_isolation == "process":
+                # The explanations' process loads each new champion as it is served, not
+                # when the first agent asks why.
+                preload = functools.partial(parts["explain_process"].preload, settings)
+        await anyio.to_thread.run_sync(holder.refresh)
+        if preload is not None and holder.current is not None:
+            preload(holder.current)
+        watcher = asyncio.create_task(watch_champion(holder, preload))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            for name in ("monitoring_lane", "explain_process", "shadow"):
+                parts[name].close()
+            for name in ("model_batcher", "canary_batcher", "log_batcher"):
+                await parts[name].stop()
+            parts["log"].close()
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings, holder: ModelHolder | None = None, warm_monitoring: bool = False
+) -> TicketsApp:
+    """The service for ``settings``; the champion is loaded at start-up and watched after. An
+    unreachable store or a bad pointer at start-up leaves the service up but not ready."""
+    parts = service_parts(settings, holder)
     handlers = route_handlers(settings)
     endpoints = {path for handler in handlers for path in handler.paths}
     app = TicketsApp(
         route_handlers=[*handlers, docs_assets()],
-        state=ServiceState(state),
-        lifespan=[lifespan],
+        state=ServiceState(parts),
+        lifespan=[service_lifespan(parts, warm_monitoring)],
         middleware=[DefineMiddleware(metrics.MetricsMiddleware, endpoints=sorted(endpoints))],
         request_max_body_size=settings.serving.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,

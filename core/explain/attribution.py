@@ -5,7 +5,7 @@ and the score they add up to."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,13 @@ import scipy.sparse as sp
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from core.explain import words as placing
+from core.explain.occlusion import MAX_OCCLUDED_SPANS as MAX_OCCLUDED_SPANS
+from core.explain.occlusion import OCCLUSION_CHUNK as OCCLUSION_CHUNK
+from core.explain.occlusion import occlusion_spans as occlusion_spans
+from core.explain.occlusion import occlusion_weights
+from core.explain.records import ClassExplanation as ClassExplanation
+from core.explain.records import Explanation as Explanation
+from core.explain.records import WordWeight as WordWeight
 from core.explain.words import Placements, Word
 from core.models import (
     Cascade,
@@ -22,63 +29,6 @@ from core.models import (
     WeightedEnsemble,
 )
 from core.text import TextNormalizer
-
-
-@dataclass(frozen=True)
-class WordWeight:
-    word: str
-    field: str
-    start: int
-    end: int
-    weight: float
-
-
-@dataclass(frozen=True)
-class ClassExplanation:
-    label: str
-    probability: float
-    #: The score the contributions add up to (None for occlusion, which is not additive).
-    score: float | None
-    intercept: float | None
-    top_terms: list[WordWeight]
-    #: Every word's weight, in ticket order (the parts of the score that are words).
-    words: list[WordWeight]
-    #: Contributions not placed on a word: "unplaced" n-grams and dense blocks by name.
-    other: dict[str, float]
-    #: Share of the total absolute contribution that ``top_terms`` carry.
-    explained_share: float
-
-
-@dataclass(frozen=True)
-class Explanation:
-    method: str
-    score_kind: str
-    prediction: str
-    probability: float
-    classes: list[ClassExplanation] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """As JSON-ready dicts, built directly (``dataclasses.asdict`` deep-copies every word
-        and cost a third of an explanation's time)."""
-        return {
-            "method": self.method,
-            "score_kind": self.score_kind,
-            "prediction": self.prediction,
-            "probability": self.probability,
-            "classes": [
-                {
-                    "label": c.label,
-                    "probability": c.probability,
-                    "score": c.score,
-                    "intercept": c.intercept,
-                    "top_terms": [vars(w) for w in c.top_terms],
-                    "words": [vars(w) for w in c.words],
-                    "other": c.other,
-                    "explained_share": c.explained_share,
-                }
-                for c in self.classes
-            ],
-        }
 
 
 def explain(
@@ -367,39 +317,6 @@ def _shap(ticket: _Ticket, order: np.ndarray, n_classes: int) -> list[_Parts]:
     return parts
 
 
-#: Occlusion removes at most this many spans of a ticket, one variant each: beyond it,
-#: neighbouring words are removed together (each word of a span gets an equal share of its
-#: span's drop). Without a cap a ticket of n words cost n variants of n words (2,000 one-letter
-#: words: 58 s and 8 GB).
-MAX_OCCLUDED_SPANS = 48
-#: Variants scored per model call, so memory stays bounded whatever the ticket's length.
-OCCLUSION_CHUNK = 16
-
-
-def occlusion_spans(words: list[Word], cap: int = MAX_OCCLUDED_SPANS) -> list[list[int]]:
-    """Word indices grouped into at most ``cap`` runs of neighbours in the same field (each
-    field gets its share of ``cap`` by its number of words), word by word when they fit."""
-    fields: dict[str, list[int]] = {}
-    for index, word in enumerate(words):
-        fields.setdefault(word.field, []).append(index)
-    spans: list[list[int]] = []
-    for indices in fields.values():
-        share = max(1, cap * len(indices) // len(words))
-        size = -(-len(indices) // share)
-        spans += [indices[start : start + size] for start in range(0, len(indices), size)]
-    return spans
-
-
-def _without(short: str, notes: str, words: list[Word], span: list[int]) -> list[str]:
-    """The ticket with the span's words blanked (offsets from the right, so they hold)."""
-    texts = {"short_description": short, "close_notes": notes or ""}
-    for index in sorted(span, key=lambda i: words[i].start, reverse=True):
-        word = words[index]
-        text = texts[word.field]
-        texts[word.field] = text[: word.start] + " " + text[word.end :]
-    return [texts["short_description"], texts["close_notes"]]
-
-
 def _occlusion(
     model: Any,
     short: str,
@@ -408,19 +325,8 @@ def _occlusion(
     order: np.ndarray,
     probabilities: np.ndarray,
 ) -> list[_Parts]:
-    """Each span's removal scored in chunks: the probability drop, shared by its words."""
-    spans = occlusion_spans(words)
-    if not spans:
-        return [_Parts(np.zeros(0), {}) for _ in order]
-    drops = np.zeros((len(spans), len(order)))
-    for start in range(0, len(spans), OCCLUSION_CHUNK):
-        chunk = spans[start : start + OCCLUSION_CHUNK]
-        variants = np.asarray([_without(short, notes, words, s) for s in chunk], dtype=object)
-        without = np.asarray(model.predict_proba(variants))
-        drops[start : start + len(chunk)] = probabilities[order][None, :] - without[:, order]
-    weights = np.zeros((len(words), len(order)))
-    for span, drop in zip(spans, drops, strict=True):
-        weights[span] = drop / len(span)
+    """Each span's removal scored in chunks (core/explain/occlusion.py), as parts per class."""
+    weights = occlusion_weights(model, short, notes, words, order, probabilities)
     return [_Parts(weights[:, k], {}) for k in range(len(order))]
 
 
