@@ -231,6 +231,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     )
     background: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops everything even where this process was started with SIGINT ignored (a
+    # shell without job control ignores it in what it starts in the background, and Python
+    # then never turns it into KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     phase(f"a Prefect server on {stack.prefect_api} and the service on {stack.service_url}")
     try:
         stack.start_servers()
