@@ -70,6 +70,10 @@ def test_empty_values_mean_unset_as_compose_passes_them() -> None:
         ("admin_api_key", "changeme", "placeholder"),
         ("label_api_keys", "a-good-label-key-000,CHANGE-ME-PLEASE-NOW", "placeholder"),
         ("label_api_keys", "a-good-label-key-000,tiny", "at least 16 characters"),
+        # The value in the Kubernetes template: a record forged with it was used.
+        ("study_cache_key", "CHANGE-ME-0000000000", "placeholder"),
+        ("study_cache_key", "short-key", "at least 16 characters"),
+        ("canary_key", "changeme-changeme-changeme", "placeholder"),
     ],
 )
 def test_weak_keys_stop_the_service_without_echoing_them(
