@@ -11,30 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lightgbm import LGBMClassifier
 from sklearn.ensemble import (
     ExtraTreesClassifier,
-    HistGradientBoostingClassifier,
     RandomForestClassifier,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_selection import SelectKBest, chi2
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from xgboost import XGBClassifier
 
 from core.models import (
     Cascade,
-    EncodedLabels,
-    StackedOneVsRest,
-    TemperatureScaledSVC,
-    ToDense,
     WeightedEnsemble,
 )
 
 if TYPE_CHECKING:
     import optuna
 
+from core.training import heads as h
 from core.training.features import (
     DEFAULT_FEATURES,
     DEFAULT_TEXT,
@@ -85,185 +77,41 @@ class Family:
     encoder: bool = False
 
 
-def _suggest_logreg(trial: optuna.Trial) -> Params:
-    return {"C": trial.suggest_float("C", 1.0, 100.0, log=True)}
-
-
-def _head_logreg(p: Params, seed: int, n_jobs: int, dense: bool = False) -> list[tuple[str, Any]]:
-    """One-vs-rest liblinear: fast on wide sparse TF-IDF, and it releases the GIL, so studies
-    running side by side in threads do not stall each other (lbfgs holds it for minutes). With a
-    dense block (the encoder's 384 columns in every row) the dual solver crawls, so the primal
-    one (trust-region Newton) fits: on 6,314 IT tickets with the encoder 31 s against 52 s, same
-    model (TF-IDF alone: 19 s against 15 s, so the dual stays there)."""
-    binary = LogisticRegression(
-        C=p["C"],
-        class_weight="balanced",
-        solver="liblinear",
-        dual=not dense,
-        max_iter=300,
-        random_state=seed,
-    )
-    return [("clf", StackedOneVsRest(binary))]
-
-
-def _suggest_svm(trial: optuna.Trial) -> Params:
-    return {"C": trial.suggest_float("C", 0.1, 3.0, log=True)}
-
-
-def _head_svm(p: Params, seed: int, n_jobs: int, dense: bool = False) -> list[tuple[str, Any]]:
-    return [("clf", TemperatureScaledSVC(C=p["C"], class_weight="balanced", random_state=seed))]
-
-
-def _suggest_forest(trial: optuna.Trial) -> Params:
-    return {
-        "k": trial.suggest_int("k", 1000, 8000, step=500),
-        "n_estimators": trial.suggest_int("n_estimators", 100, 400, step=50),
-        "max_features": trial.suggest_categorical("max_features", ["sqrt", "log2"]),
-        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 3),
-        "class_weight": trial.suggest_categorical("class_weight", ["balanced_subsample", None]),
-    }
-
-
-def _forest_defaults() -> Params:
-    return {
-        "k": 4000,
-        "n_estimators": 300,
-        "max_features": "sqrt",
-        "min_samples_leaf": 1,
-        "class_weight": "balanced_subsample",
-    }
-
-
-def _select(k: int) -> tuple[str, Any]:
-    return ("select", SelectKBest(chi2, k=k))
-
-
-def _forest_head(forest: type) -> Callable[[Params, int, int, bool], list[tuple[str, Any]]]:
-    """Random forest and extra trees share their search space and their head."""
-
-    def head(p: Params, seed: int, n_jobs: int, dense: bool = False) -> list[tuple[str, Any]]:
-        model = forest(
-            n_estimators=p["n_estimators"],
-            max_features=p["max_features"],
-            min_samples_leaf=p["min_samples_leaf"],
-            class_weight=p["class_weight"],
-            n_jobs=n_jobs,
-            random_state=seed,
-        )
-        return [_select(p["k"]), ("clf", model)]
-
-    return head
-
-
-def _suggest_hgb(trial: optuna.Trial) -> Params:
-    return {
-        "k": trial.suggest_int("k", 300, 1500, step=100),
-        "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
-        "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 7, 31),
-        "l2_regularization": trial.suggest_float("l2_regularization", 1e-3, 10.0, log=True),
-    }
-
-
-def _head_hgb(p: Params, seed: int, n_jobs: int, dense: bool = False) -> list[tuple[str, Any]]:
-    model = HistGradientBoostingClassifier(
-        learning_rate=p["learning_rate"],
-        max_iter=200,
-        max_leaf_nodes=p["max_leaf_nodes"],
-        l2_regularization=p["l2_regularization"],
-        max_bins=32,
-        early_stopping=True,
-        n_iter_no_change=8,
-        random_state=seed,
-    )
-    return [_select(p["k"]), ("dense", ToDense()), ("clf", model)]
-
-
-def _suggest_xgb(trial: optuna.Trial) -> Params:
-    return {
-        "k": trial.suggest_int("k", 500, 2000, step=250),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 250, step=50),
-        "max_depth": trial.suggest_int("max_depth", 3, 8),
-        "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
-        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
-    }
-
-
-def _head_xgb(p: Params, seed: int, n_jobs: int, dense: bool = False) -> list[tuple[str, Any]]:
-    model = XGBClassifier(
-        n_estimators=p["n_estimators"],
-        max_depth=p["max_depth"],
-        learning_rate=p["learning_rate"],
-        subsample=p["subsample"],
-        colsample_bytree=p["colsample_bytree"],
-        tree_method="hist",
-        max_bin=32,
-        n_jobs=n_jobs,
-        random_state=seed,
-        verbosity=0,
-    )
-    return [_select(p["k"]), ("clf", EncodedLabels(model))]
-
-
-def _suggest_lgbm(trial: optuna.Trial) -> Params:
-    return {
-        "k": trial.suggest_int("k", 500, 2000, step=250),
-        "n_estimators": trial.suggest_int("n_estimators", 50, 250, step=50),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 64, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.2, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 5, 30),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
-    }
-
-
-def _head_lgbm(p: Params, seed: int, n_jobs: int, dense: bool = False) -> list[tuple[str, Any]]:
-    model = LGBMClassifier(
-        n_estimators=p["n_estimators"],
-        num_leaves=p["num_leaves"],
-        learning_rate=p["learning_rate"],
-        min_child_samples=p["min_child_samples"],
-        colsample_bytree=p["colsample_bytree"],
-        class_weight="balanced",
-        max_bin=32,
-        n_jobs=n_jobs,
-        random_state=seed,
-        verbose=-1,
-    )
-    return [_select(p["k"]), ("clf", model)]
-
-
 REGISTRY: dict[str, Family] = {
     family.name: family
     for family in (
         Family(
             "logistic_regression",
-            _suggest_logreg,
-            _head_logreg,
+            h.suggest_logreg,
+            h.head_logreg,
             {"C": 20.0},
             True,
             True,
             encoder=True,
         ),
-        Family("linear_svm", _suggest_svm, _head_svm, {"C": 0.5}, True, True, encoder=True),
+        Family("linear_svm", h.suggest_svm, h.head_svm, {"C": 0.5}, True, True, encoder=True),
         Family(
             "random_forest",
-            _suggest_forest,
-            _forest_head(RandomForestClassifier),
-            _forest_defaults(),
+            h.suggest_forest,
+            h.forest_head(RandomForestClassifier),
+            h.forest_defaults(),
         ),
         Family(
-            "extra_trees", _suggest_forest, _forest_head(ExtraTreesClassifier), _forest_defaults()
+            "extra_trees",
+            h.suggest_forest,
+            h.forest_head(ExtraTreesClassifier),
+            h.forest_defaults(),
         ),
         Family(
             "gradient_boosting",
-            _suggest_hgb,
-            _head_hgb,
+            h.suggest_hgb,
+            h.head_hgb,
             {"k": 800, "learning_rate": 0.1, "max_leaf_nodes": 15, "l2_regularization": 1.0},
         ),
         Family(
             "xgboost",
-            _suggest_xgb,
-            _head_xgb,
+            h.suggest_xgb,
+            h.head_xgb,
             {
                 "k": 1000,
                 "n_estimators": 150,
@@ -275,8 +123,8 @@ REGISTRY: dict[str, Family] = {
         ),
         Family(
             "lightgbm",
-            _suggest_lgbm,
-            _head_lgbm,
+            h.suggest_lgbm,
+            h.head_lgbm,
             {
                 "k": 1000,
                 "n_estimators": 150,
