@@ -37,7 +37,7 @@ from serving import explain_process
 from serving.errors import unavailable
 from serving.lane_process import exit_with_parent, lane_log, run_niced, warm
 
-__all__ = ["ExplainProcess", "MonitoringLane", "lane_log", "stop_pool"]
+__all__ = ["ExplainProcess", "MonitoringLane", "helper_pool", "lane_log", "stop_pool"]
 
 T = TypeVar("T")
 
@@ -72,12 +72,7 @@ class MonitoringLane:
         it (its imports cost a first report a few seconds); with "spawn": a fork of a worker
         whose threads may hold locks could hang."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.threads,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=exit_with_parent,
-                initargs=(os.getpid(),),
-            )
+            self._executor = helper_pool(self.threads)
         return self._executor
 
     async def run(
@@ -156,6 +151,18 @@ class MonitoringLane:
             del self._cached[key]
 
 
+def helper_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of helper processes for this worker (the lane's, the shadow's, the
+    explanations'): "spawn", because a fork of a worker whose threads may hold locks could hang;
+    each process exits once this worker is gone (serving/lane_process.exit_with_parent)."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
 def stop_pool(executor: ProcessPoolExecutor) -> None:
     """Stop a worker's process pool now: what its processes compute never outlives the worker.
     Terminated, not only told: where the worker is itself a multiprocessing child (granian's
@@ -180,12 +187,7 @@ class ExplainProcess:
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=exit_with_parent,
-                    initargs=(os.getpid(),),
-                )
+                self._executor = helper_pool(1)
             return self._executor
 
     def warm(self) -> None:

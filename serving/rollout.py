@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import queue
 import threading
@@ -26,8 +25,7 @@ from core.predlog import PredictionLog
 from core.release.rollout import routes_to_canary, shadow_selected
 from core.settings import Settings
 from serving import metrics, shadow_process
-from serving.lane import stop_pool
-from serving.lane_process import exit_with_parent
+from serving.lane import helper_pool, stop_pool
 from serving.model_holder import ModelHolder
 
 logger = logging.getLogger("tickets.serving")
@@ -123,12 +121,7 @@ class ShadowScorer:
         """Started on first use; "spawn", because a fork of a worker whose threads hold locks
         could hang."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=exit_with_parent,
-                initargs=(os.getpid(),),
-            )
+            self._executor = helper_pool(1)
         return self._executor
 
     def _ensure_started(self) -> None:
