@@ -33,6 +33,7 @@ from core.release.bundle import serialize_model
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
 from core.training.refit import reference_profile
+from deployments.stack import children_of, running
 
 if TYPE_CHECKING:
     from benchmarks.faults import Bench
@@ -214,38 +215,17 @@ def postgresql_down_2_minutes(bench: Bench, _: float) -> tuple[float, dict[str, 
     }
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def worker_sigkill_orphans(bench: Bench, _: float) -> tuple[float, dict[str, Any]]:
     pids = {bench.health()["worker_pid"] for _ in range(40)}
     victim = min(pids)
-    helpers = _children(victim)
+    helpers = children_of(victim)
     os.kill(victim, signal.SIGKILL)
     started = time.monotonic()
     while not bench.serves(str(bench.released)):
         time.sleep(0.1)
     recovery = time.monotonic() - started
     time.sleep(max(0.0, ORPHAN_WAIT_S - (time.monotonic() - started)))
-    orphans = [pid for pid in helpers if _alive(pid)]
+    orphans = [pid for pid in helpers if running(pid)]
     return recovery, {
         "helpers_of_the_killed_worker": len(helpers),
         "alive_after_30_s": len(orphans),

@@ -28,6 +28,7 @@ from core.release.promotion import promote_challenger
 from core.release.registry import champion_alias, set_champion_alias
 from core.settings import Settings
 from core.training.families import build_pipeline, default_params
+from deployments.stack import children_of, running
 from tests.integration.conftest import register_model_version
 
 pytestmark = pytest.mark.integration
@@ -131,28 +132,6 @@ def test_a_promotion_killed_at_any_step_is_repaired_by_the_rerun(
     assert manifest.model_version == pointer.model_version == champion_alias(settings) == "2"
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-#: Runs ``tickets train`` in its own process, stopping inside the promotion lock until killed.
 HOLD = """
 import sys, time
 import core.release.promotion as promotion
@@ -214,14 +193,14 @@ def test_a_training_killed_while_promoting_leaves_no_lock_behind(
         assert f"promotion lock: held by process {holder.pid} " in shown.stdout, shown.stdout
         assert "promoting" in shown.stdout
     finally:
-        children = _children(holder.pid)
+        children = children_of(holder.pid)
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
     assert children, "the command ran a Prefect server of its own"
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(running(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children), "its Prefect server outlived it"
+    assert not any(running(pid) for pid in children), "its Prefect server outlived it"
     settings = Settings(
         home=home, families=("logistic_regression",), trials=1, profile="fast", label_audit=False
     )

@@ -21,6 +21,7 @@ import pytest
 from core.auth.signing import sign
 from core.predlog import PredictionLog
 from core.settings import Settings
+from deployments.stack import group_members, running
 from tests.integration.conftest import publish_model, serve_process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -162,36 +163,23 @@ def test_sigterm_stops_the_whole_server_with_its_lane_process(
     with serve_process(settings.home, extra_env={"TICKETS_SERVER": server_name}) as (url, server):
         assert httpx.post(f"{url}/predict", json={"short_description": "clave"}).status_code == 200
         group = os.getpgid(server.pid)
-        wait_for(lambda: len(_group(group)) >= 3, "the worker's lane process", 120)
+        wait_for(lambda: len(group_members(group)) >= 3, "the worker's lane process", 120)
         for pid in _serve_commands(group):  # as `pkill -f "tickets serve"` does
             os.kill(pid, signal.SIGTERM)
         server.wait(timeout=120)
-        wait_for(lambda: not _group(group), "every process of the server to exit", 60)
+        wait_for(lambda: not group_members(group), "every process of the server to exit", 60)
 
 
 def _serve_commands(pgid: int) -> list[int]:
     """The server's processes whose command line is ``tickets serve ...`` (under granian the
     supervisor and its worker; not the lane's process, a bare ``python -c``)."""
     found = []
-    for pid in _group(pgid):
+    for pid in group_members(pgid):
         with contextlib.suppress(OSError):
             if b"tickets\x00serve\x00" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
     assert found, "no `tickets serve` process in the server's group"
     return found
-
-
-def _group(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
 
 
 def test_a_worker_killed_with_sigkill_leaves_no_helper_process_behind(
@@ -212,18 +200,12 @@ def test_a_worker_killed_with_sigkill_leaves_no_helper_process_behind(
             assert (
                 httpx.post(f"{url}/predict", json={"short_description": "clave"}).status_code == 200
             )
-        wait_for(lambda: len(_group(group)) >= 3, "the lane's and the shadow's processes", 120)
-        helpers = [pid for pid in _group(group) if pid not in _serve_commands(group)]
+        wait_for(
+            lambda: len(group_members(group)) >= 3, "the lane's and the shadow's processes", 120
+        )
+        helpers = [pid for pid in group_members(group) if pid not in _serve_commands(group)]
         assert len(helpers) >= 2, helpers
         for pid in _serve_commands(group):
             os.kill(pid, signal.SIGKILL)
         server.wait(timeout=30)
-        wait_for(lambda: not any(_alive(pid) for pid in helpers), "the helpers to exit", 30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+        wait_for(lambda: not any(running(pid) for pid in helpers), "the helpers to exit", 30)
